@@ -1,0 +1,88 @@
+"""The baseline engine: one job at a time through Hugging Face `generate`."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import torch
+from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
+
+from worker.engine.base import FinishReason, GenerationOutput, GenerationRequest, StopChecker
+from worker.model_loader import LoadedModel
+
+
+class _Watch(StoppingCriteria):
+    """Per-step hook: reports progress, applies stop strings and cancellation."""
+
+    def __init__(self, request: GenerationRequest, lm: LoadedModel, prompt_len: int) -> None:
+        self.request = request
+        self.prompt_len = prompt_len
+        self.stop = StopChecker(lm.tokenizer, request.params.stop)
+        self.first_token_at: float | None = None
+        self.cancelled = False
+        self.generated: list[int] = []
+
+    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
+        if self.first_token_at is None:
+            self.first_token_at = time.monotonic()
+        self.generated = input_ids[0, self.prompt_len :].tolist()
+        done = self.stop.update(self.generated)
+        if self.request.on_token is not None:
+            self.request.on_token(len(self.generated), self.stop.text)
+        if self.request.is_cancelled is not None and self.request.is_cancelled():
+            self.cancelled = True
+            done = True
+        return torch.full((input_ids.shape[0],), done, dtype=torch.bool)  # type: ignore[return-value]
+
+
+class SimpleEngine:
+    name = "simple"
+
+    def __init__(self, lm: LoadedModel) -> None:
+        self.lm = lm
+        self._lock = threading.Lock()
+
+    def generate(self, request: GenerationRequest) -> GenerationOutput:
+        with self._lock:
+            return self._generate(request)
+
+    def _generate(self, request: GenerationRequest) -> GenerationOutput:
+        start = time.monotonic()
+        params = request.params
+        ids = torch.tensor([request.input_ids], dtype=torch.long)
+        watch = _Watch(request, self.lm, ids.shape[1])
+        if params.seed is not None:
+            torch.manual_seed(params.seed)
+        eos = self.lm.eos_token_id
+        with torch.inference_mode():
+            out = self.lm.model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                stopping_criteria=StoppingCriteriaList([watch]),
+                logits_processor=LogitsProcessorList(),
+                pad_token_id=eos if eos is not None else 0,
+                eos_token_id=eos,
+                **params.to_generate_kwargs(),
+            )
+        generated = out[0, ids.shape[1] :].tolist()
+        finish: FinishReason = "length"
+        if watch.cancelled:
+            finish = "cancelled"
+        elif watch.stop.stopped:
+            finish = "stop"
+        elif eos is not None and generated and generated[-1] == eos:
+            finish = "eos"
+        watch.stop.update(generated)
+        end = time.monotonic()
+        return GenerationOutput(
+            token_ids=generated,
+            text=watch.stop.text,
+            finish_reason=finish,
+            time_to_first_token_s=(watch.first_token_at or end) - start,
+            generation_s=end - start,
+        )
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,84 @@
+"""Job logic: validate against the served model, record, dispatch, read back."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import uuid
+
+from celery import Celery
+from tokenizers import Tokenizer
+
+from memq.budget import ContextOverflow, check_max_new_tokens, check_prompt_fits
+from memq.contracts import (
+    RUN_JOB_TASK,
+    GenerateJobRequest,
+    ModelInfo,
+    SummarizeJobRequest,
+)
+from memq.jobstore import JobRecord, JobStore
+from gateway.core.errors import JobNotFound, PromptTooLong, QueueUnavailable
+
+log = logging.getLogger("memq.gateway.jobs")
+
+
+class TokenCounter:
+    """Counts tokens with the tokenizer the workers publish (cached by content hash)."""
+
+    def __init__(self, store: JobStore) -> None:
+        self._store = store
+        self._lock = threading.Lock()
+        self._cached: tuple[str, Tokenizer, ModelInfo] | None = None
+
+    def model(self) -> tuple[Tokenizer, ModelInfo] | None:
+        info = self._store.model_info()
+        if info is None:
+            return None
+        digest = hashlib.sha256(info.tokenizer_json.encode()).hexdigest()
+        with self._lock:
+            if self._cached is None or self._cached[0] != digest:
+                self._cached = (digest, Tokenizer.from_str(info.tokenizer_json), info)
+            return self._cached[1], info
+
+
+class JobService:
+    def __init__(self, store: JobStore, celery: Celery, queue: str) -> None:
+        self.store = store
+        self.celery = celery
+        self.queue = queue
+        self.tokens = TokenCounter(store)
+
+    def validate(self, request: GenerateJobRequest | SummarizeJobRequest) -> None:
+        served = self.tokens.model()
+        if served is None:
+            return  # no worker has started yet; the worker validates the same way
+        tokenizer, info = served
+        try:
+            check_max_new_tokens(request.params.max_new_tokens, info.context_window, reserve=32)
+            if isinstance(request, GenerateJobRequest):
+                n = len(tokenizer.encode(request.prompt, add_special_tokens=False).ids)
+                check_prompt_fits(n, request.params.max_new_tokens, info.context_window)
+        except ContextOverflow as exc:
+            raise PromptTooLong(f"{exc} (model: {info.name})") from exc
+
+    def submit(self, tenant: str, request: GenerateJobRequest | SummarizeJobRequest) -> JobRecord:
+        self.validate(request)
+        job_id = str(uuid.uuid4())
+        record = self.store.create(tenant, job_id, request)
+        try:
+            self.celery.send_task(
+                RUN_JOB_TASK, args=[job_id, tenant], task_id=job_id, queue=self.queue
+            )
+        except Exception as exc:
+            # Not queued means not accepted: remove the record so nothing waits forever.
+            self.store.delete(tenant, job_id)
+            log.exception("dispatch of job %s failed", job_id)
+            raise QueueUnavailable(f"the job queue is unavailable, retry later: {exc}") from exc
+        return record
+
+    def get(self, tenant: str, job_id: str) -> JobRecord:
+        record = self.store.get(tenant, job_id)
+        if record is None:
+            raise JobNotFound(f"no job {job_id!r} for this tenant (it may have expired)")
+        return record

@@ -1,0 +1,48 @@
+"""Celery configuration. The job id is the Celery task id; results live in memq's job
+records (see memq.jobstore), so Celery's result backend is off."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_init, worker_shutdown
+
+from worker.config import WorkerSettings
+
+settings = WorkerSettings()
+
+app = Celery("memq", broker=settings.redis_url, include=["worker.tasks"])
+app.conf.update(
+    task_serializer="json",
+    accept_content=["json"],
+    task_ignore_result=True,
+    task_default_queue=settings.queue,
+    # A job is acknowledged only after it finished: a worker killed mid-job leaves the
+    # message to be redelivered instead of losing the job.
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    broker_connection_retry_on_startup=True,
+    # Unacked messages come back after this long; longer than any job may run.
+    broker_transport_options={"visibility_timeout": 3600},
+    worker_hijack_root_logger=False,
+    worker_send_task_events=False,
+)
+
+
+@worker_init.connect
+def _load_model(**_: Any) -> None:
+    # Load before consuming, so a broken model fails the worker loudly at start and the
+    # gateway learns the context window before the first job arrives.
+    from worker.runtime import get_runtime
+
+    get_runtime(settings)
+
+
+@worker_shutdown.connect
+def _shutdown(**_: Any) -> None:
+    from worker import runtime
+
+    if runtime._runtime is not None:
+        runtime._runtime.close()

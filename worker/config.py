@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from pydantic import Field
+
+from memq.settings import CommonSettings
+
+
+class WorkerSettings(CommonSettings):
+    model: str = Field(default="gpt2", description="Hub id or local directory of a causal LM.")
+    engine: Literal["batched", "simple"] = Field(default="batched")
+    dtype: Literal["float32", "bfloat16"] = Field(default="float32")
+    torch_threads: int = Field(
+        default_factory=lambda: os.cpu_count() or 1, ge=1, description="torch intra-op threads."
+    )
+    concurrency: int = Field(
+        default=0,
+        ge=0,
+        le=256,
+        description="Celery threads per worker process (jobs in flight); 0 = engine default "
+        "(max_batch_size for batched, 1 for simple).",
+    )
+    max_batch_size: int = Field(default=32, ge=1, le=256)
+    max_batch_tokens: int = Field(
+        default=32 * 1024, ge=256, description="Token budget (prompt + generated) of a batch."
+    )
+    queue: str = Field(default="memq.jobs")
+    retrieval_query_chars: int = Field(default=2000, ge=100)
+    memory_retries: int = Field(
+        default=5, ge=0, description="Task retries when the memory service is down."
+    )
+    job_ttl_seconds: int = Field(default=7 * 86400, gt=0)
+    progress_interval_s: float = Field(default=0.05, ge=0.0)
+
+    @property
+    def model_explicit(self) -> bool:
+        return "model" in self.model_fields_set

@@ -163,6 +163,8 @@ def load_model(
     except OSError as exc:
         raise ModelUnavailable(f"cannot load model {source!r}: {exc}") from exc
     lm.eval()
+    # memq budgets the context itself (and splits long summaries); silence the length warning.
+    tokenizer.model_max_length = int(1e30)
     context = _context_window(lm.config)
     eos = tokenizer.eos_token_id
     log.warning(

@@ -27,6 +27,7 @@ from memq.jobstore import JobRecord, JobStore
 from worker.engine.base import Engine, GenerationOutput, GenerationRequest
 from worker.errors import JobCancelled, MemoryUnavailable, WorkerError
 from worker.model_loader import LoadedModel
+from worker.progress import CancelWatcher, ProgressPublisher
 from worker.prompt import AssembledPrompt, assemble, encode, split_tokens
 
 log = logging.getLogger("memq.worker.pipeline")
@@ -77,7 +78,8 @@ class JobRunner:
         self.store = store
         self.memory = memory
         self.retrieval_query_chars = retrieval_query_chars
-        self.progress_interval_s = progress_interval_s
+        self.progress = ProgressPublisher(store, progress_interval_s)
+        self.cancels = CancelWatcher(store)
         self._map_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="memq-map")
 
     # ------------------------------------------------------------------------------------
@@ -134,39 +136,23 @@ class JobRunner:
     # ------------------------------------------------------------------------------------
     def _call(self, record: JobRecord, prompt: AssembledPrompt, params: GenerationParams,
               stream: bool) -> GenerationOutput:
-        last = [0.0]
-
         def on_token(n: int, text: str) -> None:
-            now = time.monotonic()
-            self.store.publish(record.tenant, record.id, {"event": "token", "tokens": n,
-                                                           "text": text})
-            if now - last[0] >= self.progress_interval_s:
-                last[0] = now
-                self.store.set_progress(record.tenant, record.id, n, text)
+            self.progress.token(record.tenant, record.id, n, text)
 
-        checked = [0.0, False]
-
-        def cancelled() -> bool:
-            # Called between decode steps; a Redis round trip per step per row would cost
-            # more than the step on a small model, so look at most every 100 ms.
-            now = time.monotonic()
-            if now - float(checked[0]) >= 0.1:
-                checked[0] = now
-                checked[1] = self.store.status(record.tenant, record.id) == JobStatus.cancelled
-            return bool(checked[1])
-
-        out = self.engine.generate(
-            GenerationRequest(
-                input_ids=prompt.input_ids,
-                params=params,
-                on_token=on_token if stream else None,
-                is_cancelled=cancelled,
+        self.cancels.watch(record.tenant, record.id)
+        try:
+            out = self.engine.generate(
+                GenerationRequest(
+                    input_ids=prompt.input_ids,
+                    params=params,
+                    on_token=on_token if stream else None,
+                    is_cancelled=lambda: self.cancels.is_cancelled(record.tenant, record.id),
+                )
             )
-        )
+        finally:
+            self.cancels.unwatch(record.tenant, record.id)
         if out.finish_reason == "cancelled":
             raise JobCancelled("job was cancelled while running")
-        if stream:
-            self.store.set_progress(record.tenant, record.id, len(out.token_ids), out.text)
         return out
 
     def _generate(

@@ -36,7 +36,8 @@ Add a memory:
     -d '{{"namespace": "user:42", "text": "Alice lives in Paris."}}'
 Submit a generate job that retrieves it:
   curl -s {gateway}/v1/jobs -H 'content-type: application/json' \\
-    -d '{{"type": "generate", "prompt": "Where does Alice live?", "memory": {{"namespace": "user:42"}}}}'
+    -d '{{"type": "generate", "prompt": "Where does Alice live?",
+         "memory": {{"namespace": "user:42"}}}}'
 Poll it:
   curl -s {gateway}/v1/jobs/<id>
 Or use the CLI:  memq generate "Where does Alice live?" --namespace user:42""",

@@ -72,9 +72,7 @@ class MemqError(Exception):
 class MemqClient:
     """Python SDK for the memq gateway."""
 
-    def __init__(
-        self, base_url: str = "http://127.0.0.1:8000", api_key: str | None = None
-    ) -> None:
+    def __init__(self, base_url: str = "http://127.0.0.1:8000", api_key: str | None = None) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(base_url=base_url, timeout=30.0, headers=headers)
 

@@ -49,6 +49,10 @@ return 0
 """
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -124,14 +128,12 @@ class JobStore:
             if progress:
                 record.progress = JobProgress(
                     tokens=int(progress.get(b"tokens", 0)),
-                    text=progress.get(b"text", b"").decode(),
+                    text=_text(progress.get(b"text", b"")),
                 )
         return record
 
     # transitions ----------------------------------------------------------------------
-    def _transition(
-        self, record: JobRecord, allowed: Iterable[JobStatus], new: JobStatus
-    ) -> bool:
+    def _transition(self, record: JobRecord, allowed: Iterable[JobStatus], new: JobStatus) -> bool:
         now = utcnow()
         record.status = new
         record.timestamps[new] = now
@@ -176,7 +178,7 @@ class JobStore:
 
     def status(self, tenant: str, job_id: str) -> JobStatus | None:
         raw = self.r.hget(self.key(tenant, job_id), "status")
-        return JobStatus(raw.decode()) if raw is not None else None
+        return JobStatus(_text(raw)) if raw is not None else None
 
     # progress -------------------------------------------------------------------------
     def set_progress(self, tenant: str, job_id: str, tokens: int, text: str) -> None:

@@ -108,8 +108,9 @@ class Stack:
         return self.spawn("memory", [sys.executable, "-m", "memory_service"])
 
     def start_worker(self, name: str = "worker", extra_env: dict[str, str] | None = None) -> Proc:
-        return self.spawn(name, [sys.executable, "-m", "worker", f"--hostname={name}@%h"],
-                          extra_env)
+        return self.spawn(
+            name, [sys.executable, "-m", "worker", f"--hostname={name}@%h"], extra_env
+        )
 
     def start_gateway(self) -> Proc:
         return self.spawn("gateway", [sys.executable, "-m", "gateway"])
@@ -155,8 +156,12 @@ class Stack:
 
     def stop(self) -> None:
         # Front to back: no new jobs, then workers finish, then the stores.
-        order = ["gateway", *sorted(n for n in self.procs if n.startswith("worker")),
-                 "memory", "redis"]
+        order = [
+            "gateway",
+            *sorted(n for n in self.procs if n.startswith("worker")),
+            "memory",
+            "redis",
+        ]
         for name in order + [n for n in self.procs if n not in order]:
             if name in self.procs:
                 self.procs[name].stop()
@@ -166,9 +171,21 @@ def start_redis(stack: Stack, port: int) -> Proc:
     redis_dir = stack.data_dir / "redis"
     redis_dir.mkdir(parents=True, exist_ok=True)
     args = [
-        redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
-        "--dir", str(redis_dir.resolve()), "--appendonly", "yes", "--appendfsync", "everysec",
-        "--save", "", "--protected-mode", "yes",
+        redis_server_binary(),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(redis_dir.resolve()),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        "--save",
+        "",
+        "--protected-mode",
+        "yes",
     ]
     proc = stack.spawn("redis", args)
     client = redis.Redis(port=port)

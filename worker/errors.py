@@ -1,10 +1,10 @@
 """Worker exception tree.
 
-    WorkerError
-     ├── ModelUnavailable      the model cannot be loaded
-     ├── PromptTooLong         user text + max_new_tokens cannot fit the context window
-     ├── MemoryUnavailable     the memory service did not answer (retried first)
-     └── JobCancelled          the job was cancelled while running
+WorkerError
+ ├── ModelUnavailable      the model cannot be loaded
+ ├── PromptTooLong         user text + max_new_tokens cannot fit the context window
+ ├── MemoryUnavailable     the memory service did not answer (retried first)
+ └── JobCancelled          the job was cancelled while running
 """
 
 from __future__ import annotations

@@ -100,7 +100,7 @@ def prepare_fallback_model(data_dir: Path) -> Path:
     model = AutoModelForCausalLM.from_pretrained(str(gguf_dir), gguf_file=FALLBACK_GGUF)
     # GGUF weights are dequantized to float on load; only the quantizer marker remains,
     # and it blocks save_pretrained. Drop it so the float model is saved as safetensors.
-    model.hf_quantizer = None
+    setattr(model, "hf_quantizer", None)  # noqa: B010 - typed as non-optional upstream
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     tmp_target = target.with_name(target.name + ".part")
@@ -162,7 +162,7 @@ def load_model(
         lm = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
     except OSError as exc:
         raise ModelUnavailable(f"cannot load model {source!r}: {exc}") from exc
-    lm.eval()
+    lm.eval()  # type: ignore[no-untyped-call]
     # memq budgets the context itself (and splits long summaries); silence the length warning.
     tokenizer.model_max_length = int(1e30)
     context = _context_window(lm.config)

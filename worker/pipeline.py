@@ -134,8 +134,9 @@ class JobRunner:
             raise MemoryUnavailable(f"memory service unavailable: {exc}") from exc
 
     # ------------------------------------------------------------------------------------
-    def _call(self, record: JobRecord, prompt: AssembledPrompt, params: GenerationParams,
-              stream: bool) -> GenerationOutput:
+    def _call(
+        self, record: JobRecord, prompt: AssembledPrompt, params: GenerationParams, stream: bool
+    ) -> GenerationOutput:
         def on_token(n: int, text: str) -> None:
             self.progress.token(record.tenant, record.id, n, text)
 
@@ -195,8 +196,14 @@ class JobRunner:
         level_is_user_text = True
         while len(chunks) > 1:
             prompts = [
-                assemble(tok, c, [], max_new_tokens=params.max_new_tokens,
-                         context_window=self.lm.context_window, suffix_ids=suffix)
+                assemble(
+                    tok,
+                    c,
+                    [],
+                    max_new_tokens=params.max_new_tokens,
+                    context_window=self.lm.context_window,
+                    suffix_ids=suffix,
+                )
                 for c in chunks
             ]
             if not level_is_user_text:
@@ -204,9 +211,9 @@ class JobRunner:
                     p.context_tokens += p.prompt_tokens
                     p.prompt_tokens = 0
             # Submitting the chunks concurrently lets the batched engine decode them together.
-            outs = list(self._map_pool.map(
-                lambda p: self._call(record, p, params, stream=False), prompts
-            ))
+            outs = list(
+                self._map_pool.map(lambda p: self._call(record, p, params, stream=False), prompts)
+            )
             for p, o in zip(prompts, outs, strict=True):
                 calls.add(p, o)
             joined = encode(tok, "\n".join(o.text.strip() for o in outs if o.text.strip()))
@@ -216,8 +223,12 @@ class JobRunner:
             level_is_user_text = False
         final_ids = chunks[0] if chunks else []
         prompt = assemble(
-            tok, final_ids, hits, max_new_tokens=params.max_new_tokens,
-            context_window=self.lm.context_window, suffix_ids=suffix,
+            tok,
+            final_ids,
+            hits,
+            max_new_tokens=params.max_new_tokens,
+            context_window=self.lm.context_window,
+            suffix_ids=suffix,
         )
         if not level_is_user_text:
             prompt.context_tokens += prompt.prompt_tokens

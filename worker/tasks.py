@@ -18,7 +18,7 @@ RUN_JOB = RUN_JOB_TASK
 
 
 @app.task(name=RUN_JOB, bind=True, max_retries=settings.memory_retries)
-def run_job(self: Task, job_id: str, tenant: str) -> None:  # type: ignore[type-arg]
+def run_job(self: Task, job_id: str, tenant: str) -> None:
     rt = get_runtime(settings)
     record = rt.store.start(tenant, job_id, engine=rt.engine.name)
     if record is None:
@@ -29,7 +29,7 @@ def run_job(self: Task, job_id: str, tenant: str) -> None:  # type: ignore[type-
     except MemoryUnavailable as exc:
         if self.request.retries < self.max_retries:
             log.warning("job %s: %s; retrying", job_id, exc)
-            raise self.retry(exc=exc, countdown=min(2 ** self.request.retries, 30)) from exc
+            raise self.retry(exc=exc, countdown=min(2**self.request.retries, 30)) from exc
         rt.store.fail(record, rt.runner.error_of(exc))
         return
     except JobCancelled:

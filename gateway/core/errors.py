@@ -1,11 +1,11 @@
 """Gateway exception tree, mapped to HTTP in one place (`register_error_handlers`).
 
-    GatewayError (500)
-     ├── Unauthorized (401)            missing or unknown API key
-     ├── JobNotFound (404)             no such job for this tenant
-     ├── PromptTooLong (422)           user text + max_new_tokens exceed the context
-     ├── QueueUnavailable (503)        the broker did not take the job
-     └── MemoryServiceUnavailable (503)
+GatewayError (500)
+ ├── Unauthorized (401)            missing or unknown API key
+ ├── JobNotFound (404)             no such job for this tenant
+ ├── PromptTooLong (422)           user text + max_new_tokens exceed the context
+ ├── QueueUnavailable (503)        the broker did not take the job
+ └── MemoryServiceUnavailable (503)
 """
 
 from __future__ import annotations
@@ -74,13 +74,9 @@ def register_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()
-        ]
+        errors = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()]
         message = "; ".join(_field_message(e) for e in errors[:5])
-        return _json(
-            422, ErrorResponse(error="validation_error", message=message, details=errors)
-        )
+        return _json(422, ErrorResponse(error="validation_error", message=message, details=errors))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -10,6 +10,7 @@ import uuid
 from celery import Celery
 from tokenizers import Tokenizer
 
+from gateway.core.errors import JobNotFound, PromptTooLong, QueueUnavailable
 from memq.budget import ContextOverflow, check_max_new_tokens, check_prompt_fits
 from memq.contracts import (
     RUN_JOB_TASK,
@@ -18,7 +19,6 @@ from memq.contracts import (
     SummarizeJobRequest,
 )
 from memq.jobstore import JobRecord, JobStore
-from gateway.core.errors import JobNotFound, PromptTooLong, QueueUnavailable
 
 log = logging.getLogger("memq.gateway.jobs")
 

@@ -80,9 +80,7 @@ def test_summarize_longer_than_context_is_map_reduced(client: MemqClient) -> Non
     ]
     text = " ".join(sentences)
     job = client.wait(
-        client.submit(
-            {"type": "summarize", "text": text, "params": {"max_new_tokens": 16}}
-        ).id,
+        client.submit({"type": "summarize", "text": text, "params": {"max_new_tokens": 16}}).id,
         timeout=300,
     )
     assert job.status == JobStatus.succeeded, job.error
@@ -110,8 +108,10 @@ def test_summarize_short_text_is_one_call(client: MemqClient) -> None:
         ({"type": "generate", "prompt": ""}, "prompt"),
         ({"type": "generate", "prompt": "   "}, "prompt"),
         ({"type": "generate", "prompt": "hi", "params": {"max_new_tokens": 0}}, "max_new_tokens"),
-        ({"type": "generate", "prompt": "hi", "params": {"max_new_tokens": 5000}},
-         "max_new_tokens"),
+        (
+            {"type": "generate", "prompt": "hi", "params": {"max_new_tokens": 5000}},
+            "max_new_tokens",
+        ),
         ({"type": "generate", "prompt": "hi", "memory": {"namespace": "bad ns!"}}, "namespace"),
         ({"type": "summarize", "text": ""}, "text"),
     ],

@@ -15,8 +15,9 @@ from memq.contracts import JobStatus
 
 @pytest.fixture
 def api(redis_server: str, redis_client: redis.Redis) -> Iterator[TestClient]:
-    settings = GatewaySettings(redis_url=redis_server, api_keys={"k-acme": "acme", "k-beta": "beta"},
-                               queue="memq.test")
+    settings = GatewaySettings(
+        redis_url=redis_server, api_keys={"k-acme": "acme", "k-beta": "beta"}, queue="memq.test"
+    )
     with TestClient(create_app(settings)) as client:
         yield client
 
@@ -25,8 +26,9 @@ ACME = {"Authorization": "Bearer k-acme"}
 BETA = {"X-API-Key": "k-beta"}
 
 
-def test_submit_returns_202_with_status_url_and_a_queued_record(api: TestClient,
-                                                                redis_client: redis.Redis) -> None:
+def test_submit_returns_202_with_status_url_and_a_queued_record(
+    api: TestClient, redis_client: redis.Redis
+) -> None:
     resp = api.post("/v1/jobs", json={"type": "generate", "prompt": "hi"}, headers=ACME)
     assert resp.status_code == 202, resp.text
     body = resp.json()
@@ -40,7 +42,9 @@ def test_submit_returns_202_with_status_url_and_a_queued_record(api: TestClient,
 
 
 def test_other_tenant_cannot_see_a_job(api: TestClient) -> None:
-    job_id = api.post("/v1/jobs", json={"type": "generate", "prompt": "hi"}, headers=ACME).json()["id"]
+    job_id = api.post("/v1/jobs", json={"type": "generate", "prompt": "hi"}, headers=ACME).json()[
+        "id"
+    ]
     resp = api.get(f"/v1/jobs/{job_id}", headers=BETA)
     assert resp.status_code == 404
 
@@ -53,8 +57,11 @@ def test_missing_or_unknown_api_key_is_401(api: TestClient) -> None:
 
 
 def test_validation_error_names_the_field_and_bound(api: TestClient) -> None:
-    resp = api.post("/v1/jobs", json={"type": "generate", "prompt": "hi",
-                                      "params": {"max_new_tokens": 2000}}, headers=ACME)
+    resp = api.post(
+        "/v1/jobs",
+        json={"type": "generate", "prompt": "hi", "params": {"max_new_tokens": 2000}},
+        headers=ACME,
+    )
     assert resp.status_code == 422
     body = resp.json()
     assert body["error"] == "validation_error"
@@ -62,6 +69,7 @@ def test_validation_error_names_the_field_and_bound(api: TestClient) -> None:
 
 
 def test_malformed_json_is_422_not_500(api: TestClient) -> None:
-    resp = api.post("/v1/jobs", content=b"{not json", headers={**ACME,
-                                                              "content-type": "application/json"})
+    resp = api.post(
+        "/v1/jobs", content=b"{not json", headers={**ACME, "content-type": "application/json"}
+    )
     assert resp.status_code == 422

@@ -16,10 +16,12 @@ from memq.jobstore import JobStore
 
 
 def _result(text: str) -> JobResult:
-    usage = TokenUsage(prompt_tokens=1, context_tokens=0, input_tokens=1, completion_tokens=1,
-                       total_tokens=2)
-    return JobResult(text=text, model="m", finish_reason="length", usage=usage,
-                     timings=JobTimings(), prompt="p")
+    usage = TokenUsage(
+        prompt_tokens=1, context_tokens=0, input_tokens=1, completion_tokens=1, total_tokens=2
+    )
+    return JobResult(
+        text=text, model="m", finish_reason="length", usage=usage, timings=JobTimings(), prompt="p"
+    )
 
 
 def test_lifecycle_records_a_timestamp_per_state(redis_client: redis.Redis) -> None:

@@ -40,7 +40,7 @@ def test_memories_that_do_not_fit_are_left_out_but_user_text_is_whole(tok) -> No
     window = len(user) + 100
     out = assemble(tok, user, hits, max_new_tokens=50, context_window=window)
     assert out.used_memory_ids == ["m2"]  # the big one does not fit; the small one does
-    assert out.input_ids[-len(user):] == user
+    assert out.input_ids[-len(user) :] == user
     assert len(out.input_ids) + 50 <= window
 
 

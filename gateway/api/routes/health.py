@@ -13,5 +13,8 @@ def healthz(request: Request) -> dict[str, Any]:
     store = request.app.state.jobs.store
     store.r.ping()
     info = store.model_info()
-    return {"status": "ok", "model": info.name if info else None,
-            "context_window": info.context_window if info else None}
+    return {
+        "status": "ok",
+        "model": info.name if info else None,
+        "context_window": info.context_window if info else None,
+    }

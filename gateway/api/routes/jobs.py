@@ -17,7 +17,9 @@ _errors: dict[int | str, dict[str, object]] = {
 @router.post(
     "", status_code=status.HTTP_202_ACCEPTED, response_model=JobAccepted, responses=_errors
 )
-def submit_job(request: Request, tenant: Tenant, jobs: Jobs, job: JobRequest = Body()) -> JobAccepted:
+def submit_job(
+    request: Request, tenant: Tenant, jobs: Jobs, job: JobRequest = Body()
+) -> JobAccepted:
     """Queue a generate or summarize job; poll the returned status URL."""
     record = jobs.submit(tenant, job)
     url = str(request.url_for("get_job", job_id=record.id))

@@ -1,0 +1,105 @@
+"""Behaviour every engine shares, run against both `simple` and `batched`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.worker.engine_helpers import encode, request
+from worker.engine import build_engine
+from worker.engine.base import Engine, GenerationRequest
+from worker.model_loader import LoadedModel
+
+
+@pytest.fixture(params=["simple", "batched"])
+def engine(request: pytest.FixtureRequest, tiny_lm: LoadedModel) -> Iterator[Engine]:
+    built = build_engine(request.param, tiny_lm)
+    yield built
+    built.close()
+
+
+def test_max_new_tokens_finishes_with_length(engine: Engine, tiny_lm: LoadedModel) -> None:
+    out = engine.generate(request(tiny_lm, "The quick brown fox", max_new_tokens=7))
+
+    assert len(out.token_ids) == 7
+    assert out.finish_reason == "length"
+    assert out.text == tiny_lm.tokenizer.decode(out.token_ids, skip_special_tokens=True)
+
+
+def test_stop_sequence_finishes_with_stop_and_is_cut_from_text(
+    engine: Engine, tiny_lm: LoadedModel
+) -> None:
+    free = engine.generate(request(tiny_lm, "Alice lives in", max_new_tokens=30))
+    stop = free.text[len(free.text) // 2 :][:3]
+    assert stop.strip(), "greedy output too short to pick a stop sequence from"
+
+    out = engine.generate(request(tiny_lm, "Alice lives in", max_new_tokens=30, stop=[stop]))
+
+    assert out.finish_reason == "stop"
+    assert out.text == free.text[: free.text.find(stop)]
+    assert stop not in out.text
+    assert len(out.token_ids) < len(free.token_ids)
+
+
+def test_on_token_reports_every_token_with_partial_text(
+    engine: Engine, tiny_lm: LoadedModel
+) -> None:
+    seen: list[tuple[int, str]] = []
+    req = request(tiny_lm, "Memory lets", max_new_tokens=12)
+    req.on_token = lambda n, text: seen.append((n, text))
+
+    out = engine.generate(req)
+
+    assert [n for n, _ in seen] == list(range(1, 13))
+    assert seen[-1][1] == out.text
+
+
+def test_cancellation_stops_right_after_the_current_token(
+    engine: Engine, tiny_lm: LoadedModel
+) -> None:
+    produced: list[int] = []
+    req = request(tiny_lm, "The quick brown fox", max_new_tokens=50)
+    req.on_token = lambda n, _text: produced.append(n)
+    req.is_cancelled = lambda: bool(produced) and produced[-1] >= 3
+
+    out = engine.generate(req)
+
+    assert out.finish_reason == "cancelled"
+    assert len(out.token_ids) == 3
+
+
+def test_raising_on_token_callback_does_not_stop_generation(
+    engine: Engine, tiny_lm: LoadedModel
+) -> None:
+    def boom(_n: int, _text: str) -> None:
+        raise RuntimeError("callback bug")
+
+    req = request(tiny_lm, "Redis, Celery", max_new_tokens=9)
+    req.on_token = boom
+
+    out = engine.generate(req)
+
+    assert len(out.token_ids) == 9
+    assert out.finish_reason == "length"
+
+
+def test_raising_is_cancelled_callback_counts_as_not_cancelled(
+    engine: Engine, tiny_lm: LoadedModel
+) -> None:
+    def boom() -> bool:
+        raise RuntimeError("redis down")
+
+    req = request(tiny_lm, "Redis, Celery", max_new_tokens=5)
+    req.is_cancelled = boom
+
+    out = engine.generate(req)
+
+    assert out.finish_reason == "length"
+    assert len(out.token_ids) == 5
+
+
+def test_reports_timings(engine: Engine, tiny_lm: LoadedModel) -> None:
+    out = engine.generate(GenerationRequest(encode(tiny_lm, "TL;DR"), request(tiny_lm, "x").params))
+
+    assert 0 <= out.time_to_first_token_s <= out.generation_s

@@ -11,12 +11,14 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MAX_NEW_TOKENS_LIMIT = 1024
 MAX_PROMPT_CHARS = 200_000
 MAX_SUMMARIZE_CHARS = 1_000_000
 NAMESPACE_PATTERN = r"^[A-Za-z0-9_.:@\-]{1,128}$"
+METADATA_KEY_PATTERN = r"^[A-Za-z0-9_\-]{1,64}(\.[A-Za-z0-9_\-]{1,64}){0,7}$"
+MAX_DOCUMENT_CHARS = 2_000_000
 
 Namespace = Annotated[
     str,
@@ -55,6 +57,68 @@ class MemoryKind(StrEnum):
     summary = "summary"
 
 
+class SearchMode(StrEnum):
+    dense = "dense"
+    keyword = "keyword"
+    hybrid = "hybrid"
+
+
+MetadataKey = Annotated[
+    str,
+    Field(
+        pattern=METADATA_KEY_PATTERN,
+        description="Path inside `metadata`, dots for nesting (e.g. `lang`, `doc.page`).",
+        examples=["lang"],
+    ),
+]
+
+
+def _non_blank(v: str, field: str) -> str:
+    if not v.strip():
+        raise ValueError(f"{field} must contain non-whitespace characters")
+    return v
+
+
+class MetadataCondition(StrictModel):
+    """One test on a metadata field: exactly one of `eq`, `any`, or a range (`gt`/`gte`/`lt`/`lte`)."""
+
+    key: MetadataKey
+    eq: str | bool | int | None = Field(default=None, description="Field equals this value.")
+    any: list[str] | list[int] | None = Field(
+        default=None, min_length=1, max_length=100, description="Field equals one of these."
+    )
+    gt: float | None = None
+    gte: float | None = None
+    lt: float | None = None
+    lte: float | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one_test(self) -> MetadataCondition:
+        has_range = any(v is not None for v in (self.gt, self.gte, self.lt, self.lte))
+        chosen = sum([self.eq is not None, self.any is not None, has_range])
+        if chosen != 1:
+            raise ValueError(
+                f"condition on {self.key!r} needs exactly one of `eq`, `any` or a range "
+                "(`gt`/`gte`/`lt`/`lte`)"
+            )
+        return self
+
+
+class MemoryFilter(StrictModel):
+    """Boolean combination of metadata conditions: all of `all_of`, at least one of `any_of`,
+    none of `none_of`. Filters nest."""
+
+    all_of: list[MetadataCondition | MemoryFilter] = Field(default_factory=list, max_length=32)
+    any_of: list[MetadataCondition | MemoryFilter] = Field(default_factory=list, max_length=32)
+    none_of: list[MetadataCondition | MemoryFilter] = Field(default_factory=list, max_length=32)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> MemoryFilter:
+        if not (self.all_of or self.any_of or self.none_of):
+            raise ValueError("a filter needs at least one of `all_of`, `any_of`, `none_of`")
+        return self
+
+
 class MemoryCreate(StrictModel):
     namespace: Namespace
     text: str = Field(min_length=1, max_length=20_000, description="The memory's text.")
@@ -72,15 +136,86 @@ class MemoryCreate(StrictModel):
     @field_validator("text")
     @classmethod
     def _text_not_blank(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("text must contain non-whitespace characters")
-        return v
+        return _non_blank(v, "text")
 
 
 class MemoryBatchCreate(StrictModel):
     items: list[MemoryCreate] = Field(
         min_length=1, max_length=1000, description="Up to 1,000 memories, embedded as one batch."
     )
+
+
+class MemoryUpdate(StrictModel):
+    """Fields to change; omitted fields keep their value. The previous version goes to history."""
+
+    text: str | None = Field(default=None, min_length=1, max_length=20_000)
+    kind: MemoryKind | None = None
+    metadata: dict[str, Any] | None = Field(
+        default=None, description="Replaces the whole metadata object."
+    )
+    source: str | None = Field(default=None, max_length=256)
+    ttl_seconds: int | None = Field(
+        default=None, gt=0, le=10 * 365 * 86400, description="New expiry, counted from now."
+    )
+
+    @field_validator("text")
+    @classmethod
+    def _text_not_blank(cls, v: str | None) -> str | None:
+        return None if v is None else _non_blank(v, "text")
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> MemoryUpdate:
+        if not self.model_fields_set:
+            raise ValueError(
+                "an update needs at least one of `text`, `kind`, `metadata`, `source`, "
+                "`ttl_seconds`"
+            )
+        return self
+
+
+class DocumentIngest(StrictModel):
+    namespace: Namespace
+    text: str = Field(min_length=1, max_length=MAX_DOCUMENT_CHARS, description="The document.")
+    document_id: str | None = Field(
+        default=None,
+        max_length=128,
+        description="Stable id stored in every chunk's metadata; generated when omitted.",
+    )
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="Copied into every chunk's metadata."
+    )
+    source: str | None = Field(default=None, max_length=256)
+    chunk_chars: int = Field(default=1000, ge=100, le=20_000, description="Target chunk length.")
+    overlap_chars: int = Field(
+        default=200, ge=0, le=5_000, description="Characters shared by consecutive chunks."
+    )
+    ttl_seconds: int | None = Field(default=None, gt=0, le=10 * 365 * 86400)
+
+    @field_validator("text")
+    @classmethod
+    def _text_not_blank(cls, v: str) -> str:
+        return _non_blank(v, "text")
+
+    @model_validator(mode="after")
+    def _overlap_smaller_than_chunk(self) -> DocumentIngest:
+        if self.overlap_chars >= self.chunk_chars:
+            raise ValueError(
+                f"overlap_chars ({self.overlap_chars}) must be smaller than chunk_chars "
+                f"({self.chunk_chars})"
+            )
+        return self
+
+
+class MemoryVersion(BaseModel):
+    """One state of a memory; updates append the previous state to its history."""
+
+    version: int
+    text: str
+    kind: MemoryKind
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    source: str | None = None
+    content_hash: str
+    updated_at: datetime = Field(description="When this version was written.")
 
 
 class MemoryPublic(BaseModel):
@@ -101,8 +236,33 @@ class MemoryPublic(BaseModel):
     )
 
 
+class MemoryRecord(MemoryPublic):
+    """A memory with its full history: one line of a namespace export."""
+
+    history: list[MemoryVersion] = Field(
+        default_factory=list, description="Earlier versions, oldest first."
+    )
+
+
+class MemoryHistoryResponse(BaseModel):
+    id: str
+    versions: list[MemoryVersion] = Field(description="Every version, oldest first, current last.")
+
+
 class MemoryBatchResponse(BaseModel):
     items: list[MemoryPublic]
+
+
+class DocumentIngestResponse(BaseModel):
+    document_id: str
+    chunks: list[MemoryPublic]
+
+
+class MemoryListResponse(BaseModel):
+    items: list[MemoryPublic]
+    next_cursor: str | None = Field(
+        default=None, description="Pass as `cursor` for the next page; null on the last page."
+    )
 
 
 class MemorySearchRequest(StrictModel):
@@ -110,18 +270,48 @@ class MemorySearchRequest(StrictModel):
     query: str = Field(min_length=1, max_length=20_000, description="Text to search for.")
     top_k: int = Field(default=5, ge=1, le=100, description="Maximum number of hits.")
     min_score: float | None = Field(
-        default=None, ge=-1.0, le=1.0, description="Drop hits scoring below this."
+        default=None,
+        ge=-1.0,
+        le=1.0,
+        description="Drop hits whose cosine similarity to the query is below this (every mode).",
     )
     kinds: list[MemoryKind] | None = Field(default=None, description="Only these kinds.")
+    mode: SearchMode = Field(
+        default=SearchMode.hybrid,
+        description="`dense` (embeddings), `keyword` (BM25) or `hybrid` (both, fused with RRF).",
+    )
+    filter: MemoryFilter | None = Field(default=None, description="Metadata conditions.")
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    mmr_lambda: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Diversify with MMR: 1 = pure relevance, 0 = pure diversity; omit to skip.",
+    )
+    recency_half_life_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Weight scores by age: a memory this many seconds old counts half.",
+    )
+
+    @field_validator("query")
+    @classmethod
+    def _query_not_blank(cls, v: str) -> str:
+        return _non_blank(v, "query")
 
 
 class MemoryHit(BaseModel):
     id: str
-    score: float
+    score: float = Field(description="Ranking score of the chosen mode (cosine, BM25 or RRF).")
     text: str
     namespace: str
     kind: MemoryKind = MemoryKind.fact
     metadata: dict[str, Any] = Field(default_factory=dict)
+    similarity: float | None = Field(
+        default=None, description="Cosine similarity between the query and the memory."
+    )
+    created_at: datetime | None = None
 
 
 class MemorySearchResponse(BaseModel):
@@ -133,9 +323,23 @@ class ForgetResponse(BaseModel):
     deleted: int
 
 
+class DeleteResponse(BaseModel):
+    id: str
+    deleted: bool = True
+
+
+class ImportResponse(BaseModel):
+    namespace: str
+    imported: int
+
+
 # --------------------------------------------------------------------------------------
 # Jobs
 # --------------------------------------------------------------------------------------
+
+
+RUN_JOB_TASK = "memq.run_job"
+"""Celery task name; the gateway dispatches by name so it never imports worker code."""
 
 
 class JobType(StrEnum):

@@ -1,0 +1,25 @@
+"""`python -m memory_service`: serve the app with uvicorn on MEMQ_MEMORY_HOST:MEMQ_MEMORY_PORT."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from memory_service.core.config import MemorySettings
+from memory_service.main import create_app
+
+
+def main() -> None:
+    settings = MemorySettings()
+    logging.basicConfig(level=settings.log_level.upper())
+    uvicorn.run(
+        create_app(settings),
+        host=settings.memory_host,
+        port=settings.memory_port,
+        log_level=settings.log_level.lower(),
+    )
+
+
+if __name__ == "__main__":
+    main()

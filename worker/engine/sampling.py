@@ -1,0 +1,72 @@
+"""Per-row next-token selection for a batch, matching Hugging Face `generate` row by row.
+
+The processing order is HF's: repetition penalty (prompt and generated tokens), then for
+sampled rows temperature, top-k, top-p, softmax and `torch.multinomial`. Each sampled row
+draws from its own `torch.Generator`, so a seeded request produces the same tokens
+whichever requests share its batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from memq.contracts import GenerationParams
+
+
+@dataclass
+class RowSampling:
+    """What the sampler needs to know about one row."""
+
+    params: GenerationParams
+    seen_ids: list[int]  # prompt + generated so far, for the repetition penalty
+    generator: torch.Generator | None
+
+
+def _apply_repetition_penalty(logits: torch.Tensor, seen_ids: list[int], penalty: float) -> None:
+    ids = torch.tensor(seen_ids, dtype=torch.long)
+    scores = logits.gather(0, ids)
+    logits.scatter_(0, ids, torch.where(scores < 0, scores * penalty, scores / penalty))
+
+
+def _warp(logits: torch.Tensor, params: GenerationParams) -> torch.Tensor:
+    scores = logits
+    if params.temperature != 1.0:
+        scores = scores / params.temperature
+    if params.top_k > 0:
+        k = min(params.top_k, scores.shape[-1])
+        kth = torch.topk(scores, k)[0][..., -1, None]
+        scores = scores.masked_fill(scores < kth, -float("inf"))
+    if params.top_p < 1.0:
+        sorted_logits, sorted_indices = torch.sort(scores, descending=False)
+        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        remove_sorted = cumulative <= (1 - params.top_p)
+        remove_sorted[..., -1:] = False
+        remove = remove_sorted.scatter(-1, sorted_indices, remove_sorted)
+        scores = scores.masked_fill(remove, -float("inf"))
+    return scores
+
+
+def select_next_tokens(logits: torch.Tensor, rows: list[RowSampling]) -> list[int | BaseException]:
+    """Pick each row's next token from float32 `logits` of shape [rows, vocab].
+
+    A row whose selection raises gets the exception instead of a token, so one bad row
+    fails alone.
+    """
+    for i, row in enumerate(rows):
+        if row.params.repetition_penalty != 1.0:
+            _apply_repetition_penalty(logits[i], row.seen_ids, row.params.repetition_penalty)
+    greedy = torch.argmax(logits, dim=-1).tolist()
+    chosen: list[int | BaseException] = []
+    for i, row in enumerate(rows):
+        if row.params.greedy:
+            chosen.append(int(greedy[i]))
+            continue
+        try:
+            probs = _warp(logits[i : i + 1], row.params).softmax(dim=-1)
+            token = torch.multinomial(probs, num_samples=1, generator=row.generator)
+            chosen.append(int(token.item()))
+        except Exception as exc:
+            chosen.append(exc)
+    return chosen

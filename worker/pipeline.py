@@ -95,6 +95,7 @@ class JobRunner:
             text, finish, prompt, calls, chunks = self._generate(record, request, hits)
         else:
             text, finish, prompt, calls, chunks = self._summarize(record, request, hits)
+        self.progress.flush()
         used = set(prompt.used_memory_ids)
         return JobResult(
             text=text,

@@ -26,12 +26,19 @@ class ProgressPublisher:
     def __init__(self, store: JobStore, interval_s: float = 0.05) -> None:
         self.store = store
         self.interval_s = interval_s
-        self._q: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._q: queue.SimpleQueue[_Item | threading.Event | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="memq-progress", daemon=True)
         self._thread.start()
 
     def token(self, tenant: str, job_id: str, tokens: int, text: str) -> None:
         self._q.put((tenant, job_id, tokens, text))
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Wait until every token enqueued so far is written: a job's last token event
+        must reach subscribers before its terminal status event."""
+        done = threading.Event()
+        self._q.put(done)
+        done.wait(timeout)
 
     def close(self) -> None:
         self._q.put(None)
@@ -42,10 +49,13 @@ class ProgressPublisher:
             batch = [self._q.get()]
             while not self._q.empty():
                 batch.append(self._q.get_nowait())
-            items = [b for b in batch if b is not None]
+            items = [b for b in batch if isinstance(b, tuple)]
             if items:
                 self._write(items)
-            if len(items) < len(batch):
+            for b in batch:
+                if isinstance(b, threading.Event):
+                    b.set()
+            if None in batch:
                 return
             time.sleep(self.interval_s)
 

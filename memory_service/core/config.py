@@ -42,6 +42,11 @@ class MemorySettings(CommonSettings):
         default=60.0, gt=0, description="How often expired memories are deleted."
     )
     search_hnsw_ef: int | None = Field(default=None, ge=1, le=4096)
+    memory_flush_on_write: bool = Field(
+        default=True,
+        description="Embedded backend: flush (fsync) before acknowledging a write. False "
+        "acknowledges after the WAL append: survives a process crash, not a power cut.",
+    )
 
     @property
     def resolved_backend(self) -> Backend:

@@ -132,6 +132,7 @@ class MemoryService:
                 results.append(_public(record))
             if new_points:
                 self.store.upsert(tenant, new_points)
+        self.store.wait_durable()
         return results
 
     def ingest_document(self, tenant: str, doc: DocumentIngest) -> DocumentIngestResponse:
@@ -183,21 +184,27 @@ class MemoryService:
             )
             vector = new_vector if new_vector is not None else stored_vector
             self.store.upsert(tenant, [self._point(updated, vector)])
+        self.store.wait_durable()
         return _public(updated)
 
     def delete(self, tenant: str, memory_id: str) -> None:
         with self._write_lock:
-            where = Where(must=[HasId([point_id(tenant, memory_id)])])
-            if self.store.delete(tenant, where) == 0:
-                raise MemoryNotFound(memory_id)
+            deleted = self.store.delete(tenant, Where(must=[HasId([point_id(tenant, memory_id)])]))
+        if not deleted:
+            raise MemoryNotFound(memory_id)
+        self.store.wait_durable()
 
     def forget(self, tenant: str, namespace: str) -> int:
         with self._write_lock:
-            return self.store.delete(tenant, Where(must=[Match("namespace", namespace)]))
+            deleted = self.store.delete(tenant, Where(must=[Match("namespace", namespace)]))
+        self.store.wait_durable()
+        return deleted
 
     def sweep_expired(self) -> int:
         with self._write_lock:
-            return self.store.delete_expired(self.clock().timestamp())
+            deleted = self.store.delete_expired(self.clock().timestamp())
+        self.store.wait_durable()
+        return deleted
 
     # ------------------------------------------------------------------------------ reads
 
@@ -343,6 +350,7 @@ class MemoryService:
             points = [self._point(r, v) for r, v in zip(page, vectors, strict=True)]
             with self._write_lock:
                 self.store.upsert(tenant, points)
+        self.store.wait_durable()
         return len(records)
 
     # ---------------------------------------------------------------------------- helpers

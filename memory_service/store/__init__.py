@@ -16,4 +16,4 @@ def build_store(settings: MemorySettings, dim: int) -> VectorStore:
         return ServerStore.connect(settings.qdrant_url, api_key, settings.qdrant_collection, dim)
     from memory_service.store.edge import EdgeStore
 
-    return EdgeStore(settings.edge_path, dim)
+    return EdgeStore(settings.edge_path, dim, flush_on_write=settings.memory_flush_on_write)

@@ -106,7 +106,7 @@ class VectorStore(ABC):
 
     @abstractmethod
     def upsert(self, tenant: str, points: list[StoredPoint]) -> None:
-        """Insert or replace points; returns once the write is durable."""
+        """Insert or replace points; visible to reads on return (see `wait_durable`)."""
 
     @abstractmethod
     def scroll(
@@ -124,7 +124,12 @@ class VectorStore(ABC):
 
     @abstractmethod
     def delete(self, tenant: str, where: Where) -> int:
-        """Delete matching points; returns how many were deleted. Durable on return."""
+        """Delete matching points; returns how many were deleted (see `wait_durable`)."""
+
+    @abstractmethod
+    def wait_durable(self) -> None:
+        """Return once every write applied before the call is on disk. Callers invoke it
+        before acknowledging, outside their own locks, so concurrent writers share one flush."""
 
     @abstractmethod
     def search(self, tenant: str, spec: SearchSpec) -> list[Found]: ...

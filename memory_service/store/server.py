@@ -168,6 +168,9 @@ class ServerStore(VectorStore):
             for response in responses
         ]
 
+    def wait_durable(self) -> None:
+        """Every write already passed `wait=True`."""
+
     def maintain(self) -> None:
         """The server runs its own optimizers."""
 

@@ -23,6 +23,10 @@ class MemoryServiceError(Exception):
     """The memory service could not be reached or answered with a server error."""
 
 
+class MemoryRequestRejected(Exception):
+    """The memory service answered 4xx: the request itself is wrong (not retried)."""
+
+
 _transient = retry_if_exception_type((httpx.TransportError, MemoryServiceError))
 
 
@@ -43,7 +47,8 @@ class MemoryClient:
         resp = self._http.post(path, json=body, headers={TENANT_HEADER: tenant})
         if resp.status_code >= 500:
             raise MemoryServiceError(f"memory service {resp.status_code}: {resp.text[:200]}")
-        resp.raise_for_status()
+        if resp.status_code >= 400:
+            raise MemoryRequestRejected(f"memory service {resp.status_code}: {resp.text[:300]}")
         data: dict[str, Any] = resp.json()
         return data
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from memq.clients import MemoryClient, MemoryServiceError
+from memq.clients import MemoryClient, MemoryRequestRejected, MemoryServiceError
 from memq.contracts import (
     ErrorResponse,
     GenerateJobRequest,
@@ -133,6 +133,8 @@ class JobRunner:
             return self.memory.search(tenant, search).hits
         except (httpx.TransportError, MemoryServiceError) as exc:
             raise MemoryUnavailable(f"memory service unavailable: {exc}") from exc
+        except MemoryRequestRejected as exc:
+            raise WorkerError(f"memory retrieval was rejected: {exc}") from exc
 
     # ------------------------------------------------------------------------------------
     def _call(

@@ -73,3 +73,15 @@ def test_malformed_json_is_422_not_500(api: TestClient) -> None:
         "/v1/jobs", content=b"{not json", headers={**ACME, "content-type": "application/json"}
     )
     assert resp.status_code == 422
+
+
+def test_redis_down_is_503_with_retry_after_not_500(redis_server: str) -> None:
+    from memq.launcher import free_port
+
+    settings = GatewaySettings(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    with TestClient(create_app(settings)) as client:
+        resp = client.post("/v1/jobs", json={"type": "generate", "prompt": "hi"})
+        assert resp.status_code == 503
+        assert resp.json()["error"] == "queue_unavailable"
+        assert resp.headers["retry-after"] == "2"
+        assert client.get("/v1/jobs/abc").status_code == 503

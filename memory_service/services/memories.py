@@ -89,16 +89,26 @@ class MemoryService:
     def add(self, tenant: str, item: MemoryCreate) -> MemoryPublic:
         return self.add_many(tenant, [item])[0]
 
-    def add_many(self, tenant: str, items: list[MemoryCreate]) -> list[MemoryPublic]:
+    def add_many(
+        self, tenant: str, items: list[MemoryCreate], *, near_dedup: bool = True
+    ) -> list[MemoryPublic]:
         """Store `items` (one embedding batch); each result is either the new memory or the
-        existing one it duplicates (`deduplicated=True`)."""
+        existing one it duplicates (`deduplicated=True`): same content hash in the namespace
+        or, with `near_dedup`, cosine at or above the threshold."""
         vectors = self.embedder.embed([i.text for i in items])
         hashes = [content_hash(i.text) for i in items]
         with self._write_lock:
             now = self.clock()
             exact = self._existing_by_hash(tenant, items, hashes, now)
-            near = self._nearest_existing(tenant, items, vectors, now)
-            similarity = vectors @ vectors.T
+            near = (
+                self._nearest_existing(tenant, items, vectors, now)
+                if near_dedup
+                else [None] * len(items)
+            )
+            # Within the batch: exact twins always, near twins only with near_dedup.
+            similarity = (
+                vectors @ vectors.T if near_dedup else np.zeros((len(items),) * 2, np.float32)
+            )
             results: list[MemoryPublic] = []
             accepted: dict[str, list[tuple[MemoryRecord, int]]] = {}
             new_points: list[StoredPoint] = []
@@ -156,7 +166,10 @@ class MemoryService:
             )
             for index, (start, end) in enumerate(spans)
         ]
-        return DocumentIngestResponse(document_id=document_id, chunks=self.add_many(tenant, items))
+        # Neighbouring chunks of one document are often alike; collapsing them would lose
+        # positions, so documents only dedup exactly (re-ingesting is idempotent).
+        chunks = self.add_many(tenant, items, near_dedup=False)
+        return DocumentIngestResponse(document_id=document_id, chunks=chunks)
 
     def update(self, tenant: str, memory_id: str, change: MemoryUpdate) -> MemoryPublic:
         """New version of a memory; the previous one is appended to its history, never lost."""

@@ -154,25 +154,36 @@ def test_model_error_fails_the_affected_requests_and_the_engine_recovers(
 ) -> None:
     engine = BatchedEngine(tiny_lm)
     real_forward = tiny_lm.model.forward
-    calls = {"n": 0}
+    broken = threading.Event()
 
     def flaky_forward(*args: Any, **kwargs: Any) -> Any:
-        calls["n"] += 1
-        if calls["n"] == 4:  # a decode step of the running batch
+        if broken.is_set():
             raise RuntimeError("out of memory (simulated)")
         return real_forward(*args, **kwargs)
 
     monkeypatch.setattr(tiny_lm.model, "forward", flaky_forward)
+    requests = [request(tiny_lm, p, max_new_tokens=500) for p in prompts[:2]]
+    gates = []
+    for r in requests:
+        r.on_token, reached = after_tokens(3)
+        gates.append(reached)
+
+    def break_when_both_run() -> None:
+        for gate in gates:
+            assert gate.wait(30)
+        broken.set()
+
+    breaker = threading.Thread(target=break_when_both_run)
+    breaker.start()
     try:
-        results = run_concurrently(
-            engine, [request(tiny_lm, p, max_new_tokens=10) for p in prompts[:2]]
-        )
-        assert all(isinstance(r, RuntimeError) and "simulated" in str(r) for r in results)
-        monkeypatch.setattr(tiny_lm.model, "forward", real_forward)
+        results = run_concurrently(engine, requests)
+        breaker.join()
+        broken.clear()
         after = engine.generate(request(tiny_lm, prompts[0], max_new_tokens=6))
     finally:
         engine.close()
 
+    assert all(isinstance(r, RuntimeError) and "simulated" in str(r) for r in results)
     assert len(after.token_ids) == 6
 
 

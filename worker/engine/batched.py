@@ -24,10 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from transformers import DynamicCache
 
 from worker.engine.base import FinishReason, GenerationOutput, GenerationRequest, StopChecker
-from worker.engine.kv_batch import PaddedKV, map_kv
+from worker.engine.kv_batch import PaddedKV, map_kv, new_cache
 from worker.engine.sampling import RowSampling, select_next_tokens
 from worker.model_loader import LoadedModel
 
@@ -71,8 +70,9 @@ class _Sequence:
         return self.prompt_len + len(self.generated) - 1
 
     def sampling(self) -> RowSampling:
-        seen = self.request.input_ids + self.generated
-        return RowSampling(self.request.params, seen, self.generator)
+        params = self.request.params
+        seen = self.request.input_ids + self.generated if params.repetition_penalty != 1.0 else []
+        return RowSampling(params, seen, self.generator)
 
 
 class BatchedEngine:
@@ -92,6 +92,7 @@ class BatchedEngine:
         self.max_batch_size = max_batch_size
         self.max_batch_tokens = max_batch_tokens
         self.max_prefill_tokens = max_prefill_tokens
+        self._num_layers = int(lm.model.config.num_hidden_layers)
         self._pad_id = lm.eos_token_id if lm.eos_token_id is not None else 0
         self._cond = threading.Condition()
         self._queue: collections.deque[_Sequence] = collections.deque()
@@ -232,7 +233,7 @@ class BatchedEngine:
             mask[i, width - seq.prompt_len :] = 1
         positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
         try:
-            cache = DynamicCache(config=self.lm.model.config)
+            cache = new_cache(self._num_layers)
             out = self.lm.model(
                 input_ids=ids,
                 attention_mask=mask,
@@ -280,34 +281,51 @@ class BatchedEngine:
         self._rows = [rows[i] for i in keep]
 
     def _advance(self, rows: list[_Sequence], logits: torch.Tensor) -> list[int]:
-        """Give each row its next token; return the indices of rows that continue."""
-        chosen = select_next_tokens(logits, [s.sampling() for s in rows])
+        """Give each row its next token; return the indices of rows that continue.
+
+        A failure here fails only the rows it concerns; the loop itself carries on.
+        """
+        try:
+            chosen = select_next_tokens(logits, [s.sampling() for s in rows])
+        except Exception as exc:
+            for seq in rows:
+                self._fail(seq, exc)
+            return []
         now = time.monotonic()
         keep: list[int] = []
-        eos = self.lm.eos_token_id
         for i, (seq, token) in enumerate(zip(rows, chosen, strict=True)):
             if isinstance(token, BaseException):
                 self._fail(seq, token)
                 continue
-            seq.generated.append(token)
-            if seq.first_token_at is None:
-                seq.first_token_at = now
-            params = seq.request.params
-            stopped = False
-            if params.stop or seq.request.on_token is not None:
-                stopped = seq.stop.update(seq.generated)
-            self._notify(seq)
-            if self._cancelled(seq):
-                self._finish(seq, "cancelled")
-            elif stopped:
-                self._finish(seq, "stop")
-            elif eos is not None and token == eos:
-                self._finish(seq, "eos")
-            elif len(seq.generated) >= params.max_new_tokens:
-                self._finish(seq, "length")
-            else:
-                keep.append(i)
+            try:
+                if self._accept(seq, token, now):
+                    keep.append(i)
+            except Exception as exc:
+                self._fail(seq, exc)
         return keep
+
+    def _accept(self, seq: _Sequence, token: int, now: float) -> bool:
+        """Append `token` to the row; finish it if it is done. True when it continues."""
+        seq.generated.append(token)
+        if seq.first_token_at is None:
+            seq.first_token_at = now
+        params = seq.request.params
+        stopped = False
+        if params.stop or seq.request.on_token is not None:
+            stopped = seq.stop.update(seq.generated)
+        self._notify(seq)
+        eos = self.lm.eos_token_id
+        if self._cancelled(seq):
+            self._finish(seq, "cancelled")
+        elif stopped:
+            self._finish(seq, "stop")
+        elif eos is not None and token == eos:
+            self._finish(seq, "eos")
+        elif len(seq.generated) >= params.max_new_tokens:
+            self._finish(seq, "length")
+        else:
+            return True
+        return False
 
     def _notify(self, seq: _Sequence) -> None:
         callback = seq.request.on_token

@@ -16,6 +16,69 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
+HEADROOM = 64  # columns reserved ahead, so most decode steps write in place
+
+
+class GrowingLayer(DynamicLayer):  # type: ignore[no-untyped-call]
+    """A DynamicLayer that appends into a buffer with spare columns instead of `torch.cat`.
+
+    DynamicLayer copies the whole layer cache on every decode step; this writes one column.
+    `keys` / `values` stay views of the filled part, so everything reading them (masks,
+    `get_seq_length`, PaddedKV) sees a plain [rows, heads, width, head_dim] tensor. When
+    someone replaces `keys` (PaddedKV after a merge or a trim), the next update copies it
+    into a fresh buffer.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._key_buffer: torch.Tensor | None = None
+        self._value_buffer: torch.Tensor | None = None
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: object, **kwargs: object
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized or self.keys is None or self.values is None:
+            self.lazy_initialization(key_states, value_states)
+            assert self.keys is not None and self.values is not None
+        width = int(self.keys.shape[-2]) if self.keys.dim() == 4 else 0
+        new = int(key_states.shape[-2])
+        kbuf, vbuf = self._key_buffer, self._value_buffer
+        if (
+            kbuf is None
+            or vbuf is None
+            or width + new > kbuf.shape[-2]
+            or kbuf.shape[0] != key_states.shape[0]
+            or not _is_prefix_view(self.keys, kbuf)
+            or not _is_prefix_view(self.values, vbuf)
+        ):
+            kbuf = _buffer_like(self.keys, key_states, width + new + HEADROOM)
+            vbuf = _buffer_like(self.values, value_states, width + new + HEADROOM)
+            self._key_buffer, self._value_buffer = kbuf, vbuf
+        kbuf[:, :, width : width + new] = key_states
+        vbuf[:, :, width : width + new] = value_states
+        self.keys, self.values = kbuf[:, :, : width + new], vbuf[:, :, : width + new]
+        return self.keys, self.values
+
+
+def _is_prefix_view(view: torch.Tensor, buffer: torch.Tensor) -> bool:
+    return view.data_ptr() == buffer.data_ptr() and view.stride() == buffer.stride()
+
+
+def _buffer_like(filled: torch.Tensor, new: torch.Tensor, capacity: int) -> torch.Tensor:
+    rows, heads, _, dim = new.shape
+    buffer = torch.empty((rows, heads, capacity, dim), dtype=new.dtype, device=new.device)
+    if filled.numel():
+        buffer[:, :, : filled.shape[-2]] = filled
+    return buffer
+
+
+def new_cache(num_layers: int) -> DynamicCache:
+    """An empty cache whose layers append in place."""
+    cache = DynamicCache()
+    cache.layers = [GrowingLayer() for _ in range(num_layers)]
+    cache.layer_class_to_replicate = None
+    return cache
+
 
 def kv_tensors(cache: DynamicCache) -> list[tuple[DynamicLayer, torch.Tensor, torch.Tensor]]:
     """Each layer with its key and value tensors ([rows, heads, width, head_dim])."""

@@ -1,0 +1,336 @@
+"""Full-stack benchmark: simple vs batched engine through HTTP, closed-loop clients.
+
+One command starts two complete stacks (redis-server, memory service, one Celery worker,
+gateway), one per engine, with the GPT-2 124M architecture and random weights (same
+compute as real GPT-2; the saved model declares no EOS, so every job generates exactly
+`--new-tokens` tokens). For each N in `--clients`, both engines are measured back to
+back (interleaved), so machine noise hits both alike. Every job retrieves from a memory
+namespace (the real path: query embedding + Qdrant search) before generating.
+
+Clients are closed loop: N threads each submit a job over HTTP, wait for its completion
+and submit the next. Completion and first-token times come from the job's Redis pub/sub
+events (no polling load on the gateway). End-to-end overhead = client latency minus the
+worker's model time (`result.timings.generation_s`).
+
+    .venv/bin/python -m bench.stack_bench            # full run (~15 min on 2 cores)
+    .venv/bin/python -m bench.stack_bench --quick    # smoke run
+Writes bench/results/stack.md and bench/results/stack.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+import redis
+
+from memq.launcher import Stack, start_stack
+
+RESULTS = Path(__file__).parent / "results"
+NAMESPACE = "user:bench"
+MEMORIES = [
+    "Alice lives in Paris and works as a marine biologist.",
+    "Bob's favourite colour is green; he owns a cat named Pixel.",
+    "The memq service runs GPT-2 on Celery workers.",
+]
+WORDS = [
+    "the",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "lazy",
+    "dog",
+    "alice",
+    "lives",
+    "in",
+    "paris",
+    "memory",
+    "model",
+]
+
+
+@dataclass
+class Window:
+    engine: str
+    clients: int
+    jobs: int
+    jobs_per_s: float
+    tokens_per_s: float
+    p50_latency_s: float
+    p95_latency_s: float
+    p50_ttft_s: float
+    p50_model_s: float
+    p50_overhead_pct: float
+    seconds: float
+
+
+def build_model_dir(target: Path, seed: int = 0) -> Path:
+    """GPT-2 124M (GPT2Config() defaults), random weights, saved like a hub checkpoint,
+    with a tokenizer that covers the 50,257 ids and has no EOS token."""
+    import torch
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    from tests.utils.tiny_gpt2 import build_tiny_gpt2
+
+    torch.manual_seed(seed)
+    config = GPT2Config(bos_token_id=None, eos_token_id=None)
+    model = GPT2LMHeadModel(config).eval()
+    model.generation_config.eos_token_id = None
+    model.generation_config.bos_token_id = None
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = AutoTokenizer.from_pretrained(build_tiny_gpt2(Path(tmp), n_layer=1))
+    tokenizer.add_tokens([f"<r{i}>" for i in range(config.vocab_size - len(tokenizer))])
+    tokenizer.eos_token = None
+    tokenizer.bos_token = None
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    return target
+
+
+def _q(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1]
+
+
+class Events:
+    """One pub/sub subscriber per stack: records first-token and completion times per job."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.r = redis.Redis.from_url(redis_url)
+        self.pubsub = self.r.pubsub()
+        self.pubsub.psubscribe("memq:default:job:*:events")
+        self.first: dict[str, float] = {}
+        self.done: dict[str, threading.Event] = {}
+        self.done_at: dict[str, float] = {}
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def expect(self, job_id: str) -> threading.Event:
+        with self.lock:
+            return self.done.setdefault(job_id, threading.Event())
+
+    def _run(self) -> None:
+        try:
+            self._listen()
+        except redis.ConnectionError:
+            return  # the stack was stopped
+
+    def _listen(self) -> None:
+        for msg in self.pubsub.listen():
+            if msg["type"] != "pmessage":
+                continue
+            now = time.perf_counter()
+            job_id = msg["channel"].decode().split(":")[3]
+            event = json.loads(msg["data"])
+            if event["event"] == "token":
+                self.first.setdefault(job_id, now)
+            elif event["event"] == "status" and event["status"] in (
+                "succeeded",
+                "failed",
+                "cancelled",
+            ):
+                self.done_at[job_id] = now
+                self.expect(job_id).set()
+
+
+def run_window(
+    stack: Stack, events: Events, engine: str, clients: int, jobs: int, new_tokens: int, seed: int
+) -> Window:
+    lock = threading.Lock()
+    remaining = [jobs]
+    # (submit, first token, done, model s, steady): a client's first job starts in the
+    # opening burst, so latency statistics use only later jobs (steady state).
+    records: list[tuple[float, float, float, float, bool]] = []
+    tokens_total = [0]
+
+    def client(index: int) -> None:
+        rng = random.Random(seed * 1000 + index)
+        with httpx.Client(base_url=stack.gateway_url, timeout=600) as http:
+            steady = False
+            while True:
+                with lock:
+                    if remaining[0] == 0:
+                        return
+                    remaining[0] -= 1
+                prompt = " ".join(rng.choice(WORDS) for _ in range(rng.randint(12, 40)))
+                body = {
+                    "type": "generate",
+                    "prompt": prompt,
+                    "params": {"max_new_tokens": new_tokens},
+                    "memory": {"namespace": NAMESPACE, "top_k": 3},
+                }
+                t0 = time.perf_counter()
+                resp = http.post("/v1/jobs", json=body)
+                resp.raise_for_status()
+                job_id = resp.json()["id"]
+                events.expect(job_id).wait(600)
+                job = http.get(f"/v1/jobs/{job_id}").json()
+                if job["status"] != "succeeded":
+                    raise RuntimeError(f"job {job_id} {job['status']}: {job.get('error')}")
+                result = job["result"]
+                with lock:
+                    records.append(
+                        (
+                            t0,
+                            events.first.get(job_id, events.done_at[job_id]),
+                            events.done_at[job_id],
+                            result["timings"]["generation_s"],
+                            steady,
+                        )
+                    )
+                    tokens_total[0] += result["usage"]["completion_tokens"]
+                steady = True
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    steady = [r for r in records if r[4]] or records
+    latency = [d - s for s, _, d, _, _ in steady]
+    overhead = [(d - s - m) / (d - s) * 100 for s, _, d, m, _ in steady]
+    return Window(
+        engine=engine,
+        clients=clients,
+        jobs=len(records),
+        jobs_per_s=len(records) / wall,
+        tokens_per_s=tokens_total[0] / wall,
+        p50_latency_s=_q(latency, 0.5),
+        p95_latency_s=_q(latency, 0.95),
+        p50_ttft_s=_q([f - s for s, f, _, _, _ in steady], 0.5),
+        p50_model_s=_q([m for _, _, _, m, _ in steady], 0.5),
+        p50_overhead_pct=_q(overhead, 0.5),
+        seconds=wall,
+    )
+
+
+def write_report(windows: list[Window], args: argparse.Namespace, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    by = {(w.engine, w.clients): w for w in windows}
+    lines = [
+        "# Full-stack benchmark: simple vs batched engine (through HTTP)",
+        "",
+        f"GPT-2 124M architecture, random weights, {args.new_tokens} new tokens per job, "
+        "closed-loop HTTP clients, retrieval (top_k=3) before every job; one stack per "
+        "engine (redis-server, memory service, 1 Celery worker, gateway); engines "
+        "interleaved per N. Overhead = client latency − worker model time.",
+        "",
+        "| N | engine | jobs | jobs/s | tokens/s | p50 latency s | p95 latency s "
+        "| p50 TTFT s | p50 model s | p50 overhead % |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for w in windows:
+        lines.append(
+            f"| {w.clients} | {w.engine} | {w.jobs} | {w.jobs_per_s:.2f} | {w.tokens_per_s:.1f} "
+            f"| {w.p50_latency_s:.2f} | {w.p95_latency_s:.2f} | {w.p50_ttft_s:.3f} "
+            f"| {w.p50_model_s:.2f} | {w.p50_overhead_pct:.1f} |"
+        )
+    lines += [
+        "",
+        "| N | jobs/s batched ÷ simple | p50 latency batched ÷ simple | tokens/s batched |",
+        "|---|---|---|---|",
+    ]
+    for n in args.clients:
+        b, s = by.get(("batched", n)), by.get(("simple", n))
+        if b and s:
+            lines.append(
+                f"| {n} | {b.jobs_per_s / s.jobs_per_s:.2f}× "
+                f"| {b.p50_latency_s / s.p50_latency_s:.2f}× | {b.tokens_per_s:.1f} |"
+            )
+    (out / "stack.md").write_text("\n".join(lines) + "\n")
+    (out / "stack.json").write_text(json.dumps([asdict(w) for w in windows], indent=2))
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    for engine, style in (("simple", "o--"), ("batched", "s-")):
+        ws = [by[(engine, n)] for n in args.clients if (engine, n) in by]
+        xs = [w.clients for w in ws]
+        axes[0].plot(xs, [w.jobs_per_s for w in ws], style, label=engine)
+        axes[1].plot(xs, [w.tokens_per_s for w in ws], style, label=engine)
+        axes[2].plot(xs, [w.p50_latency_s for w in ws], style, label=f"{engine} p50")
+        axes[2].plot(xs, [w.p95_latency_s for w in ws], style, alpha=0.4, label=f"{engine} p95")
+    for ax, title in zip(axes, ("jobs/s", "tokens/s", "latency (s)"), strict=True):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(args.clients, [str(n) for n in args.clients])
+        ax.set_xlabel("concurrent clients (N)")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle("memq full stack, GPT-2 124M (random weights), 2-core CPU")
+    fig.tight_layout()
+    fig.savefig(out / "stack.png", dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16, 32])
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--jobs-per-client", type=int, default=2)
+    parser.add_argument("--min-jobs", type=int, default=6)
+    parser.add_argument("--quick", action="store_true", help="N = 1, 4 and 16 new tokens")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    if args.quick:
+        args.clients, args.new_tokens, args.min_jobs = [1, 4], 16, 2
+
+    with tempfile.TemporaryDirectory(prefix="memq-stack-bench-") as tmp:
+        root = Path(tmp)
+        print("building GPT-2 124M (random weights) …", flush=True)
+        model_dir = build_model_dir(root / "gpt2-124m-random")
+        stacks: dict[str, Stack] = {}
+        events: dict[str, Events] = {}
+        try:
+            for engine in ("simple", "batched"):
+                print(f"starting the {engine} stack …", flush=True)
+                stacks[engine] = start_stack(
+                    root / engine,
+                    env={
+                        "MEMQ_MODEL": str(model_dir),
+                        "MEMQ_ENGINE": engine,
+                        "MEMQ_LOG_LEVEL": "WARNING",
+                        "HF_HUB_OFFLINE": "1",
+                    },
+                )
+                with httpx.Client(base_url=stacks[engine].gateway_url) as http:
+                    for text in MEMORIES:
+                        http.post("/v1/memories", json={"namespace": NAMESPACE, "text": text})
+                events[engine] = Events(stacks[engine].redis_url)
+                run_window(stacks[engine], events[engine], engine, 2, 2, args.new_tokens, 0)
+            windows: list[Window] = []
+            for n in args.clients:
+                jobs = max(args.min_jobs, n * args.jobs_per_client)
+                for engine in ("simple", "batched"):
+                    w = run_window(
+                        stacks[engine], events[engine], engine, n, jobs, args.new_tokens, seed=n
+                    )
+                    print(json.dumps(asdict(w)), flush=True)
+                    windows.append(w)
+                    write_report(windows, args, args.out)
+        finally:
+            for s in stacks.values():
+                s.stop()
+    print(f"wrote {args.out / 'stack.md'} and {args.out / 'stack.png'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from memory_service.api.routes import health, memories, namespaces
 from memory_service.core.config import MemorySettings
 from memory_service.core.errors import MemoryServiceError
-from memory_service.services.embeddings import load_embedder
+from memory_service.services.embeddings import embedder_for
 from memory_service.services.memories import MemoryService
 from memory_service.store import build_store
 from memq.contracts import ErrorResponse
@@ -30,9 +30,7 @@ def create_app(settings: MemorySettings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        embedder = await run_in_threadpool(
-            load_embedder, settings.embedding_model, settings.embedding_batch_size
-        )
+        embedder = await run_in_threadpool(embedder_for, settings)
         store = await run_in_threadpool(build_store, settings, embedder.dim)
         service = MemoryService(
             store=store,

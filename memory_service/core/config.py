@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from pathlib import Path
 
@@ -9,6 +10,11 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from memq.settings import CommonSettings
+
+
+class EmbeddingBackend(StrEnum):
+    onnx = "onnx"
+    torch = "torch"
 
 
 class Backend(StrEnum):
@@ -35,6 +41,20 @@ class MemorySettings(CommonSettings):
         "the bundled offline copy.",
     )
     embedding_batch_size: int = Field(default=64, ge=1, le=1024)
+    embedding_backend: EmbeddingBackend = Field(
+        default=EmbeddingBackend.onnx,
+        description="`onnx` (ONNX Runtime; same vectors, faster on CPU; falls back to torch for "
+        "models it cannot export) or `torch`.",
+    )
+    model_cache_dir: Path | None = Field(
+        default=None, description="Where exported ONNX models are cached; default DATA_DIR/models."
+    )
+    embedding_threads: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=1,
+        le=64,
+        description="Threads for batch embedding (single queries always use one).",
+    )
     dedup_threshold: float = Field(
         default=0.95, gt=0.0, le=1.0, description="Cosine at or above which a write is a duplicate."
     )
@@ -53,6 +73,10 @@ class MemorySettings(CommonSettings):
         if self.memory_backend is not None:
             return self.memory_backend
         return Backend.server if self.qdrant_url else Backend.edge
+
+    @property
+    def onnx_cache_dir(self) -> Path:
+        return (self.model_cache_dir or self.data_dir / "models").resolve()
 
     @property
     def edge_path(self) -> Path:

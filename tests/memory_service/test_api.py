@@ -17,6 +17,7 @@ def test_healthz_reports_backend_model_and_dimension_without_auth(client: TestCl
         "backend": "edge",
         "embedding_model": "all-MiniLM-L6-v2",
         "dim": 384,
+        "embedding_backend": "onnx",
     }
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.memory_service.conftest import TOKEN, auth
+from tests.memory_service.conftest import MODEL_CACHE, TOKEN, auth
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,6 +35,7 @@ def memory_service_process(data_dir: Path) -> Iterator[tuple[subprocess.Popen[by
         "MEMQ_DATA_DIR": str(data_dir),
         "MEMQ_MEMORY_PORT": str(port),
         "MEMQ_SERVICE_TOKEN": TOKEN,
+        "MEMQ_MODEL_CACHE_DIR": str(MODEL_CACHE),
         "HF_HUB_OFFLINE": "1",
     }
     proc = subprocess.Popen(

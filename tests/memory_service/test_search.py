@@ -65,14 +65,26 @@ def test_keyword_search_finds_rare_identifier_exactly(
     assert [h["id"] for h in hits] == [corpus[CORPUS[0][0]]]
 
 
-def test_hybrid_search_puts_rare_name_first_even_when_dense_alone_does_not(
-    client: TestClient, corpus: dict[str, str]
+def test_hybrid_search_puts_rare_name_first_where_dense_alone_does_not(
+    client: TestClient,
 ) -> None:
-    target = corpus["Zephyrine prefers meetings in the morning"]
-    hybrid = search(client, query="what did Zephyrine say about lunch", mode="hybrid", top_k=3)
-    assert target in [h["id"] for h in hybrid[:2]]
-    keyword = search(client, query="what did Zephyrine say about lunch", mode="keyword", top_k=1)
-    assert keyword[0]["id"] == target
+    texts = [
+        "Ticket 4471 from Quvaxolin was escalated to tier two",
+        "The recommended dosage of ibuprofen is 400 mg",
+        "Take the antibiotic dosage twice daily with food",
+        "Paracetamol dosage for children depends on weight",
+        "Dosage instructions are printed on the label",
+    ]
+    client.post(
+        "/v1/memories/batch",
+        json={"items": [{"namespace": "kb", "text": t} for t in texts]},
+        headers=auth(),
+    )
+    dense = search(client, query="Quvaxolin dosage", mode="dense", top_k=3)
+    hybrid = search(client, query="Quvaxolin dosage", mode="hybrid", top_k=3)
+    assert dense[0]["text"] != texts[0]  # embeddings favour the many "dosage" memories
+    assert hybrid[0]["text"] == texts[0]  # BM25's rare-token match lifts it to the top
+    assert hybrid[0]["score"] > hybrid[1]["score"]
 
 
 def test_min_score_drops_hits_below_cosine_similarity_in_every_mode(

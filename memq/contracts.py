@@ -73,6 +73,10 @@ MetadataKey = Annotated[
 ]
 
 
+Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
 def _non_blank(v: str, field: str) -> str:
     if not v.strip():
         raise ValueError(f"{field} must contain non-whitespace characters")
@@ -80,17 +84,19 @@ def _non_blank(v: str, field: str) -> str:
 
 
 class MetadataCondition(StrictModel):
-    """One test on a metadata field: exactly one of `eq`, `any`, or a range (`gt`/`gte`/`lt`/`lte`)."""
+    """One test on a metadata field: exactly one of `eq`, `any` or a range."""
 
     key: MetadataKey
-    eq: str | bool | int | None = Field(default=None, description="Field equals this value.")
-    any: list[str] | list[int] | None = Field(
+    eq: Annotated[str, Field(max_length=1024)] | bool | Int64 | None = Field(
+        default=None, description="Field equals this value."
+    )
+    any: list[Annotated[str, Field(max_length=1024)]] | list[Int64] | None = Field(
         default=None, min_length=1, max_length=100, description="Field equals one of these."
     )
-    gt: float | None = None
-    gte: float | None = None
-    lt: float | None = None
-    lte: float | None = None
+    gt: FiniteFloat | None = Field(default=None, description="Field is greater than this.")
+    gte: FiniteFloat | None = Field(default=None, description="Field is at least this.")
+    lt: FiniteFloat | None = Field(default=None, description="Field is less than this.")
+    lte: FiniteFloat | None = Field(default=None, description="Field is at most this.")
 
     @model_validator(mode="after")
     def _exactly_one_test(self) -> MetadataCondition:
@@ -108,9 +114,15 @@ class MemoryFilter(StrictModel):
     """Boolean combination of metadata conditions: all of `all_of`, at least one of `any_of`,
     none of `none_of`. Filters nest."""
 
-    all_of: list[MetadataCondition | MemoryFilter] = Field(default_factory=list, max_length=32)
-    any_of: list[MetadataCondition | MemoryFilter] = Field(default_factory=list, max_length=32)
-    none_of: list[MetadataCondition | MemoryFilter] = Field(default_factory=list, max_length=32)
+    all_of: list[MetadataCondition | MemoryFilter] = Field(
+        default_factory=list, max_length=32, description="Every one of these holds (AND)."
+    )
+    any_of: list[MetadataCondition | MemoryFilter] = Field(
+        default_factory=list, max_length=32, description="At least one of these holds (OR)."
+    )
+    none_of: list[MetadataCondition | MemoryFilter] = Field(
+        default_factory=list, max_length=32, description="None of these holds (NOT)."
+    )
 
     @model_validator(mode="after")
     def _not_empty(self) -> MemoryFilter:
@@ -148,12 +160,14 @@ class MemoryBatchCreate(StrictModel):
 class MemoryUpdate(StrictModel):
     """Fields to change; omitted fields keep their value. The previous version goes to history."""
 
-    text: str | None = Field(default=None, min_length=1, max_length=20_000)
-    kind: MemoryKind | None = None
+    text: str | None = Field(
+        default=None, min_length=1, max_length=20_000, description="New text (re-embedded)."
+    )
+    kind: MemoryKind | None = Field(default=None, description="New kind.")
     metadata: dict[str, Any] | None = Field(
         default=None, description="Replaces the whole metadata object."
     )
-    source: str | None = Field(default=None, max_length=256)
+    source: str | None = Field(default=None, max_length=256, description="New source; null clears.")
     ttl_seconds: int | None = Field(
         default=None, gt=0, le=10 * 365 * 86400, description="New expiry, counted from now."
     )
@@ -184,12 +198,19 @@ class DocumentIngest(StrictModel):
     metadata: dict[str, Any] = Field(
         default_factory=dict, description="Copied into every chunk's metadata."
     )
-    source: str | None = Field(default=None, max_length=256)
+    source: str | None = Field(
+        default=None, max_length=256, description="Stored on every chunk; default the document id."
+    )
     chunk_chars: int = Field(default=1000, ge=100, le=20_000, description="Target chunk length.")
     overlap_chars: int = Field(
         default=200, ge=0, le=5_000, description="Characters shared by consecutive chunks."
     )
-    ttl_seconds: int | None = Field(default=None, gt=0, le=10 * 365 * 86400)
+    ttl_seconds: int | None = Field(
+        default=None,
+        gt=0,
+        le=10 * 365 * 86400,
+        description="Chunks expire after this many seconds.",
+    )
 
     @field_validator("text")
     @classmethod
@@ -209,12 +230,12 @@ class DocumentIngest(StrictModel):
 class MemoryVersion(BaseModel):
     """One state of a memory; updates append the previous state to its history."""
 
-    version: int
+    version: int = Field(description="1 for the first version, +1 per update.")
     text: str
     kind: MemoryKind
     metadata: dict[str, Any] = Field(default_factory=dict)
     source: str | None = None
-    content_hash: str
+    content_hash: str = Field(description="SHA-256 of the whitespace-normalized text.")
     updated_at: datetime = Field(description="When this version was written.")
 
 
@@ -254,8 +275,8 @@ class MemoryBatchResponse(BaseModel):
 
 
 class DocumentIngestResponse(BaseModel):
-    document_id: str
-    chunks: list[MemoryPublic]
+    document_id: str = Field(description="Given or generated; in every chunk's metadata.")
+    chunks: list[MemoryPublic] = Field(description="In document order.")
 
 
 class MemoryListResponse(BaseModel):
@@ -281,8 +302,8 @@ class MemorySearchRequest(StrictModel):
         description="`dense` (embeddings), `keyword` (BM25) or `hybrid` (both, fused with RRF).",
     )
     filter: MemoryFilter | None = Field(default=None, description="Metadata conditions.")
-    created_after: datetime | None = None
-    created_before: datetime | None = None
+    created_after: datetime | None = Field(default=None, description="Created at or after.")
+    created_before: datetime | None = Field(default=None, description="Created before.")
     mmr_lambda: float | None = Field(
         default=None,
         ge=0.0,
@@ -292,6 +313,7 @@ class MemorySearchRequest(StrictModel):
     recency_half_life_s: float | None = Field(
         default=None,
         gt=0,
+        allow_inf_nan=False,
         description="Weight scores by age: a memory this many seconds old counts half.",
     )
 
@@ -330,7 +352,7 @@ class DeleteResponse(BaseModel):
 
 class ImportResponse(BaseModel):
     namespace: str
-    imported: int
+    imported: int = Field(description="Memories restored from the file.")
 
 
 # --------------------------------------------------------------------------------------

@@ -106,19 +106,15 @@ class MemoryService:
                 if near_dedup
                 else [None] * len(items)
             )
-            # Within the batch: exact twins always, near twins only with near_dedup.
-            similarity = (
-                vectors @ vectors.T if near_dedup else np.zeros((len(items),) * 2, np.float32)
-            )
+            batch_twins = _BatchTwins(vectors if near_dedup else None, self.dedup_threshold)
             results: list[MemoryPublic] = []
-            accepted: dict[str, list[tuple[MemoryRecord, int]]] = {}
             new_points: list[StoredPoint] = []
             for i, item in enumerate(items):
-                twin = exact.get((item.namespace, hashes[i])) or near[i]
-                if twin is None:
-                    twin = self._twin_in_batch(
-                        accepted.get(item.namespace, []), hashes[i], similarity[i]
-                    )
+                twin = (
+                    exact.get((item.namespace, hashes[i]))
+                    or near[i]
+                    or batch_twins.find(item.namespace, hashes[i], i)
+                )
                 if twin is not None:
                     results.append(_public(twin, deduplicated=True))
                     continue
@@ -138,7 +134,7 @@ class MemoryService:
                     version=1,
                     content_hash=hashes[i],
                 )
-                accepted.setdefault(item.namespace, []).append((record, i))
+                batch_twins.add(record, i)
                 new_points.append(self._point(record, vectors[i]))
                 results.append(_public(record))
             if new_points:
@@ -428,17 +424,30 @@ class MemoryService:
             nearest.append(from_payload(hit.payload) if hit else None)
         return nearest
 
-    def _twin_in_batch(
-        self,
-        accepted: list[tuple[MemoryRecord, int]],
-        item_hash: str,
-        similarity_row: FloatMatrix,
-    ) -> MemoryRecord | None:
-        """An earlier item of the same batch and namespace this one duplicates."""
-        for record, j in accepted:
-            if record.content_hash == item_hash or similarity_row[j] >= self.dedup_threshold:
-                return record
-        return None
+
+class _BatchTwins:
+    """Memories accepted earlier in the same batch, to dedup items against each other:
+    exact twins always, near twins when vectors are given."""
+
+    def __init__(self, vectors: FloatMatrix | None, threshold: float) -> None:
+        self._vectors = vectors
+        self._threshold = threshold
+        self._by_hash: dict[tuple[str, str], MemoryRecord] = {}
+        self._rows: dict[str, list[int]] = {}
+        self._records: dict[str, list[MemoryRecord]] = {}
+
+    def add(self, record: MemoryRecord, row: int) -> None:
+        self._by_hash[(record.namespace, record.content_hash)] = record
+        self._rows.setdefault(record.namespace, []).append(row)
+        self._records.setdefault(record.namespace, []).append(record)
+
+    def find(self, namespace: str, item_hash: str, row: int) -> MemoryRecord | None:
+        exact = self._by_hash.get((namespace, item_hash))
+        if exact is not None or self._vectors is None or namespace not in self._rows:
+            return exact
+        similarities = self._vectors[self._rows[namespace]] @ self._vectors[row]
+        best = int(np.argmax(similarities))
+        return self._records[namespace][best] if similarities[best] >= self._threshold else None
 
 
 def _decode_cursor(cursor: str | None) -> str | None:

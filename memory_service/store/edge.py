@@ -116,12 +116,14 @@ class EdgeStore(VectorStore):
             self._applied += 1
 
     def wait_durable(self) -> None:
+        # Without flush_on_write, acknowledgement relies on the WAL (survives a process kill,
+        # not a power cut) and housekeeping flushes periodically.
+        if self._flush_on_write:
+            self._flush_pending()
+
+    def _flush_pending(self) -> None:
         # Group commit: a flush takes 0.1-0.4 s of fsyncs here, so writers queue on one lock
-        # and a single flush covers every update applied before it started. Without
-        # flush_on_write, acknowledgement relies on the WAL (survives a process kill, not
-        # a power cut) and housekeeping flushes periodically.
-        if not self._flush_on_write:
-            return
+        # and a single flush covers every update applied before it started.
         wanted = self._applied
         with self._flush_lock:
             if self._flushed >= wanted:
@@ -200,10 +202,7 @@ class EdgeStore(VectorStore):
     def maintain(self) -> None:
         # Edge runs segment optimizers (HNSW building, vacuum) only when asked to.
         self._shard.optimize()
-        with self._flush_lock:
-            covered = self._applied
-            self._shard.flush()
-            self._flushed = covered
+        self._flush_pending()
 
     def close(self) -> None:
         with self._write_lock:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from fastapi.testclient import TestClient
 
-from tests.memory_service.conftest import auth
+from memq.contracts import MemoryCreate
+from tests.memory_service.conftest import auth, service_of
 
 
 def test_healthz_reports_backend_model_and_dimension_without_auth(client: TestClient) -> None:
@@ -112,6 +114,15 @@ def test_same_text_in_another_namespace_is_not_a_duplicate(
     assert a["id"] != b["id"]
 
 
+def test_concurrent_identical_writes_store_one_memory(client: TestClient) -> None:
+    service = service_of(client)
+    item = MemoryCreate(namespace="race", text="Only one copy of me should exist")
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(lambda _: service.add("acme", item), range(6)))
+    assert sum(not r.deduplicated for r in results) == 1
+    assert len({r.id for r in results}) == 1
+
+
 def test_batch_add_keeps_order_and_dedups_within_the_batch(client: TestClient) -> None:
     texts = ["Alpha project kicks off in May", "Beta uses Rust", "Alpha project kicks off in May"]
     r = client.post(
@@ -172,6 +183,21 @@ def test_bad_input_gets_422_error_response_never_500(client: TestClient) -> None
         client.get("/v1/memories", params={"namespace": "n", "cursor": "garbage"}, headers=auth()),
         client.get("/v1/memories", params={"namespace": "n", "metadata": "{"}, headers=auth()),
         client.patch("/v1/memories/abc", json={}, headers=auth()),
+        client.post(
+            "/v1/memories/search",
+            content=b'{"namespace": "n", "query": "q", "filter": {"all_of": [{"key": "a", '
+            b'"gt": NaN}]}}',
+            headers={**auth(), "Content-Type": "application/json"},
+        ),
+        client.post(
+            "/v1/memories/search",
+            json={
+                "namespace": "n",
+                "query": "q",
+                "filter": {"all_of": [{"key": "a", "eq": 2**70}]},
+            },
+            headers=auth(),
+        ),
     ]
     for r in cases:
         assert r.status_code == 422, r.text

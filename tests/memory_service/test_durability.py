@@ -28,10 +28,13 @@ def _free_port() -> int:
 
 
 @contextmanager
-def memory_service_process(data_dir: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+def memory_service_process(
+    data_dir: Path, **extra_env: str
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     port = _free_port()
     env = {
         **os.environ,
+        **extra_env,
         "MEMQ_DATA_DIR": str(data_dir),
         "MEMQ_MEMORY_PORT": str(port),
         "MEMQ_SERVICE_TOKEN": TOKEN,
@@ -72,8 +75,14 @@ def memory_service_process(data_dir: Path) -> Iterator[tuple[subprocess.Popen[by
 
 
 @pytest.mark.slow
-def test_acknowledged_write_survives_sigkill_and_restart(tmp_path: Path) -> None:
-    with memory_service_process(tmp_path) as (proc, url):
+@pytest.mark.parametrize("flush_on_write", ["true", "false"], ids=["flushed", "wal-only"])
+def test_acknowledged_write_survives_sigkill_and_restart(
+    tmp_path: Path, flush_on_write: str
+) -> None:
+    with memory_service_process(tmp_path, MEMQ_MEMORY_FLUSH_ON_WRITE=flush_on_write) as (
+        proc,
+        url,
+    ):
         single = httpx.post(
             f"{url}/v1/memories",
             json={"namespace": "user:1", "text": "The launch code is OMEGA-7"},

@@ -310,7 +310,9 @@ def write_markdown(rows: list[Row], batch: int, n_queries: int, elapsed_s: float
         f"Python {platform.python_version()}; model all-MiniLM-L6-v2 on CPU; "
         f"ingest batches of {batch}; {n_queries} search queries per row, top_k=5; "
         "all memories in one tenant and one namespace. Total run "
-        f"{elapsed_s / 60:.1f} min. Produced by `bench/memory_bench.py`.",
+        f"{elapsed_s / 60:.1f} min; 1-min load average at the end "
+        f"{os.getloadavg()[0]:.1f} (other processes share the cores). "
+        "Produced by `bench/memory_bench.py`.",
         "",
         "| memories | stored after dedup | ingest (memories/s, embedding incl.) | index build (s) "
         "| store dense p50 / p95 (ms) | store hybrid p50 / p95 (ms) "

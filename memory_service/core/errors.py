@@ -10,14 +10,11 @@ MemoryServiceError            500 internal_error
 
 from __future__ import annotations
 
+from memq.errors import ServiceError
 
-class MemoryServiceError(Exception):
-    status_code = 500
-    code = "internal_error"
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+class MemoryServiceError(ServiceError):
+    pass
 
 
 class Unauthorized(MemoryServiceError):

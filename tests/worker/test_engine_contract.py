@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 
-from tests.worker.engine_helpers import encode, request
+from tests.worker.engine_helpers import encode, outputs, request, run_concurrently
 from worker.engine import build_engine
 from worker.engine.base import Engine, GenerationRequest
+from worker.engine.simple import SimpleEngine
 from worker.model_loader import LoadedModel
 
 
@@ -103,3 +106,33 @@ def test_reports_timings(engine: Engine, tiny_lm: LoadedModel) -> None:
     out = engine.generate(GenerationRequest(encode(tiny_lm, "TL;DR"), request(tiny_lm, "x").params))
 
     assert 0 <= out.time_to_first_token_s <= out.generation_s
+
+
+def test_simple_engine_serves_waiting_jobs_in_arrival_order(tiny_lm: LoadedModel) -> None:
+    engine = SimpleEngine(tiny_lm)
+    holding, all_queued = threading.Event(), threading.Event()
+    first = request(tiny_lm, "The quick brown fox", max_new_tokens=3)
+
+    def hold_engine(n: int, _text: str) -> None:
+        holding.set()
+        if n == 1:
+            assert all_queued.wait(30)
+
+    first.on_token = hold_engine
+    order: list[int] = []
+    waiters = [request(tiny_lm, "Memory", max_new_tokens=2) for _ in range(4)]
+    for i, r in enumerate(waiters):
+        r.on_token = lambda n, _t, i=i: order.append(i) if n == 1 else None
+    arrivals = [threading.Event() for _ in waiters]
+
+    def arrive_one_by_one() -> None:
+        assert holding.wait(30)
+        for event in arrivals:
+            event.set()
+            time.sleep(0.05)
+        all_queued.set()
+
+    threading.Thread(target=arrive_one_by_one).start()
+    outputs(run_concurrently(engine, [first, *waiters], start_after=[None, *arrivals]))
+
+    assert order == [0, 1, 2, 3]

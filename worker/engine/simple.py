@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -56,12 +57,39 @@ class _Watch(StoppingCriteria):
             return False
 
 
+class _FifoLock:
+    """A lock granted in arrival order.
+
+    `threading.Lock` lets the thread that just released it win again: a caller that
+    submits its next job at once starves every other waiting job.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._waiting: collections.deque[object] = collections.deque()
+        self._held = False
+
+    def __enter__(self) -> None:
+        ticket = object()
+        with self._cond:
+            self._waiting.append(ticket)
+            while self._held or self._waiting[0] is not ticket:
+                self._cond.wait()
+            self._waiting.popleft()
+            self._held = True
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self._held = False
+            self._cond.notify_all()
+
+
 class SimpleEngine:
     name = "simple"
 
     def __init__(self, lm: LoadedModel) -> None:
         self.lm = lm
-        self._lock = threading.Lock()
+        self._lock = _FifoLock()
 
     def generate(self, request: GenerationRequest) -> GenerationOutput:
         with self._lock:

@@ -24,7 +24,9 @@ class WorkerSettings(CommonSettings):
     )
     max_batch_size: int = Field(default=32, ge=1, le=256)
     max_batch_tokens: int = Field(
-        default=32 * 1024, ge=256, description="Token budget (prompt + generated) of a batch."
+        default=32 * 1024,
+        ge=256,
+        description="KV budget of a batch: rows × the widest (prompt + max_new_tokens) row.",
     )
     queue: str = Field(default="memq.jobs")
     retrieval_query_chars: int = Field(default=2000, ge=100)

@@ -3,6 +3,7 @@ records (see memq.jobstore), so Celery's result backend is off."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import Celery
@@ -37,7 +38,13 @@ def _load_model(**_: Any) -> None:
     # gateway learns the context window before the first job arrives.
     from worker.runtime import get_runtime
 
-    get_runtime(settings)
+    try:
+        get_runtime(settings)
+    except Exception as exc:
+        # Celery logs and swallows exceptions from signal handlers; a worker without a
+        # model must not consume jobs, so leave with an error instead.
+        logging.getLogger("memq.worker").critical("cannot start the worker: %s", exc)
+        raise SystemExit(1) from exc
 
 
 @worker_shutdown.connect

@@ -1,0 +1,26 @@
+"""A worker that cannot load its model exits loudly instead of consuming jobs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_worker_with_unloadable_model_exits_non_zero_naming_the_model(
+    redis_server: str, tmp_path: Path
+) -> None:
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "MEMQ_MODEL": str(tmp_path / "no-such-model"),
+        "MEMQ_REDIS_URL": redis_server,
+        "MEMQ_DATA_DIR": str(tmp_path),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "worker"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode != 0
+    assert "cannot start the worker" in proc.stderr + proc.stdout
+    assert "no-such-model" in proc.stderr + proc.stdout

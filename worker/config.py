@@ -28,6 +28,9 @@ class WorkerSettings(CommonSettings):
         ge=256,
         description="KV budget of a batch: rows × the widest (prompt + max_new_tokens) row.",
     )
+    max_prefill_tokens: int = Field(
+        default=4096, ge=16, description="Padded prompt tokens prefilled in one forward."
+    )
     queue: str = Field(default="memq.jobs")
     retrieval_query_chars: int = Field(default=2000, ge=100)
     memory_retries: int = Field(

@@ -11,6 +11,7 @@ from memq.clients import MemoryClient
 from memq.contracts import ModelInfo
 from memq.jobstore import JobStore
 from worker.config import WorkerSettings
+from worker.engine import build_engine
 from worker.engine.base import Engine
 from worker.model_loader import LoadedModel, load_model
 from worker.pipeline import JobRunner
@@ -58,20 +59,13 @@ class Runtime:
 
 
 def build(settings: WorkerSettings, lm: LoadedModel) -> Engine:
-    from worker import engine as engines
-
-    factory = getattr(engines, "build_engine", None)
-    if factory is None:  # the batched engine is not available in this build
-        from worker.engine.simple import SimpleEngine
-
-        return SimpleEngine(lm)
-    built: Engine = factory(
+    return build_engine(
         settings.engine,
         lm,
         max_batch_size=settings.max_batch_size,
         max_batch_tokens=settings.max_batch_tokens,
+        max_prefill_tokens=settings.max_prefill_tokens,
     )
-    return built
 
 
 _lock = threading.Lock()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+from typing import Any
 
 import pytest
 import torch
@@ -125,3 +126,37 @@ def test_greedy_matches_simple_engine_on_gpt2_124m_architecture(tiny_lm: LoadedM
         engine.close()
 
     assert [o.token_ids for o in got] == expected
+
+
+def test_newcomers_refilling_retired_slots_in_place_match_simple_engine(
+    tiny_lm: LoadedModel,
+    simple_engine: SimpleEngine,
+    batched_engine: BatchedEngine,
+    prompts: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Short rows finish first; their slots are refilled in place (no cache copy) by
+    later requests, and every row's greedy output still equals the simple engine's."""
+    from worker.engine.kv_batch import PaddedKV
+
+    placed: list[int] = []
+    original = PaddedKV.place
+
+    def spy(self: PaddedKV, row: int, *args: Any) -> bool:
+        ok = original(self, row, *args)
+        if ok:
+            placed.append(row)
+        return ok
+
+    monkeypatch.setattr(PaddedKV, "place", spy)
+    long_ = [request(tiny_lm, prompts[i], max_new_tokens=120) for i in (1, 3, 4)]
+    short = [request(tiny_lm, prompts[i], max_new_tokens=3) for i in (0, 2)]
+    # Late requests have short prompts, so they fit the running batch's width.
+    late = [request(tiny_lm, p, max_new_tokens=20) for p in ("Memory", "The quick brown fox")]
+    on_token, reached = after_tokens(30)
+    long_[0].on_token = on_token
+    reqs = long_ + short + late
+    got = outputs(run_concurrently(batched_engine, reqs, start_after=[None] * 5 + [reached] * 2))
+    want = [simple_engine.generate(r) for r in reqs]
+    assert [o.token_ids for o in got] == [o.token_ids for o in want]
+    assert placed, "no newcomer reused a retired slot"

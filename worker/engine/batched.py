@@ -35,6 +35,9 @@ log = logging.getLogger("memq.worker.engine")
 DEFAULT_MAX_BATCH_SIZE = 32
 DEFAULT_MAX_BATCH_TOKENS = 16_384
 DEFAULT_MAX_PREFILL_TOKENS = 4_096
+# Finished rows are masked out in place and their slots refilled by newcomers; the cache
+# is compacted (one copy) at most this often, instead of once per finished row.
+COMPACT_EVERY_STEPS = 32
 
 
 class EngineClosed(RuntimeError):
@@ -98,8 +101,10 @@ class BatchedEngine:
         self._queue: collections.deque[_Sequence] = collections.deque()
         self._closed = False
         self._fatal: BaseException | None = None
-        self._rows: list[_Sequence] = []  # scheduler thread only, aligned with the cache
+        # Scheduler thread only, aligned with the cache rows; None marks a retired slot.
+        self._rows: list[_Sequence | None] = []
         self._kv = PaddedKV()
+        self._steps_since_compact = 0
         self._thread = threading.Thread(target=self._run, name="memq-batched-engine", daemon=True)
         self._thread.start()
 
@@ -160,13 +165,13 @@ class BatchedEngine:
                 with torch.inference_mode():
                     if newcomers:
                         self._prefill(newcomers)
-                    if self._rows:
+                    if self._live():
                         self._decode()
         except BaseException as exc:  # a bug in the loop itself: fail everyone, never hang
             log.exception("batched engine scheduler crashed")
             self._fatal = exc
             with self._cond:
-                stranded = list(self._queue) + self._rows
+                stranded = list(self._queue) + self._live()
                 self._queue.clear()
             self._rows = []
             self._kv.clear()
@@ -175,12 +180,15 @@ class BatchedEngine:
             return
         closed = EngineClosed("the batched engine was closed")
         with self._cond:
-            stranded = list(self._queue) + self._rows
+            stranded = list(self._queue) + self._live()
             self._queue.clear()
         self._rows = []
         self._kv.clear()
         for seq in stranded:
             self._fail(seq, closed)
+
+    def _live(self) -> list[_Sequence]:
+        return [s for s in self._rows if s is not None]
 
     def _wait_for_work(self) -> list[_Sequence] | None:
         """Block until there is something to do; return the requests to admit now."""
@@ -204,8 +212,9 @@ class BatchedEngine:
 
     def _admit(self, queued: list[_Sequence]) -> list[_Sequence]:
         """The longest FIFO prefix of `queued` that fits the row, KV and prefill limits."""
-        rows = len(self._rows)
-        widest = max((s.reserved_len for s in self._rows), default=0)
+        live = self._live()
+        rows = len(live)
+        widest = max((s.reserved_len for s in live), default=0)
         admitted: list[_Sequence] = []
         longest_prompt = 0
         for seq in queued:
@@ -248,16 +257,30 @@ class BatchedEngine:
                 self._fail(seq, exc)
             return
         keep = self._advance(newcomers, logits)
-        if keep:
-            index = torch.tensor(keep, dtype=torch.long)
+        if not keep:
+            return
+        # Refill retired slots in place first: no copy of the running batch's cache.
+        free = [i for i, s in enumerate(self._rows) if s is None]
+        rest: list[int] = []
+        for j in keep:
+            if free and self._kv.place(free[0], cache, j, mask[j]):
+                self._rows[free.pop(0)] = newcomers[j]
+            else:
+                rest.append(j)
+        if rest:
+            index = torch.tensor(rest, dtype=torch.long)
             map_kv(cache, lambda t: t.index_select(0, index))
             self._kv.extend(cache, mask.index_select(0, index))
-            self._rows.extend(newcomers[i] for i in keep)
+            self._rows.extend(newcomers[i] for i in rest)
 
     def _decode(self) -> None:
         rows = self._rows
-        ids = torch.tensor([[s.generated[-1]] for s in rows], dtype=torch.long)
-        positions = torch.tensor([[s.position] for s in rows], dtype=torch.long)
+        ids = torch.tensor(
+            [[s.generated[-1] if s is not None else self._pad_id] for s in rows], dtype=torch.long
+        )
+        positions = torch.tensor(
+            [[s.position if s is not None else 0] for s in rows], dtype=torch.long
+        )
         mask = self._kv.decode_mask()
         try:
             out = self.lm.model(
@@ -270,15 +293,38 @@ class BatchedEngine:
             logits = out.logits[:, -1, :].float()
         except Exception as exc:
             # The cache may hold a half-appended step: no row can continue from it.
-            for seq in rows:
+            for seq in self._live():
                 self._fail(seq, exc)
             self._rows = []
             self._kv.clear()
             return
         self._kv.advance(mask)
-        keep = self._advance(rows, logits)
-        self._kv.keep(keep)
-        self._rows = [rows[i] for i in keep]
+        live = [i for i, s in enumerate(rows) if s is not None]
+        live_seqs = [s for s in rows if s is not None]
+        kept = self._advance(live_seqs, logits.index_select(0, torch.tensor(live)))
+        continuing = {live[k] for k in kept}
+        for i in live:
+            if i not in continuing:
+                self._rows[i] = None
+                self._kv.retire(i)
+        self._compact()
+
+    def _compact(self) -> None:
+        """Drop retired slots and all-padding columns (one copy), not on every finish."""
+        self._steps_since_compact += 1
+        live = [i for i, s in enumerate(self._rows) if s is not None]
+        if not live:
+            self._rows = []
+            self._kv.clear()
+            self._steps_since_compact = 0
+            return
+        retired = len(self._rows) - len(live)
+        if retired and (
+            self._steps_since_compact >= COMPACT_EVERY_STEPS or retired * 2 > len(self._rows)
+        ):
+            self._kv.keep(live)
+            self._rows = [self._rows[i] for i in live]
+            self._steps_since_compact = 0
 
     def _advance(self, rows: list[_Sequence], logits: torch.Tensor) -> list[int]:
         """Give each row its next token; return the indices of rows that continue.
@@ -371,4 +417,5 @@ class BatchedEngine:
         """A snapshot for logs and tests (read without the scheduler's cooperation)."""
         with self._cond:
             queued = len(self._queue)
-        return {"running": len(self._rows), "queued": queued, "kv_width": self._kv.width}
+        running = sum(1 for s in self._rows if s is not None)
+        return {"running": running, "queued": queued, "kv_width": self._kv.width}

@@ -146,6 +146,32 @@ class PaddedKV:
             layer.values = torch.cat([_left_pad(values, mine), _left_pad(new_values, theirs)])
         self.mask = torch.cat([_left_pad(self.mask, mine), _left_pad(mask, theirs)])
 
+    def retire(self, row: int) -> None:
+        """Mask a finished row out without copying the cache; its slot can be refilled
+        in place (`place`) or dropped by the next `keep`. A retired row attends only to
+        the column each decode step appends, so it never has an all-masked row."""
+        assert self.mask is not None
+        self.mask[row] = 0
+
+    def place(self, row: int, cache: DynamicCache, source: int, mask: torch.Tensor) -> bool:
+        """Write row `source` of a separately prefilled `cache` (with its `mask` row) into
+        the retired slot `row`, in place. False when it is wider than the batch."""
+        assert self.cache is not None and self.mask is not None
+        width, theirs = self.width, int(mask.shape[0])
+        if theirs > width:
+            return False
+        start = width - theirs
+        for (_, keys, values), (_, new_keys, new_values) in zip(
+            kv_tensors(self.cache), kv_tensors(cache), strict=True
+        ):
+            keys[row, :, :start] = 0
+            values[row, :, :start] = 0
+            keys[row, :, start:] = new_keys[source]
+            values[row, :, start:] = new_values[source]
+        self.mask[row] = 0
+        self.mask[row, start:] = mask
+        return True
+
     def keep(self, indices: list[int]) -> None:
         """Keep only these rows (in this order), then trim all-padding columns."""
         if not indices:

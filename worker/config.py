@@ -31,6 +31,12 @@ class WorkerSettings(CommonSettings):
     max_prefill_tokens: int = Field(
         default=4096, ge=16, description="Padded prompt tokens prefilled in one forward."
     )
+    gil_switch_interval_s: float = Field(
+        default=0.0005,
+        gt=0,
+        le=0.1,
+        description="sys.setswitchinterval for the worker process (Python's default: 0.005).",
+    )
     queue: str = Field(default="memq.jobs")
     retrieval_query_chars: int = Field(default=2000, ge=100)
     memory_retries: int = Field(

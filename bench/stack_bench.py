@@ -75,25 +75,19 @@ class Window:
 
 
 def build_model_dir(target: Path, seed: int = 0) -> Path:
-    """GPT-2 124M (GPT2Config() defaults), random weights, saved like a hub checkpoint,
-    with a tokenizer that covers the 50,257 ids and has no EOS token."""
+    """The engine benchmark's random GPT-2 124M, saved like a hub checkpoint with no EOS
+    (config, generation config and tokenizer), so every job generates exactly N tokens."""
     import torch
-    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
-    from tests.utils.tiny_gpt2 import build_tiny_gpt2
+    from bench.engine_bench import build_model
 
-    torch.manual_seed(seed)
-    config = GPT2Config(bos_token_id=None, eos_token_id=None)
-    model = GPT2LMHeadModel(config).eval()
-    model.generation_config.eos_token_id = None
-    model.generation_config.bos_token_id = None
-    with tempfile.TemporaryDirectory() as tmp:
-        tokenizer = AutoTokenizer.from_pretrained(build_tiny_gpt2(Path(tmp), n_layer=1))
-    tokenizer.add_tokens([f"<r{i}>" for i in range(config.vocab_size - len(tokenizer))])
-    tokenizer.eos_token = None
-    tokenizer.bos_token = None
-    model.save_pretrained(target)
-    tokenizer.save_pretrained(target)
+    lm = build_model(torch.float32, seed)
+    lm.model.config.bos_token_id = lm.model.config.eos_token_id = None
+    lm.model.generation_config.bos_token_id = None
+    lm.tokenizer.eos_token = None
+    lm.tokenizer.bos_token = None
+    lm.model.save_pretrained(target)
+    lm.tokenizer.save_pretrained(target)
     return target
 
 

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
+import httpx
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.panel import Panel
 
-from memq.clients import MemqClient, MemqError
+from memq.clients import MemqClient
+from memq.contracts import JobStatus
+from memq.errors import APIError, MemqError
+from memq.logs import configure_logging
+from memq.settings import DEFAULT_GATEWAY_URL, LauncherSettings
+
+if TYPE_CHECKING:
+    from memq.launcher import Stack
 
 app = typer.Typer(help="memq: async LLM jobs with explicit long-term memory.", no_args_is_help=True)
 console = Console()
@@ -24,106 +31,203 @@ GatewayOpt = Annotated[
 KeyOpt = Annotated[str | None, typer.Option("--api-key", envvar="MEMQ_API_KEY", help="API key.")]
 
 DEMO_NAMESPACE = "user:demo"
+DEMO_MEMORIES = (
+    "Alice lives in Paris and works as a marine biologist.",
+    "Alice's favourite food is ramen.",
+)
+DEMO_JOB: dict[str, Any] = {
+    "type": "generate",
+    "prompt": "Question: Where does Alice live and what does she do?\nAnswer:",
+    "params": {"max_new_tokens": 32},
+    "memory": {"namespace": DEMO_NAMESPACE, "top_k": 3},
+}
 
 
-def _print_examples(gateway: str) -> None:
+class _DemoFailed(Exception):
+    def __init__(self, reason: str, components: tuple[str, ...]) -> None:
+        super().__init__(reason)
+        self.components = components
+
+
+def _print_banner(stack: Stack, embedded_redis: bool) -> None:
+    gw = stack.gateway_url
+    logs = ", ".join(sorted(p.log_path.name for p in stack.procs.values()))
+    redis_note = (
+        f"embedded, AOF everysec, data in {stack.data_dir / 'redis'}"
+        if embedded_redis
+        else "external (MEMQ_REDIS_URL)"
+    )
+    token_note = (
+        f"{stack.service_token_file} (generated for this data dir)"
+        if stack.service_token_file
+        else "from MEMQ_SERVICE_TOKEN"
+    )
+    workers = ", ".join(f"{w.name} (pid {w.pid})" for w in stack.workers)
+    cli_env = "" if gw == DEFAULT_GATEWAY_URL else f"MEMQ_GATEWAY_URL={gw} "
     console.print(
         Panel.fit(
-            f"""[bold]memq is up[/] — gateway {gateway}  (OpenAPI docs: {gateway}/docs)
+            f"""[bold]memq is up[/] — serving model [bold green]{stack.model}[/]
+  gateway         {gw}  (OpenAPI docs: {gw}/docs)
+  memory service  {stack.memory_url}
+  redis           {stack.redis_url}  ({redis_note})
+  workers         {workers}
+  data dir        {stack.data_dir}
+  logs            {stack.log_dir}/  ({logs})
+  service token   {token_note}
 
-Add a memory:
-  curl -s {gateway}/v1/memories -H 'content-type: application/json' \\
-    -d '{{"namespace": "user:42", "text": "Alice lives in Paris."}}'
-Submit a generate job that retrieves it:
-  curl -s {gateway}/v1/jobs -H 'content-type: application/json' \\
-    -d '{{"type": "generate", "prompt": "Where does Alice live?",
-         "memory": {{"namespace": "user:42"}}}}'
+Ask about what is stored in namespace {DEMO_NAMESPACE} (the demo's memories):
+  curl -s {gw}/v1/jobs -H 'content-type: application/json' \\
+    -d '{{"type": "generate", "prompt": "Question: Where does Alice live?\\nAnswer:",
+         "memory": {{"namespace": "{DEMO_NAMESPACE}"}}}}'
 Poll it:
-  curl -s {gateway}/v1/jobs/<id>
-Or use the CLI:  memq generate "Where does Alice live?" --namespace user:42""",
+  curl -s {gw}/v1/jobs/<id>
+Add a memory:
+  curl -s {gw}/v1/memories -H 'content-type: application/json' \\
+    -d '{{"namespace": "{DEMO_NAMESPACE}", "text": "Bob, Alice's brother, lives in Lyon."}}'
+Or use the CLI:
+  {cli_env}memq generate "Where does Alice live?" --namespace {DEMO_NAMESPACE}""",
             title="memq",
         )
     )
 
 
-def _demo(gateway: str) -> None:
-    with MemqClient(gateway) as client:
-        for text in (
-            "Alice lives in Paris and works as a marine biologist.",
-            "Alice's favourite food is ramen.",
-        ):
-            client.add_memory(DEMO_NAMESPACE, text)
-        accepted = client.submit(
-            {
-                "type": "generate",
-                "prompt": "Question: Where does Alice live and what does she do?\nAnswer:",
-                "params": {"max_new_tokens": 32},
-                "memory": {"namespace": DEMO_NAMESPACE, "top_k": 3},
-            }
+def _run_demo(stack: Stack, *, require_used_memory: bool) -> None:
+    """Store the demo memories, run the demo job, print its result; `_DemoFailed` if it
+    did not succeed (or, for the smoke run, used none of the memories it retrieved)."""
+    with MemqClient(stack.gateway_url) as client:
+        try:
+            for text in DEMO_MEMORIES:
+                client.add_memory(DEMO_NAMESPACE, text)
+        except (MemqError, httpx.HTTPError) as exc:
+            raise _DemoFailed(f"adding the demo memories failed: {exc}", ("memory",)) from exc
+        try:
+            accepted = client.submit(DEMO_JOB)
+            console.print(f"demo job {accepted.id} queued; waiting …")
+            job = client.wait(accepted.id, timeout=600)
+        except (MemqError, httpx.HTTPError, TimeoutError) as exc:
+            raise _DemoFailed(f"the demo job failed: {exc}", ("gateway", "worker")) from exc
+    console.print_json(job.model_dump_json(include={"id", "status", "error", "result"}))
+    if job.status != JobStatus.succeeded or job.result is None:
+        detail = job.error.message if job.error else "no result"
+        raise _DemoFailed(f"the demo job ended {job.status.value}: {detail}", ("worker",))
+    if require_used_memory and not any(m.used for m in job.result.memories):
+        raise _DemoFailed(
+            f"the demo job retrieved {len(job.result.memories)} memories from "
+            f"{DEMO_NAMESPACE} and used none of them",
+            ("worker", "memory"),
         )
-        console.print(f"demo job {accepted.id} queued; waiting …")
-        job = client.wait(accepted.id, timeout=600)
-        console.print_json(job.model_dump_json(include={"status", "result"}))
+
+
+def _print_tails(stack: Stack, components: tuple[str, ...]) -> None:
+    for name, child in stack.procs.items():
+        if name.startswith(components):
+            console.print(f"[bold]last lines of {child.log_path}:[/]\n{child.tail()}")
 
 
 @app.command()
 def up(
-    data_dir: Annotated[Path, typer.Option(envvar="MEMQ_DATA_DIR")] = Path(".memq"),
-    gateway_port: Annotated[int, typer.Option(envvar="MEMQ_GATEWAY_PORT")] = 8000,
-    memory_port: Annotated[int, typer.Option(envvar="MEMQ_MEMORY_PORT")] = 8001,
-    redis_port: Annotated[int, typer.Option(envvar="MEMQ_EMBEDDED_REDIS_PORT")] = 6390,
-    workers: Annotated[int, typer.Option(min=1, max=16, help="Worker processes.")] = 1,
-    demo: Annotated[bool, typer.Option(help="Run a demo job once the stack is up.")] = False,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="State and logs [MEMQ_DATA_DIR, default .memq].")
+    ] = None,
+    gateway_port: Annotated[
+        int | None, typer.Option(help="[MEMQ_GATEWAY_PORT, default 8000]")
+    ] = None,
+    memory_port: Annotated[
+        int | None, typer.Option(help="[MEMQ_MEMORY_PORT, default 8001]")
+    ] = None,
+    redis_port: Annotated[
+        int | None,
+        typer.Option(help="Port of the embedded Redis [MEMQ_EMBEDDED_REDIS_PORT, default 6390]."),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes [MEMQ_WORKERS, default 1].")
+    ] = None,
+    demo: Annotated[bool, typer.Option(help="Store demo memories and run a demo job.")] = False,
+    smoke: Annotated[
+        bool,
+        typer.Option(
+            help="Start, run the demo job, check that it succeeded using a retrieved memory, "
+            "stop; exit non-zero with the reason otherwise (CI)."
+        ),
+    ] = False,
 ) -> None:
     """Start Redis (embedded unless MEMQ_REDIS_URL is set), the memory service, worker(s) and
-    the gateway; stay in the foreground until Ctrl-C."""
-    from memq.launcher import start_stack
-
-    redis_url = os.environ.get("MEMQ_REDIS_URL") or None
-    console.print(
-        f"starting memq in {data_dir.resolve()} "
-        f"(redis: {'external ' + redis_url if redis_url else 'embedded, AOF on'}); "
-        "first start may convert the model, see logs in "
-        f"{data_dir / 'logs'}"
-    )
-    stack = start_stack(
-        data_dir,
-        redis_url=redis_url,
-        gateway_port=gateway_port,
-        memory_port=memory_port,
-        redis_port=redis_port,
-        workers=workers,
-    )
-    stopping = False
-
-    def _stop(*_: Any) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    the gateway, restart any of them that dies, and stay in the foreground until Ctrl-C."""
+    overrides: dict[str, Any] = {
+        "data_dir": data_dir,
+        "gateway_port": gateway_port,
+        "memory_port": memory_port,
+        "embedded_redis_port": redis_port,
+        "workers": workers,
+    }
     try:
-        model = stack.wait_model(timeout=1)
-        console.print(f"[bold green]serving model:[/] {model}")
-        _print_examples(stack.gateway_url)
+        settings = LauncherSettings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        console.print(f"[red]invalid settings:[/] {exc}")
+        raise typer.Exit(2) from exc
+    configure_logging(settings, "launcher")
+    raise typer.Exit(_up(settings, demo=demo or smoke, smoke=smoke))
+
+
+def _up(settings: LauncherSettings, *, demo: bool, smoke: bool) -> int:
+    from memq.launcher import LaunchError, start_stack
+
+    embedded_redis = not settings.redis_url_explicit
+    data_dir = settings.data_dir.resolve()
+    console.print(
+        f"starting memq in {data_dir} (the first start may fetch and convert the model; "
+        f"logs in {data_dir / 'logs'}) …"
+    )
+    # SIGTERM stops the stack like Ctrl-C does, children in order, instead of orphaning them.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    stack = None
+    try:
+        stack = start_stack(
+            data_dir,
+            settings=settings,
+            redis_url=None if embedded_redis else settings.redis_url,
+            gateway_port=settings.gateway_port,
+            memory_port=settings.memory_port,
+            redis_port=settings.embedded_redis_port,
+            workers=settings.workers,
+        )
+        _print_banner(stack, embedded_redis)
         if demo:
-            _demo(stack.gateway_url)
-        while not stopping:
-            stack.check_alive()
-            time.sleep(0.5)
-    except RuntimeError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(1) from exc
+            _run_demo(stack, require_used_memory=smoke)
+        if smoke:
+            console.print("[bold green]smoke run passed[/]")
+            return 0
+        console.print("memq is running; Ctrl-C stops everything.")
+        while (failure := stack.wait(timeout=1.0)) is None:
+            pass
+        console.print(f"[red]memq gave up:[/] {failure}")
+        return 1
+    except LaunchError as exc:
+        console.print(f"[red]memq could not start:[/] {exc}")
+        return 1
+    except _DemoFailed as exc:
+        console.print(f"[red]demo failed:[/] {exc}")
+        if stack is not None:
+            if stack.failure:
+                console.print(f"[red]memq gave up:[/] {stack.failure}")
+            _print_tails(stack, exc.components)
+        return 1
+    except KeyboardInterrupt:
+        return 0 if stack is not None else 130
     finally:
-        console.print("stopping memq …")
-        stack.stop()
+        # A second Ctrl-C must not cut the orderly stop short and orphan the children.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if stack is not None:
+            console.print("stopping memq …")
+            stack.stop()
 
 
 def _client(gateway: str, api_key: str | None) -> MemqClient:
     return MemqClient(gateway, api_key)
 
 
-def _fail(exc: MemqError) -> typer.Exit:
+def _fail(exc: APIError) -> typer.Exit:
     console.print(f"[red]error {exc.status_code}:[/] {json.dumps(exc.body)}")
     return typer.Exit(1)
 
@@ -139,7 +243,7 @@ def remember(
     with _client(gateway, api_key) as client:
         try:
             memory = client.add_memory(namespace, text)
-        except MemqError as exc:
+        except APIError as exc:
             raise _fail(exc) from exc
     console.print_json(memory.model_dump_json())
 
@@ -153,7 +257,7 @@ def _submit_and_wait(gateway: str, api_key: str | None, job: dict[str, Any], wai
                 return
             with console.status(f"job {accepted.id} …"):
                 done = client.wait(accepted.id, timeout=3600)
-        except MemqError as exc:
+        except APIError as exc:
             raise _fail(exc) from exc
     console.print_json(done.model_dump_json(exclude={"request"}))
 
@@ -199,7 +303,7 @@ def status(
     with _client(gateway, api_key) as client:
         try:
             job = client.get(job_id)
-        except MemqError as exc:
+        except APIError as exc:
             raise _fail(exc) from exc
     console.print_json(job.model_dump_json())
 

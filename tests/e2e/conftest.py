@@ -10,19 +10,32 @@ from memq.launcher import Stack, start_stack
 
 
 @pytest.fixture(scope="session")
-def stack(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(
+    tiny_model_dir: Path, embedding_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
     """The whole service as real processes: redis-server, memory service (real MiniLM +
-    embedded Qdrant Edge), a Celery worker (tiny GPT-2 via from_pretrained), the gateway."""
+    embedded Qdrant Edge), a Celery worker (tiny GPT-2 via from_pretrained), the gateway,
+    supervised as `memq up` supervises them."""
     data_dir = tmp_path_factory.mktemp("memq-e2e")
     running = start_stack(
         data_dir,
-        env={"MEMQ_MODEL": str(tiny_model_dir), "MEMQ_LOG_LEVEL": "INFO"},
+        env={
+            "MEMQ_MODEL": str(tiny_model_dir),
+            "MEMQ_MODEL_CACHE_DIR": str(embedding_cache_dir),
+            "MEMQ_LOG_LEVEL": "INFO",
+        },
         model_timeout=300,
     )
     try:
         yield running
     finally:
         running.stop()
+    # The supervisor would hide a crash behind a restart: no e2e test kills anything, so any
+    # crash here is a bug (its log is in the message).
+    crashed = {c.name: c.crashes for c in running.procs.values() if c.crashes}
+    assert not crashed, (
+        f"components crashed during the e2e tests: {crashed}; logs in {data_dir}/logs"
+    )
 
 
 @pytest.fixture

@@ -1,0 +1,241 @@
+"""memq.launcher and `memq up`: the restart policy, supervision of real (trivial) processes,
+the per-data-dir service token, and how `memq up` reads its settings."""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from memq import cli
+from memq.launcher import (
+    Child,
+    LaunchError,
+    RestartPolicy,
+    Stack,
+    resolve_service_token,
+)
+from memq.settings import SERVICE_TOKEN_FILE, LauncherSettings
+
+FAST = RestartPolicy(backoff_initial_s=0.01, backoff_max_s=0.05, window_s=60.0, max_fast_crashes=3)
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]
+
+
+# -- the policy -----------------------------------------------------------------------------
+def test_backoff_doubles_with_each_fast_crash_up_to_the_cap_then_gives_up() -> None:
+    policy = RestartPolicy(backoff_initial_s=0.5, backoff_max_s=3.0, max_fast_crashes=5)
+    assert [policy.backoff(n) for n in range(7)] == [0.5, 0.5, 1.0, 2.0, 3.0, None, None]
+
+
+@pytest.mark.parametrize(
+    ("previous", "ran_s", "expected"),
+    [(0, 0.0, 1), (3, 59.9, 4), (3, 60.0, 0), (4, 3600.0, 0)],
+)
+def test_only_a_crash_within_the_window_of_its_start_counts_as_fast(
+    previous: int, ran_s: float, expected: int
+) -> None:
+    assert RestartPolicy(window_s=60.0).fast_crashes_after(previous, ran_s) == expected
+
+
+def test_a_long_run_resets_the_backoff_and_the_give_up_count() -> None:
+    policy = RestartPolicy(backoff_initial_s=1.0, backoff_max_s=60.0, window_s=10.0)
+    fast = 0
+    delays = []
+    for ran_s in (1.0, 1.0, 1.0, 11.0, 1.0):
+        fast = policy.fast_crashes_after(fast, ran_s)
+        delays.append(policy.backoff(fast))
+    assert delays == [1.0, 2.0, 4.0, 1.0, 1.0]
+
+
+def test_policy_comes_from_launcher_settings() -> None:
+    settings = LauncherSettings(
+        restart_backoff_initial_s=0.1,
+        restart_backoff_max_s=2.0,
+        restart_window_s=5.0,
+        restart_max_fast_crashes=3,
+    )
+    assert RestartPolicy.from_settings(settings) == RestartPolicy(0.1, 2.0, 5.0, 3)
+
+
+# -- supervision of real processes ------------------------------------------------------------
+def _stack(tmp_path: Path, policy: RestartPolicy = FAST) -> Stack:
+    return Stack(
+        tmp_path,
+        dict(os.environ),
+        gateway_url="",
+        memory_url="",
+        redis_url="",
+        key_prefix="memq",
+        policy=policy,
+    )
+
+
+def _wait_for_line(child: Child, line: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while line not in child.tail().splitlines():
+        assert child.alive(), f"{child.name} died: {child.tail()}"
+        assert time.monotonic() < deadline, f"{child.name} never printed {line!r}"
+        time.sleep(0.02)
+
+
+def test_a_killed_child_is_restarted_with_a_new_process(tmp_path: Path) -> None:
+    stack = _stack(tmp_path)
+    child = stack.spawn("worker", SLEEPER)
+    stack.supervise(poll_s=0.01)
+    try:
+        first_pid = child.pid
+        child.kill()
+        child.wait_started(2, timeout=30)
+        assert child.alive()
+        assert child.pid != first_pid
+        assert child.crashes == 1
+    finally:
+        stack.stop()
+    assert not child.alive()
+    assert stack.failure is None
+
+
+def test_a_child_that_keeps_crashing_makes_the_supervisor_give_up_and_stop_everything(
+    tmp_path: Path,
+) -> None:
+    stack = _stack(tmp_path)
+    crasher = stack.spawn(
+        "worker", [sys.executable, "-c", "print('cannot load the model'); raise SystemExit(3)"]
+    )
+    bystander = stack.spawn("memory", SLEEPER)
+    stack.supervise(poll_s=0.01)
+    try:
+        reason = stack.wait(timeout=60)
+    finally:
+        stack.stop()
+    assert reason is not None, "the supervisor never gave up"
+    assert "worker crashed 3 time(s) in a row" in reason
+    assert "exit code 3" in reason
+    assert "cannot load the model" in reason  # the tail of its log
+    assert crasher.starts == 3
+    assert not bystander.alive()
+    assert stack.done
+
+
+def test_a_deliberately_stopped_child_is_left_down_until_started_again(tmp_path: Path) -> None:
+    stack = _stack(tmp_path)
+    child = stack.spawn("memory", SLEEPER)
+    try:
+        child.stop()
+        assert child.supervise(FAST, now=time.monotonic() + 3600) is None
+        assert (child.starts, child.crashes, child.alive()) == (1, 0, False)
+        child.start()
+        assert child.alive()
+        assert child.starts == 2
+    finally:
+        stack.stop()
+
+
+def test_nothing_is_restarted_after_the_stack_stopped(tmp_path: Path) -> None:
+    stack = _stack(tmp_path)
+    children = [stack.spawn(name, SLEEPER) for name in ("redis", "memory", "worker")]
+    stack.supervise(poll_s=0.01)
+    stack.stop()
+    for child in children:
+        assert child.supervise(FAST, now=time.monotonic() + 3600) is None
+        assert not child.alive()
+        assert child.starts == 1
+
+
+def test_stop_goes_front_to_back_gateway_workers_memory_redis(tmp_path: Path) -> None:
+    order = tmp_path / "order"
+    script = (
+        "import signal, sys, time\n"
+        "def bye(*_):\n"
+        "    with open(sys.argv[1], 'a') as f: f.write(sys.argv[2] + '\\n')\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, bye)\n"
+        "print('ready', flush=True)\n"
+        "while True: time.sleep(1)\n"
+    )
+    stack = _stack(tmp_path)
+    for name in ("redis", "worker2", "memory", "gateway", "worker1"):
+        _wait_for_line(stack.spawn(name, [sys.executable, "-c", script, str(order), name]), "ready")
+    stack.supervise(poll_s=0.01)
+    stack.stop()
+    assert order.read_text().split() == ["gateway", "worker1", "worker2", "memory", "redis"]
+
+
+# -- the service token -------------------------------------------------------------------------
+def test_a_service_token_is_generated_once_per_data_dir_readable_only_by_its_owner(
+    tmp_path: Path,
+) -> None:
+    token, path = resolve_service_token(tmp_path, None)
+    assert path == tmp_path / SERVICE_TOKEN_FILE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert len(token) >= 32
+    assert resolve_service_token(tmp_path, "  ") == (token, path)  # blank means unset
+    assert resolve_service_token(tmp_path / "other", None)[0] != token
+
+
+def test_a_configured_service_token_is_used_and_nothing_is_written(tmp_path: Path) -> None:
+    assert resolve_service_token(tmp_path, "from-the-env") == ("from-the-env", None)
+    assert not (tmp_path / SERVICE_TOKEN_FILE).exists()
+
+
+def test_a_token_file_others_could_read_is_made_private(tmp_path: Path) -> None:
+    path = tmp_path / SERVICE_TOKEN_FILE
+    path.write_text("kept\n")
+    path.chmod(0o644)
+    assert resolve_service_token(tmp_path, None) == ("kept", path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_an_empty_token_file_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    (tmp_path / SERVICE_TOKEN_FILE).write_text("\n")
+    with pytest.raises(LaunchError, match="delete it"):
+        resolve_service_token(tmp_path, None)
+
+
+# -- `memq up` reads LauncherSettings ----------------------------------------------------------
+@pytest.fixture
+def captured_up(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[tuple[object, ...]]:
+    """`memq up` with the stack itself replaced: records what it would start with."""
+    calls: list[tuple[object, ...]] = []
+
+    def fake_up(settings: LauncherSettings, *, demo: bool, smoke: bool) -> int:
+        calls.append((settings, demo, smoke))
+        return 0
+
+    monkeypatch.setattr(cli, "_up", fake_up)
+    monkeypatch.setattr(cli, "configure_logging", lambda *_: None)
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith("MEMQ_"):
+            monkeypatch.delenv(name)
+    return calls
+
+
+def test_memq_up_reads_env_and_dotenv_and_options_override_them(
+    captured_up: list[tuple[object, ...]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / ".env").write_text("MEMQ_WORKERS=3\nMEMQ_GATEWAY_PORT=9100\n")
+    monkeypatch.setenv("MEMQ_MEMORY_PORT", "9200")
+    monkeypatch.setenv("MEMQ_RESTART_MAX_FAST_CRASHES", "2")
+    result = CliRunner().invoke(cli.app, ["up", "--gateway-port", "9300", "--smoke"])
+    assert result.exit_code == 0, result.output
+    [(settings, demo, smoke)] = captured_up
+    assert isinstance(settings, LauncherSettings)
+    assert (settings.workers, settings.gateway_port, settings.memory_port) == (3, 9300, 9200)
+    assert settings.restart_max_fast_crashes == 2
+    assert settings.redis_url_explicit is False  # so `memq up` starts its embedded Redis
+    assert (demo, smoke) == (True, True)  # the smoke run is the demo, checked
+
+
+def test_memq_up_refuses_a_bad_setting_before_starting_anything(
+    captured_up: list[tuple[object, ...]],
+) -> None:
+    result = CliRunner().invoke(cli.app, ["up", "--workers", "0"])
+    assert result.exit_code == 2
+    assert "workers" in result.output
+    assert captured_up == []

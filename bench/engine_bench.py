@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from memq.contracts import GenerationParams
+from worker.config import WorkerSettings
 from worker.engine import build_engine
 from worker.engine.base import Engine, GenerationRequest
 from worker.model_loader import LoadedModel
@@ -259,12 +260,16 @@ def main() -> None:
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
     lm = build_model(dtype)
     prompts = make_prompts(64, seed=1)
-    knobs = {"max_batch_size": args.max_batch_size}
     started = time.monotonic()
     runs: list[RunStats] = []
     for n in args.clients:
         for name in args.engines:
-            engine = build_engine(name, lm, **(knobs if name == "batched" else {}))
+            settings = WorkerSettings(
+                service_token="bench",  # type: ignore[arg-type]
+                engine=name,
+                max_batch_size=args.max_batch_size,
+            )
+            engine = build_engine(settings, lm)
             try:
                 stats = run_closed_loop(engine, n, prompts, args.new_tokens, args.min_seconds)
             finally:
@@ -276,7 +281,7 @@ def main() -> None:
         "new_tokens": args.new_tokens,
         "prompt_tokens": "16-64 (random ids)",
         "torch_threads": torch.get_num_threads(),
-        "knobs": knobs,
+        "knobs": {"max_batch_size": args.max_batch_size},
         "command": "python -m bench.engine_bench" + (" --quick" if args.quick else ""),
         "wall_s": time.monotonic() - started,
     }

@@ -1,3 +1,6 @@
+"""App factory: the lifespan builds the job store, the Celery producer, the job service and
+the memory-service client once; routes reach them through `gateway.api.deps`."""
+
 from __future__ import annotations
 
 import logging
@@ -6,33 +9,30 @@ from contextlib import asynccontextmanager
 
 import httpx
 import redis
-from celery import Celery
 from fastapi import FastAPI
 
 from gateway.api.routes import health, jobs, memories
 from gateway.core.config import GatewaySettings
 from gateway.core.errors import register_error_handlers
 from gateway.services.jobs import JobService
-from memq import __version__
+from memq.broker import producer_app
 from memq.jobstore import JobStore
+from memq.logs import package_version
+
+log = logging.getLogger("memq.gateway")
 
 
-def create_app(settings: GatewaySettings | None = None) -> FastAPI:
-    settings = settings or GatewaySettings()
-    logging.basicConfig(level=settings.log_level)
-
+def create_app(settings: GatewaySettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = redis.Redis.from_url(settings.redis_url)
         store = JobStore(client, prefix=settings.key_prefix, ttl_s=settings.job_ttl_seconds)
-        celery = Celery("memq-gateway", broker=settings.redis_url)
-        celery.conf.update(task_serializer="json", broker_connection_retry_on_startup=True)
         app.state.settings = settings
-        app.state.jobs = JobService(store, celery, settings.queue)
+        app.state.jobs = JobService(store, producer_app(settings), settings.queue)
         app.state.memory_http = httpx.AsyncClient(
             base_url=settings.memory_url,
             timeout=settings.memory_timeout_s,
-            headers={"Authorization": f"Bearer {settings.service_token.get_secret_value()}"},
+            headers={"Authorization": f"Bearer {settings.token}"},
         )
         try:
             yield
@@ -42,7 +42,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     app = FastAPI(
         title="memq gateway",
-        version=__version__,
+        version=package_version(),
         description="Async LLM jobs with explicit long-term memory.",
         lifespan=lifespan,
     )

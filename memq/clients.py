@@ -15,19 +15,11 @@ from memq.contracts import (
     MemorySearchRequest,
     MemorySearchResponse,
 )
+from memq.errors import APIError, MemoryRequestRejected, MemoryUnavailable
 
 TENANT_HEADER = "X-Memq-Tenant"
 
-
-class MemoryServiceError(Exception):
-    """The memory service could not be reached or answered with a server error."""
-
-
-class MemoryRequestRejected(Exception):
-    """The memory service answered 4xx: the request itself is wrong (not retried)."""
-
-
-_transient = retry_if_exception_type((httpx.TransportError, MemoryServiceError))
+_transient = retry_if_exception_type(MemoryUnavailable)
 
 
 class MemoryClient:
@@ -44,9 +36,12 @@ class MemoryClient:
         self._http.close()
 
     def _post(self, tenant: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        resp = self._http.post(path, json=body, headers={TENANT_HEADER: tenant})
+        try:
+            resp = self._http.post(path, json=body, headers={TENANT_HEADER: tenant})
+        except httpx.TransportError as exc:
+            raise MemoryUnavailable(f"memory service unreachable: {exc!r}") from exc
         if resp.status_code >= 500:
-            raise MemoryServiceError(f"memory service {resp.status_code}: {resp.text[:200]}")
+            raise MemoryUnavailable(f"memory service {resp.status_code}: {resp.text[:200]}")
         if resp.status_code >= 400:
             raise MemoryRequestRejected(f"memory service {resp.status_code}: {resp.text[:300]}")
         data: dict[str, Any] = resp.json()
@@ -64,14 +59,6 @@ class MemoryClient:
 
     def add(self, tenant: str, body: dict[str, Any]) -> MemoryPublic:
         return MemoryPublic.model_validate(self._post(tenant, "/v1/memories", body))
-
-
-class MemqError(Exception):
-    def __init__(self, status_code: int, body: Any) -> None:
-        self.status_code = status_code
-        self.body = body
-        message = body.get("message") if isinstance(body, dict) else str(body)
-        super().__init__(f"{status_code}: {message}")
 
 
 class MemqClient:
@@ -94,7 +81,11 @@ class MemqClient:
         resp = self._http.request(method, path, **kwargs)
         body = resp.json() if resp.content else None
         if resp.status_code >= 400:
-            raise MemqError(resp.status_code, body)
+            if isinstance(body, dict):
+                code, message = str(body.get("error", "http_error")), str(body.get("message"))
+            else:
+                code, message = "http_error", str(body)
+            raise APIError(resp.status_code, code, message, body)
         return body
 
     def add_memory(self, namespace: str, text: str, **fields: Any) -> MemoryPublic:

@@ -527,3 +527,7 @@ class ModelInfo(BaseModel):
     name: str
     context_window: int
     tokenizer_json: str = Field(description="Serialized fast tokenizer (tokenizers JSON).")
+    template_tokens: dict[JobType, int] = Field(
+        default_factory=dict,
+        description="Tokens each job type's prompt template adds around the user's text.",
+    )

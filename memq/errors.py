@@ -1,24 +1,41 @@
-"""The base of every service's exception tree, and its one mapping to HTTP.
+"""Every error memq raises on purpose, in one tree, and its one mapping to HTTP.
 
-Each service subclasses `ServiceError` (status code + machine-readable code) in its own
-`core/errors.py` and calls `register_error_handlers` once in its app factory, so every
-error body of every memq service is an `ErrorResponse` and bad input is never a 500.
+    MemqError                        root: `code` (machine-readable), `status_code`, message
+     ├── ConfigError                 a setting is missing or inconsistent (start-up)
+     ├── Unavailable (503)           a dependency did not answer; retrying later may work
+     │    ├── QueueUnavailable       Redis (job store / broker)
+     │    ├── MemoryUnavailable      the memory service, seen from its clients
+     │    └── StoreUnavailable       the vector store, seen from the memory service
+     ├── InvalidInput (422)          the request can never succeed as sent
+     │    ├── PromptTooLong          the job does not fit the model's context window
+     │    └── MemoryRequestRejected  the memory service refused a request (4xx), seen from a client
+     ├── NotFound (404)
+     │    ├── JobNotFound
+     │    └── MemoryNotFound
+     ├── Unauthorized (401)
+     ├── APIError                    SDK: a memq service answered an error (status + its message)
+     ├── GatewayError                gateway-only errors         (gateway/core/errors.py)
+     ├── MemoryServiceError          memory-service-only errors  (memory_service/core/errors.py)
+     └── WorkerError                 worker-only errors          (worker/errors.py)
+
+A job that fails records `ErrorResponse(error=exc.code, message=str(exc))`; an HTTP
+service answers `exc.status_code` with the same body, through `register_error_handlers`,
+so no error anywhere in memq is a bare 500 with no message.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
-
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from typing import TYPE_CHECKING, Any
 
 from memq.contracts import ErrorResponse
 
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
 
-class ServiceError(Exception):
+
+class MemqError(Exception):
     status_code = 500
     code = "internal_error"
     headers: dict[str, str] | None = None
@@ -26,6 +43,95 @@ class ServiceError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    def to_response(self) -> ErrorResponse:
+        return ErrorResponse(error=self.code, message=self.message)
+
+
+class ConfigError(MemqError):
+    code = "config_error"
+
+
+class Unavailable(MemqError):
+    status_code = 503
+    code = "unavailable"
+    headers = {"Retry-After": "2"}  # noqa: RUF012 - read-only class constant
+
+
+class QueueUnavailable(Unavailable):
+    code = "queue_unavailable"
+
+
+class MemoryUnavailable(Unavailable):
+    code = "memory_unavailable"
+
+
+class StoreUnavailable(Unavailable):
+    code = "store_unavailable"
+
+
+class InvalidInput(MemqError):
+    status_code = 422
+    code = "invalid_request"
+
+
+class PromptTooLong(InvalidInput):
+    code = "prompt_too_long"
+
+
+class MemoryRequestRejected(InvalidInput):
+    code = "memory_request_rejected"
+
+
+class NotFound(MemqError):
+    status_code = 404
+    code = "not_found"
+
+
+class JobNotFound(NotFound):
+    code = "job_not_found"
+
+
+class MemoryNotFound(NotFound):
+    code = "memory_not_found"
+
+    def __init__(self, memory_id: str) -> None:
+        super().__init__(
+            f"no memory with id {memory_id!r} for this tenant; list or search the namespace "
+            "to find ids"
+        )
+
+
+class Unauthorized(MemqError):
+    status_code = 401
+    code = "unauthorized"
+    headers = {"WWW-Authenticate": "Bearer"}  # noqa: RUF012 - read-only class constant
+
+
+class APIError(MemqError):
+    """An error answer from a memq service, as the SDK raises it."""
+
+    def __init__(self, status_code: int, code: str, message: str, body: Any = None) -> None:
+        super().__init__(f"{status_code} {code}: {message}")
+        self.status_code = status_code
+        self.code = code
+        self.server_message = message
+        self.body = body
+
+
+class GatewayError(MemqError):
+    pass
+
+
+class MemoryServiceError(MemqError):
+    pass
+
+
+class WorkerError(MemqError):
+    code = "worker_error"
+
+
+# ---------------------------------------------------------------------------- HTTP mapping
 
 
 def error_response(
@@ -35,6 +141,8 @@ def error_response(
     details: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
+    from fastapi.responses import JSONResponse
+
     body = ErrorResponse(error=code, message=message, details=details)
     return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
 
@@ -44,8 +152,15 @@ def _where(loc: Any) -> str:
 
 
 def register_error_handlers(app: FastAPI, log: logging.Logger) -> None:
-    @app.exception_handler(ServiceError)
-    async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
+    """The one place where errors become HTTP answers, for every memq service."""
+    from fastapi import Request
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    @app.exception_handler(MemqError)
+    async def _memq_error(_: Request, exc: MemqError) -> JSONResponse:
+        if exc.status_code >= 500:
+            log.warning("%s: %s", exc.code, exc.message)
         return error_response(exc.status_code, exc.code, exc.message, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
@@ -62,8 +177,11 @@ def register_error_handlers(app: FastAPI, log: logging.Logger) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail))
+        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(
+            exc.status_code, "http_error"
+        )
+        headers = dict(exc.headers) if exc.headers else None
+        return error_response(exc.status_code, code, str(exc.detail), headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -1,27 +1,32 @@
-"""`python -m worker`: a Celery worker with the pool and concurrency the engine wants."""
+"""`python -m worker [celery worker options]`: a Celery worker with the pool and
+concurrency the engine wants. Extra arguments go to `celery worker` (e.g. `--autoscale`)."""
 
 from __future__ import annotations
 
 import sys
 
-from worker.celery_app import app, settings
+from memq.logs import configure_logging
+from memq.settings import load_settings
+from worker.celery_app import create_celery_app
+from worker.config import WorkerSettings
 
 
 def main() -> None:
-    concurrency = settings.concurrency or (
-        settings.max_batch_size if settings.engine == "batched" else 1
+    settings = load_settings(WorkerSettings, "worker")
+    configure_logging(settings, "worker")
+    app = create_celery_app(settings)
+    app.worker_main(
+        [
+            "worker",
+            "--pool=threads",
+            f"--concurrency={settings.celery_concurrency}",
+            f"--queues={settings.queue}",
+            f"--loglevel={settings.log_level}",
+            "--without-gossip",
+            "--without-mingle",
+            *sys.argv[1:],
+        ]
     )
-    argv = [
-        "worker",
-        "--pool=threads",
-        f"--concurrency={concurrency}",
-        f"--queues={settings.queue}",
-        f"--loglevel={settings.log_level}",
-        "--without-gossip",
-        "--without-mingle",
-        *sys.argv[1:],
-    ]
-    app.worker_main(argv)
 
 
 if __name__ == "__main__":

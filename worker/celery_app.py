@@ -1,5 +1,6 @@
-"""Celery configuration. The job id is the Celery task id; results live in memq's job
-records (see memq.jobstore), so Celery's result backend is off."""
+"""The Celery app factory. The job id is the Celery task id; results live in memq's job
+records (see memq.jobstore), so Celery's result backend is off; delivery settings are in
+memq.broker (shared with the gateway)."""
 
 from __future__ import annotations
 
@@ -10,51 +11,47 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_init, worker_shutdown
 
+from memq.broker import celery_conf
 from worker.config import WorkerSettings
 
-settings = WorkerSettings()
-
-app = Celery("memq", broker=settings.redis_url, include=["worker.tasks"])
-app.conf.update(
-    task_serializer="json",
-    accept_content=["json"],
-    task_ignore_result=True,
-    task_default_queue=settings.queue,
-    # A job is acknowledged only after it finished: a worker killed mid-job leaves the
-    # message to be redelivered instead of losing the job.
-    task_acks_late=True,
-    task_reject_on_worker_lost=True,
-    worker_prefetch_multiplier=1,
-    broker_connection_retry_on_startup=True,
-    # Unacked messages come back after this long; longer than any job may run.
-    broker_transport_options={"visibility_timeout": 3600},
-    worker_hijack_root_logger=False,
-    worker_send_task_events=False,
-)
+log = logging.getLogger("memq.worker")
 
 
-@worker_init.connect
-def _load_model(**_: Any) -> None:
-    # Load before consuming, so a broken model fails the worker loudly at start and the
-    # gateway learns the context window before the first job arrives.
-    from worker.runtime import get_runtime
+class MemqCelery(Celery):  # type: ignore[misc]
+    """A Celery app that carries the worker settings its tasks read."""
 
-    # The engine thread runs hundreds of small torch ops per step, each releasing and
-    # re-taking the GIL; with task threads busy in Python (HTTP, JSON, Redis) it waits up
-    # to a switch interval every time (A/B at N=32: +3% and +9% tokens/s).
-    sys.setswitchinterval(settings.gil_switch_interval_s)
-    try:
-        get_runtime(settings)
-    except Exception as exc:
-        # Celery logs and swallows exceptions from signal handlers; a worker without a
-        # model must not consume jobs, so leave with an error instead.
-        logging.getLogger("memq.worker").critical("cannot start the worker: %s", exc)
-        raise SystemExit(1) from exc
+    settings: WorkerSettings
 
 
-@worker_shutdown.connect
-def _shutdown(**_: Any) -> None:
-    from worker import runtime
+def create_celery_app(settings: WorkerSettings) -> MemqCelery:
+    from worker.tasks import JobTask, RunJob
 
-    if runtime._runtime is not None:
-        runtime._runtime.close()
+    app = MemqCelery("memq", broker=settings.redis_url, set_as_current=False)
+    app.settings = settings
+    app.conf.update(celery_conf(settings))
+    run_job = app.register_task(RunJob())
+
+    def load_runtime(sender: Any, **_: Any) -> None:
+        if getattr(sender, "app", None) is not app:
+            return
+        # The engine thread runs hundreds of small torch ops per step, each releasing and
+        # re-taking the GIL; with task threads busy in Python (HTTP, JSON, Redis) it waits
+        # up to a switch interval every time (A/B at N=32: +3% and +9% tokens/s).
+        sys.setswitchinterval(settings.gil_switch_interval_s)
+        # Load before consuming, so a broken model fails the worker loudly at start and
+        # the gateway learns the context window before the first job arrives.
+        try:
+            run_job.runtime  # noqa: B018 - builds it
+        except Exception as exc:
+            # Celery logs and swallows exceptions from signal handlers; a worker without a
+            # model must not consume jobs, so leave with an error instead.
+            log.critical("cannot start the worker: %s", exc)
+            raise SystemExit(1) from exc
+
+    def close_runtime(sender: Any, **_: Any) -> None:
+        if getattr(sender, "app", None) is app:
+            JobTask.close_all()
+
+    worker_init.connect(load_runtime, weak=False)
+    worker_shutdown.connect(close_runtime, weak=False)
+    return app

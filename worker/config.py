@@ -1,3 +1,5 @@
+"""Worker settings: every `MEMQ_*` variable the worker reads, validated at start-up."""
+
 from __future__ import annotations
 
 import os
@@ -5,10 +7,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from memq.settings import CommonSettings
+from memq.settings import ServiceSettings
 
 
-class WorkerSettings(CommonSettings):
+class WorkerSettings(ServiceSettings):
     model: str = Field(default="gpt2", description="Hub id or local directory of a causal LM.")
     engine: Literal["batched", "simple"] = Field(default="batched")
     dtype: Literal["float32", "bfloat16"] = Field(default="float32")
@@ -22,14 +24,14 @@ class WorkerSettings(CommonSettings):
         description="Celery threads per worker process (jobs in flight); 0 = engine default "
         "(max_batch_size for batched, 1 for simple).",
     )
-    max_batch_size: int = Field(default=32, ge=1, le=256)
+    max_batch_size: int = Field(default=32, ge=1, le=256, description="Rows decoded together.")
     max_batch_tokens: int = Field(
         default=32 * 1024,
-        ge=256,
+        ge=1,
         description="KV budget of a batch: rows × the widest (prompt + max_new_tokens) row.",
     )
     max_prefill_tokens: int = Field(
-        default=4096, ge=16, description="Padded prompt tokens prefilled in one forward."
+        default=4096, ge=1, description="Padded prompt tokens prefilled in one forward."
     )
     gil_switch_interval_s: float = Field(
         default=0.0005,
@@ -37,14 +39,29 @@ class WorkerSettings(CommonSettings):
         le=0.1,
         description="sys.setswitchinterval for the worker process (Python's default: 0.005).",
     )
-    queue: str = Field(default="memq.jobs")
-    retrieval_query_chars: int = Field(default=2000, ge=100)
-    memory_retries: int = Field(
-        default=5, ge=0, description="Task retries when the memory service is down."
+    retrieval_query_chars: int = Field(
+        default=2000, ge=100, description="Tail of the job's text used as the search query."
     )
-    job_ttl_seconds: int = Field(default=7 * 86400, gt=0)
-    progress_interval_s: float = Field(default=0.05, ge=0.0)
+    memory_retries: int = Field(
+        default=5, ge=0, le=20, description="Task retries when the memory service is down."
+    )
+    memory_timeout_s: float = Field(default=10.0, gt=0, description="Per-request timeout.")
+    progress_interval_s: float = Field(
+        default=0.05, ge=0.0, description="How often token progress is written to Redis."
+    )
+    cancel_poll_interval_s: float = Field(
+        default=0.2, gt=0, description="How often running jobs' cancellation is checked."
+    )
+    map_threads: int = Field(
+        default=8, ge=1, le=64, description="Concurrent map calls of one summarize job."
+    )
 
     @property
     def model_explicit(self) -> bool:
         return "model" in self.model_fields_set
+
+    @property
+    def celery_concurrency(self) -> int:
+        if self.concurrency:
+            return self.concurrency
+        return self.max_batch_size if self.engine == "batched" else 1

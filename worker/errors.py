@@ -1,30 +1,25 @@
-"""Worker exception tree.
+"""Worker-only errors; branches of `memq.errors.WorkerError`.
 
-WorkerError
- ├── ModelUnavailable      the model cannot be loaded
- ├── PromptTooLong         user text + max_new_tokens cannot fit the context window
- ├── MemoryUnavailable     the memory service did not answer (retried first)
- └── JobCancelled          the job was cancelled while running
+WorkerError (memq.errors)
+ ├── ModelUnavailable          the model cannot be loaded
+ ├── JobCancelled              the job was cancelled while running
+ └── SummaryDidNotConverge     map-reduce would need more rounds than allowed
+Shared branches a job can also fail with: PromptTooLong, MemoryUnavailable,
+MemoryRequestRejected (memq.errors).
 """
 
 from __future__ import annotations
 
-
-class WorkerError(Exception):
-    code = "worker_error"
+from memq.errors import WorkerError
 
 
 class ModelUnavailable(WorkerError):
     code = "model_unavailable"
 
 
-class PromptTooLong(WorkerError):
-    code = "prompt_too_long"
-
-
-class MemoryUnavailable(WorkerError):
-    code = "memory_unavailable"
-
-
 class JobCancelled(WorkerError):
     code = "cancelled"
+
+
+class SummaryDidNotConverge(WorkerError):
+    code = "summary_did_not_converge"

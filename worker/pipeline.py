@@ -1,38 +1,71 @@
-"""What a job does, independent of Celery: retrieve → assemble → generate → record."""
+"""What a job does, independent of Celery: retrieve → assemble → generate → result.
+
+`JobRunner.run(record)` is the whole job; the Celery task only starts the record, calls
+it and commits the outcome. Every collaborator (model, engine, memory client, progress
+publisher, cancel watcher, thread pool) is handed in, so the runner is tested without
+Celery, Redis or a model.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Protocol
 
-import httpx
-
-from memq.clients import MemoryClient, MemoryRequestRejected, MemoryServiceError
+from memq.budget import check_job_fits
 from memq.contracts import (
-    ErrorResponse,
     GenerateJobRequest,
     GenerationParams,
+    JobRequest,
     JobResult,
     JobStatus,
     JobTimings,
+    JobType,
     MemoryHit,
     MemorySearchRequest,
+    MemorySearchResponse,
     RetrievedMemory,
     SummarizeJobRequest,
     TokenUsage,
 )
-from memq.jobstore import JobRecord, JobStore
+from memq.jobstore import JobRecord
 from worker.engine.base import Engine, GenerationOutput, GenerationRequest
-from worker.errors import JobCancelled, MemoryUnavailable, WorkerError
+from worker.errors import JobCancelled, SummaryDidNotConverge
 from worker.model_loader import LoadedModel
-from worker.progress import CancelWatcher, ProgressPublisher
-from worker.prompt import AssembledPrompt, assemble, encode, split_tokens
+from worker.prompt import TLDR, AssembledPrompt, assemble, encode, split_tokens
 
 log = logging.getLogger("memq.worker.pipeline")
 
-TLDR = "\n\nTL;DR:"
+SUMMARY_SHRINK = 4
+"""An intermediate (map or reduce) summary is at most 1/SUMMARY_SHRINK of its input, so
+every reduce round works on fewer chunks than the one before (see `_summarize`)."""
+MAX_SUMMARY_ROUNDS = 12
+"""More rounds than the longest accepted text needs (the chunk count shrinks by ≥ 32/11
+per round; 1M characters is < 32,000 chunks, < 10 rounds)."""
+MAP_OVERLAP_TOKENS = 64
+SUMMARY_SEPARATOR = "\n"
+
+
+class MemorySearcher(Protocol):
+    def search(self, tenant: str, request: MemorySearchRequest) -> MemorySearchResponse: ...
+
+
+class TokenSink(Protocol):
+    def token(self, tenant: str, job_id: str, tokens: int, text: str) -> None: ...
+
+    def flush(self, timeout: float = 5.0) -> None: ...
+
+    def forget(self, tenant: str, job_id: str) -> None: ...
+
+
+class CancelSource(Protocol):
+    def watch(self, tenant: str, job_id: str) -> None: ...
+
+    def unwatch(self, tenant: str, job_id: str) -> None: ...
+
+    def is_cancelled(self, tenant: str, job_id: str) -> bool: ...
 
 
 @dataclass
@@ -42,14 +75,13 @@ class _Calls:
     prompt_tokens: int = 0
     context_tokens: int = 0
     completion_tokens: int = 0
-    generation_s: float = 0.0
-    outputs: list[GenerationOutput] = field(default_factory=list)
+    count: int = 0
 
     def add(self, prompt: AssembledPrompt, out: GenerationOutput) -> None:
         self.prompt_tokens += prompt.prompt_tokens
         self.context_tokens += prompt.context_tokens
         self.completion_tokens += len(out.token_ids)
-        self.outputs.append(out)
+        self.count += 1
 
     def usage(self) -> TokenUsage:
         inp = self.prompt_tokens + self.context_tokens
@@ -62,27 +94,36 @@ class _Calls:
         )
 
 
+@dataclass
+class _Outcome:
+    text: str
+    finish_reason: str
+    prompt: AssembledPrompt
+    calls: _Calls
+    chunks: int = 1
+    rounds: int = 0
+
+
 class JobRunner:
     def __init__(
         self,
         lm: LoadedModel,
         engine: Engine,
-        store: JobStore,
-        memory: MemoryClient,
+        memory: MemorySearcher,
+        progress: TokenSink,
+        cancels: CancelSource,
+        map_pool: ThreadPoolExecutor,
         *,
-        retrieval_query_chars: int = 2000,
-        progress_interval_s: float = 0.05,
+        retrieval_query_chars: int,
     ) -> None:
         self.lm = lm
         self.engine = engine
-        self.store = store
         self.memory = memory
+        self.progress = progress
+        self.cancels = cancels
+        self.map_pool = map_pool
         self.retrieval_query_chars = retrieval_query_chars
-        self.progress = ProgressPublisher(store, progress_interval_s)
-        self.cancels = CancelWatcher(store)
-        self._map_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="memq-map")
 
-    # ------------------------------------------------------------------------------------
     def run(self, record: JobRecord) -> JobResult:
         started = time.monotonic()
         queued_at = record.timestamps.get(JobStatus.queued) or record.created_at
@@ -91,34 +132,38 @@ class JobRunner:
         t0 = time.monotonic()
         hits = self.retrieve(record.tenant, request)
         retrieval_s = time.monotonic() - t0
-        if isinstance(request, GenerateJobRequest):
-            text, finish, prompt, calls, chunks = self._generate(record, request, hits)
-        else:
-            text, finish, prompt, calls, chunks = self._summarize(record, request, hits)
-        self.progress.flush()
-        used = set(prompt.used_memory_ids)
+        t1 = time.monotonic()
+        try:
+            if isinstance(request, GenerateJobRequest):
+                outcome = self._generate(record, request, hits)
+            else:
+                outcome = self._summarize(record, request, hits)
+        finally:
+            self.progress.flush()
+            self.progress.forget(record.tenant, record.id)
+        generation_s = time.monotonic() - t1
+        used = set(outcome.prompt.used_memory_ids)
         return JobResult(
-            text=text,
+            text=outcome.text,
             model=self.lm.name,
-            finish_reason=finish,
+            finish_reason=outcome.finish_reason,
             memories=[
                 RetrievedMemory(id=h.id, score=h.score, text=h.text, used=h.id in used)
                 for h in hits
             ],
-            usage=calls.usage(),
+            usage=outcome.calls.usage(),
             timings=JobTimings(
                 queue_wait_s=max((running_at - queued_at).total_seconds(), 0.0),
                 retrieval_s=retrieval_s,
-                generation_s=calls.generation_s,
+                generation_s=generation_s,
                 total_s=time.monotonic() - started,
             ),
-            prompt=self.lm.tokenizer.decode(prompt.input_ids),
-            chunks=chunks,
+            prompt=self.lm.tokenizer.decode(outcome.prompt.input_ids),
+            chunks=outcome.chunks,
         )
 
-    def retrieve(
-        self, tenant: str, request: GenerateJobRequest | SummarizeJobRequest
-    ) -> list[MemoryHit]:
+    def retrieve(self, tenant: str, request: JobRequest) -> list[MemoryHit]:
+        """The memories the job asked for; raises MemoryUnavailable / MemoryRequestRejected."""
         opts = request.memory
         if not opts.namespace or opts.top_k == 0:
             return []
@@ -129,118 +174,139 @@ class JobRunner:
             top_k=opts.top_k,
             min_score=opts.min_score,
         )
-        try:
-            return self.memory.search(tenant, search).hits
-        except (httpx.TransportError, MemoryServiceError) as exc:
-            raise MemoryUnavailable(f"memory service unavailable: {exc}") from exc
-        except MemoryRequestRejected as exc:
-            raise WorkerError(f"memory retrieval was rejected: {exc}") from exc
+        return self.memory.search(tenant, search).hits
 
     # ------------------------------------------------------------------------------------
     def _call(
         self, record: JobRecord, prompt: AssembledPrompt, params: GenerationParams, stream: bool
     ) -> GenerationOutput:
-        def on_token(n: int, text: str) -> None:
-            self.progress.token(record.tenant, record.id, n, text)
+        tenant, job_id = record.tenant, record.id
 
-        self.cancels.watch(record.tenant, record.id)
+        def on_token(n: int, text: str) -> None:
+            self.progress.token(tenant, job_id, n, text)
+
+        self.cancels.watch(tenant, job_id)
         try:
             out = self.engine.generate(
                 GenerationRequest(
                     input_ids=prompt.input_ids,
                     params=params,
                     on_token=on_token if stream else None,
-                    is_cancelled=lambda: self.cancels.is_cancelled(record.tenant, record.id),
+                    is_cancelled=lambda: self.cancels.is_cancelled(tenant, job_id),
                 )
             )
         finally:
-            self.cancels.unwatch(record.tenant, record.id)
+            self.cancels.unwatch(tenant, job_id)
         if out.finish_reason == "cancelled":
             raise JobCancelled("job was cancelled while running")
         return out
 
     def _generate(
         self, record: JobRecord, request: GenerateJobRequest, hits: list[MemoryHit]
-    ) -> tuple[str, str, AssembledPrompt, _Calls, int]:
-        user_ids = encode(self.lm.tokenizer, request.prompt)
+    ) -> _Outcome:
         prompt = assemble(
             self.lm.tokenizer,
-            user_ids,
+            encode(self.lm.tokenizer, request.prompt),
             hits,
             max_new_tokens=request.params.max_new_tokens,
             context_window=self.lm.context_window,
         )
-        calls = _Calls()
-        t0 = time.monotonic()
         out = self._call(record, prompt, request.params, stream=True)
-        calls.generation_s = time.monotonic() - t0
+        calls = _Calls()
         calls.add(prompt, out)
-        return out.text, out.finish_reason, prompt, calls, 1
+        return _Outcome(out.text, out.finish_reason, prompt, calls)
 
     def _summarize(
         self, record: JobRecord, request: SummarizeJobRequest, hits: list[MemoryHit]
-    ) -> tuple[str, str, AssembledPrompt, _Calls, int]:
-        """Zero-shot "TL;DR:" summarization, map-reduced over chunks that fit the context."""
+    ) -> _Outcome:
+        """Zero-shot "TL;DR:" summarization, map-reduced over chunks that fit the context.
+
+        Termination: a chunk holds at most `room` tokens; an intermediate summary of an
+        n-token chunk gets at most max(1, n // SUMMARY_SHRINK) new tokens. A round over k
+        chunks (≤ k·room tokens) so yields at most k·(room/4 + 1 + separator) tokens, i.e.
+        at most ceil(k · 11/32) chunks of `room` ≥ 32 tokens: fewer than k for every k ≥ 2.
+        Rounds are capped anyway, and a round that fails to shrink fails the job.
+        """
         tok = self.lm.tokenizer
         params = request.params
+        window = self.lm.context_window
         suffix = encode(tok, TLDR)
-        # Leave room for memories in the final step only when retrieval is requested.
-        chunk_len = self.lm.context_window - params.max_new_tokens - len(suffix)
-        if chunk_len < 32:
-            raise WorkerError(
-                f"max_new_tokens={params.max_new_tokens} leaves fewer than 32 tokens per chunk "
-                f"in the {self.lm.context_window}-token context; lower max_new_tokens"
-            )
+        check_job_fits(
+            JobType.summarize,
+            max_new_tokens=params.max_new_tokens,
+            context_window=window,
+            template_tokens=len(suffix),
+        )
+        room = window - params.max_new_tokens - len(suffix)
+        separator = encode(tok, SUMMARY_SEPARATOR)
         calls = _Calls()
-        t0 = time.monotonic()
-        ids = encode(tok, request.text)
-        chunks = split_tokens(ids, chunk_len, overlap=min(64, chunk_len // 8))
-        n_map = len(chunks)
-        level_is_user_text = True
-        while len(chunks) > 1:
-            prompts = [
-                assemble(
-                    tok,
-                    c,
-                    [],
-                    max_new_tokens=params.max_new_tokens,
-                    context_window=self.lm.context_window,
-                    suffix_ids=suffix,
+        pieces = split_tokens(
+            encode(tok, request.text), room, overlap=min(MAP_OVERLAP_TOKENS, room // 8)
+        )
+        n_map, rounds, is_user_text = len(pieces), 0, True
+        while len(pieces) > 1:
+            rounds += 1
+            if rounds > MAX_SUMMARY_ROUNDS:
+                raise SummaryDidNotConverge(
+                    f"the text still spans {len(pieces)} chunks after {MAX_SUMMARY_ROUNDS} "
+                    "summary rounds; split it or raise max_new_tokens' room by lowering it"
                 )
-                for c in chunks
-            ]
-            if not level_is_user_text:
-                for p in prompts:  # intermediate summaries are context, not user text
-                    p.context_tokens += p.prompt_tokens
-                    p.prompt_tokens = 0
-            # Submitting the chunks concurrently lets the batched engine decode them together.
-            outs = list(
-                self._map_pool.map(lambda p: self._call(record, p, params, stream=False), prompts)
-            )
-            for p, o in zip(prompts, outs, strict=True):
-                calls.add(p, o)
-            joined = encode(tok, "\n".join(o.text.strip() for o in outs if o.text.strip()))
-            if not joined:
-                joined = encode(tok, outs[0].text or " ")
-            chunks = split_tokens(joined, chunk_len, overlap=0)
-            level_is_user_text = False
-        final_ids = chunks[0] if chunks else []
-        prompt = assemble(
+            summaries = self._summarize_round(record, pieces, params, suffix, calls, is_user_text)
+            joined: list[int] = []
+            for ids in summaries:
+                joined += (separator if joined else []) + ids
+            if len(joined) >= sum(len(p) for p in pieces):
+                raise SummaryDidNotConverge(
+                    f"summary round {rounds} did not shrink its input ({len(joined)} tokens from "
+                    f"{sum(len(p) for p in pieces)}); lower max_new_tokens"
+                )
+            pieces = split_tokens(joined or separator, room)
+            is_user_text = False
+        final = assemble(
             tok,
-            final_ids,
+            pieces[0] if pieces else [],
             hits,
             max_new_tokens=params.max_new_tokens,
-            context_window=self.lm.context_window,
+            context_window=window,
             suffix_ids=suffix,
         )
-        if not level_is_user_text:
-            prompt.context_tokens += prompt.prompt_tokens
-            prompt.prompt_tokens = 0
-        out = self._call(record, prompt, params, stream=True)
-        calls.add(prompt, out)
-        calls.generation_s = time.monotonic() - t0
-        return out.text.strip(), out.finish_reason, prompt, calls, n_map
+        if not is_user_text:  # intermediate summaries are context, not the user's text
+            final.context_tokens += final.prompt_tokens
+            final.prompt_tokens = 0
+        out = self._call(record, final, params, stream=True)
+        calls.add(final, out)
+        return _Outcome(out.text.strip(), out.finish_reason, final, calls, n_map, rounds)
 
-    def error_of(self, exc: BaseException) -> ErrorResponse:
-        code = exc.code if isinstance(exc, WorkerError) else "internal_error"
-        return ErrorResponse(error=code, message=str(exc) or type(exc).__name__)
+    def _summarize_round(
+        self,
+        record: JobRecord,
+        pieces: list[list[int]],
+        params: GenerationParams,
+        suffix: list[int],
+        calls: _Calls,
+        is_user_text: bool,
+    ) -> list[list[int]]:
+        """Summarize every piece (concurrently, so the batched engine decodes them
+        together); each summary's token ids, never longer than the model produced."""
+        tok = self.lm.tokenizer
+        jobs = []
+        for piece in pieces:
+            cap = max(1, min(params.max_new_tokens, len(piece) // SUMMARY_SHRINK))
+            prompt = assemble(
+                tok,
+                piece,
+                [],
+                max_new_tokens=cap,
+                context_window=self.lm.context_window,
+                suffix_ids=suffix,
+            )
+            if not is_user_text:
+                prompt.context_tokens += prompt.prompt_tokens
+                prompt.prompt_tokens = 0
+            jobs.append((prompt, params.model_copy(update={"max_new_tokens": cap})))
+        outs = list(self.map_pool.map(lambda j: self._call(record, j[0], j[1], False), jobs))
+        summaries = []
+        for (prompt, _), out in zip(jobs, outs, strict=True):
+            calls.add(prompt, out)
+            summaries.append(encode(tok, out.text.strip())[: len(out.token_ids)])
+        return summaries

@@ -1,37 +1,58 @@
-"""Progress publishing off the decode loop.
+"""Per-token progress and cancellation, kept off the decode loop.
 
-Engines call `on_token` from their scheduler thread once per token per row; Redis I/O
-there would stall every sequence in the batch. Callbacks only enqueue; one thread drains
-the queue, publishes every token event and keeps the latest progress per job, all in one
-pipeline per round. (A late write after the job finished is harmless: progress is only
-read while a job is running, and the key expires.)
+Engines call back once per token; `ProgressPublisher` queues the update and a thread of
+its own writes batches to the job store (token events + latest progress), so a slow
+Redis never slows decoding. `CancelWatcher` polls the status of the jobs this process
+runs, so engines can check cancellation between decode steps without a Redis round trip
+per step per row.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
-import time
+from dataclasses import dataclass
 
-from memq.jobstore import JobStore
+from memq.contracts import JobStatus
+from memq.jobstore import JobStore, TokenUpdate
 
 log = logging.getLogger("memq.worker.progress")
 
-_Item = tuple[str, str, int, str]
+_Key = tuple[str, str]  # (tenant, job id)
+
+
+@dataclass(frozen=True)
+class _Token:
+    key: _Key
+    tokens: int
+    text: str
+
+
+@dataclass(frozen=True)
+class _Forget:
+    key: _Key
+
+
+_Item = _Token | _Forget | threading.Event | None
 
 
 class ProgressPublisher:
     def __init__(self, store: JobStore, interval_s: float = 0.05) -> None:
         self.store = store
         self.interval_s = interval_s
-        self._q: queue.SimpleQueue[_Item | threading.Event | None] = queue.SimpleQueue()
+        self._q: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        self._sent: dict[_Key, str] = {}  # text already published, per job (publisher thread)
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="memq-progress", daemon=True)
         self._thread.start()
 
     def token(self, tenant: str, job_id: str, tokens: int, text: str) -> None:
-        self._q.put((tenant, job_id, tokens, text))
+        self._q.put(_Token((tenant, job_id), tokens, text))
+
+    def forget(self, tenant: str, job_id: str) -> None:
+        """Drop a finished job's state, once its queued tokens are written."""
+        self._q.put(_Forget((tenant, job_id)))
 
     def flush(self, timeout: float = 5.0) -> None:
         """Wait until every token enqueued so far is written: a job's last token event
@@ -49,43 +70,52 @@ class ProgressPublisher:
             batch = [self._q.get()]
             while not self._q.empty():
                 batch.append(self._q.get_nowait())
-            items = [b for b in batch if isinstance(b, tuple)]
-            if items:
-                self._write(items)
+            tokens = [b for b in batch if isinstance(b, _Token)]
+            if tokens:
+                self._write(tokens)
             for b in batch:
-                if isinstance(b, threading.Event):
+                if isinstance(b, _Forget):
+                    self._sent.pop(b.key, None)
+                elif isinstance(b, threading.Event):
                     b.set()
             if None in batch:
                 return
-            time.sleep(self.interval_s)
+            self._stop.wait(self.interval_s)
 
-    def _write(self, items: list[_Item]) -> None:
-        pipe = self.store.r.pipeline(transaction=False)
-        latest: dict[tuple[str, str], tuple[int, str]] = {}
-        for tenant, job_id, tokens, text in items:
-            event = {"event": "token", "tokens": tokens, "text": text}
-            pipe.publish(self.store.channel(tenant, job_id), json.dumps(event))
-            latest[(tenant, job_id)] = (tokens, text)
-        for (tenant, job_id), (tokens, text) in latest.items():
-            key = self.store.progress_key(tenant, job_id)
-            pipe.hset(key, mapping={"tokens": tokens, "text": text})
-            pipe.expire(key, self.store.ttl_s)
+    def _write(self, items: list[_Token]) -> None:
+        updates = []
+        for item in items:
+            sent = self._sent.get(item.key, "")
+            offset = _common_prefix(sent, item.text)
+            tenant, job_id = item.key
+            updates.append(
+                TokenUpdate(tenant, job_id, item.tokens, item.text, offset, item.text[offset:])
+            )
+            self._sent[item.key] = item.text
         try:
-            pipe.execute()
+            self.store.publish_tokens(updates)
         except Exception:
             log.exception("progress write failed; the job itself is unaffected")
 
 
-class CancelWatcher:
-    """Watches the status of the jobs this process runs, so engines can check
-    cancellation between decode steps without a Redis round trip per step per row."""
+def _common_prefix(a: str, b: str) -> int:
+    if b.startswith(a):
+        return len(a)
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
 
+
+class CancelWatcher:
     def __init__(self, store: JobStore, interval_s: float = 0.2) -> None:
         self.store = store
         self.interval_s = interval_s
-        self._active: dict[tuple[str, str], int] = {}
-        self._cancelled: set[tuple[str, str]] = set()
+        self._active: dict[_Key, int] = {}
+        self._cancelled: set[_Key] = set()
         self._lock = threading.Lock()
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="memq-cancel", daemon=True)
         self._thread.start()
 
@@ -105,22 +135,25 @@ class CancelWatcher:
     def is_cancelled(self, tenant: str, job_id: str) -> bool:
         return (tenant, job_id) in self._cancelled
 
+    def poll(self) -> None:
+        """One check of every watched job (the thread calls it every `interval_s`)."""
+        with self._lock:
+            jobs = list(self._active)
+        if not jobs:
+            return
+        statuses = self.store.statuses(jobs)
+        with self._lock:
+            for job, status in zip(jobs, statuses, strict=True):
+                if status == JobStatus.cancelled and job in self._active:
+                    self._cancelled.add(job)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
     def _run(self) -> None:
-        while True:
-            time.sleep(self.interval_s)
-            with self._lock:
-                jobs = list(self._active)
-            if not jobs:
-                continue
+        while not self._stop.wait(self.interval_s):
             try:
-                pipe = self.store.r.pipeline(transaction=False)
-                for tenant, job_id in jobs:
-                    pipe.hget(self.store.key(tenant, job_id), "status")
-                statuses = pipe.execute()
+                self.poll()
             except Exception:
                 log.exception("cancellation poll failed")
-                continue
-            with self._lock:
-                for job, status in zip(jobs, statuses, strict=True):
-                    if status == b"cancelled" and job in self._active:
-                        self._cancelled.add(job)

@@ -10,9 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from memq.budget import ContextOverflow, check_prompt_fits
-from memq.contracts import MemoryHit
-from worker.errors import PromptTooLong
+from memq.budget import check_job_fits
+from memq.contracts import JobType, MemoryHit
+
+TLDR = "\n\nTL;DR:"
+"""GPT-2's zero-shot summarization cue, after the text to summarize."""
 
 MEMORY_HEADER = "Relevant memories:\n"
 MEMORY_LINE = "- {text}\n"
@@ -41,12 +43,19 @@ def assemble(
     context_window: int,
     suffix_ids: list[int] | None = None,
 ) -> AssembledPrompt:
-    """`user_ids` (+ optional template `suffix_ids`, e.g. "TL;DR:") after the memories."""
+    """`user_ids` (+ optional template `suffix_ids`, e.g. "TL;DR:") after the memories.
+
+    Raises `PromptTooLong` when the user's text, the template and `max_new_tokens` do not
+    fit; memories that do not fit are left out (`used_memory_ids` names those put in).
+    """
     suffix_ids = suffix_ids or []
-    try:
-        check_prompt_fits(len(user_ids) + len(suffix_ids), max_new_tokens, context_window)
-    except ContextOverflow as exc:
-        raise PromptTooLong(str(exc)) from exc
+    check_job_fits(
+        JobType.generate,
+        max_new_tokens=max_new_tokens,
+        context_window=context_window,
+        template_tokens=len(suffix_ids),
+        prompt_tokens=len(user_ids),
+    )
     room = context_window - max_new_tokens - len(user_ids) - len(suffix_ids)
     header = encode(tokenizer, MEMORY_HEADER)
     footer = encode(tokenizer, MEMORY_FOOTER)
@@ -65,6 +74,12 @@ def assemble(
         context_tokens=len(context) + len(suffix_ids),
         used_memory_ids=used,
     )
+
+
+def template_tokens(tokenizer: Any) -> dict[JobType, int]:
+    """Tokens each job type's template adds around the user's text (published with the
+    model, so the gateway applies the same budget rule as the worker)."""
+    return {JobType.generate: 0, JobType.summarize: len(encode(tokenizer, TLDR))}
 
 
 def split_tokens(ids: list[int], chunk: int, overlap: int = 0) -> list[list[int]]:

@@ -1,26 +1,43 @@
+"""Gateway settings: every `MEMQ_*` variable the gateway reads, validated at start-up."""
+
 from __future__ import annotations
 
+import json
+from typing import Annotated
+
 from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 
-from memq.settings import CommonSettings
+from memq.settings import ServiceSettings
 
 
-class GatewaySettings(CommonSettings):
+class GatewaySettings(ServiceSettings):
     gateway_host: str = Field(default="127.0.0.1", description="Gateway bind address.")
-    gateway_port: int = Field(default=8000, ge=1, le=65535, description="Gateway port.")
-    api_keys: dict[str, str] = Field(
+    # NoDecode: the validator below parses both documented forms, not only JSON.
+    api_keys: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,
         description='API key → tenant, as JSON (`{"key1": "acme"}`) or `key1:acme,key2:beta`. '
         "Empty: no authentication, every caller is tenant `default`.",
     )
-    queue: str = Field(default="memq.jobs")
-    job_ttl_seconds: int = Field(default=7 * 86400, gt=0)
     memory_timeout_s: float = Field(default=30.0, gt=0)
 
     @field_validator("api_keys", mode="before")
     @classmethod
     def _parse_keys(cls, v: object) -> object:
-        if isinstance(v, str) and v.strip() and not v.strip().startswith("{"):
-            pairs = (item.split(":", 1) for item in v.split(",") if item.strip())
-            return {k.strip(): t.strip() for k, t in pairs}
-        return v
+        if not isinstance(v, str):
+            return v
+        text = v.strip()
+        if not text:
+            return {}
+        if text.startswith("{"):
+            return json.loads(text)
+        keys: dict[str, str] = {}
+        for item in text.split(","):
+            key, sep, tenant = item.strip().partition(":")
+            if not sep or not key.strip() or not tenant.strip():
+                raise ValueError(
+                    f"MEMQ_API_KEYS entry {item.strip()!r} is not `key:tenant`; use "
+                    '`key1:tenant1,key2:tenant2` or JSON `{"key1": "tenant1"}`'
+                )
+            keys[key.strip()] = tenant.strip()
+        return keys

@@ -10,14 +10,10 @@ import uuid
 from celery import Celery
 from tokenizers import Tokenizer
 
-from gateway.core.errors import JobNotFound, PromptTooLong, QueueUnavailable
-from memq.budget import ContextOverflow, check_max_new_tokens, check_prompt_fits
-from memq.contracts import (
-    RUN_JOB_TASK,
-    GenerateJobRequest,
-    ModelInfo,
-    SummarizeJobRequest,
-)
+from gateway.core.config import GatewaySettings
+from memq.budget import check_job_fits
+from memq.contracts import RUN_JOB_TASK, GenerateJobRequest, JobRequest, JobType, ModelInfo
+from memq.errors import JobNotFound, PromptTooLong, QueueUnavailable
 from memq.jobstore import JobRecord, JobStore
 
 log = logging.getLogger("memq.gateway.jobs")
@@ -49,20 +45,33 @@ class JobService:
         self.queue = queue
         self.tokens = TokenCounter(store)
 
-    def validate(self, request: GenerateJobRequest | SummarizeJobRequest) -> None:
+    @staticmethod
+    def status_url(settings: GatewaySettings, job_id: str) -> str:
+        return f"{settings.gateway_url.rstrip('/')}/v1/jobs/{job_id}"
+
+    def validate(self, request: JobRequest) -> None:
+        """The budget rule the worker applies, at the door (once a worker has published
+        its model; before that the worker is the only judge)."""
         served = self.tokens.model()
         if served is None:
-            return  # no worker has started yet; the worker validates the same way
+            return
         tokenizer, info = served
+        job_type = JobType(request.type)
+        prompt_tokens = None
+        if isinstance(request, GenerateJobRequest):
+            prompt_tokens = len(tokenizer.encode(request.prompt, add_special_tokens=False).ids)
         try:
-            check_max_new_tokens(request.params.max_new_tokens, info.context_window, reserve=32)
-            if isinstance(request, GenerateJobRequest):
-                n = len(tokenizer.encode(request.prompt, add_special_tokens=False).ids)
-                check_prompt_fits(n, request.params.max_new_tokens, info.context_window)
-        except ContextOverflow as exc:
-            raise PromptTooLong(f"{exc} (model: {info.name})") from exc
+            check_job_fits(
+                job_type,
+                max_new_tokens=request.params.max_new_tokens,
+                context_window=info.context_window,
+                template_tokens=info.template_tokens.get(job_type, 0),
+                prompt_tokens=prompt_tokens,
+            )
+        except PromptTooLong as exc:
+            raise PromptTooLong(f"{exc.message} (model: {info.name})") from exc
 
-    def submit(self, tenant: str, request: GenerateJobRequest | SummarizeJobRequest) -> JobRecord:
+    def submit(self, tenant: str, request: JobRequest) -> JobRecord:
         self.validate(request)
         job_id = str(uuid.uuid4())
         record = self.store.create(tenant, job_id, request)

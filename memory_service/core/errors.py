@@ -1,25 +1,24 @@
-"""Every error the memory service raises on purpose, mapped to HTTP once in `main.py`.
+"""Errors the memory service raises on purpose; all are branches of `memq.errors.MemqError`
+and are mapped to HTTP once, by `memq.errors.register_error_handlers`.
 
-MemoryServiceError            500 internal_error
- ├── Unauthorized             401 unauthorized
- ├── InvalidTenant            400 invalid_tenant
- ├── MemoryNotFound           404 memory_not_found
- ├── InvalidRequest           422 invalid_request   (bad cursor, bad import line, ...)
- └── StoreUnavailable         503 store_unavailable (backend down or refusing writes)
+MemoryServiceError (memq.errors)   500 internal_error
+ ├── InvalidTenant                  400 invalid_tenant
+ └── InvalidRequest                 422 invalid_request  (bad cursor, bad import line, ...)
+Shared branches used here: Unauthorized (401), MemoryNotFound (404), StoreUnavailable (503).
 """
 
 from __future__ import annotations
 
-from memq.errors import ServiceError
+from memq.errors import MemoryNotFound, MemoryServiceError, StoreUnavailable, Unauthorized
 
-
-class MemoryServiceError(ServiceError):
-    pass
-
-
-class Unauthorized(MemoryServiceError):
-    status_code = 401
-    code = "unauthorized"
+__all__ = [
+    "InvalidRequest",
+    "InvalidTenant",
+    "MemoryNotFound",
+    "MemoryServiceError",
+    "StoreUnavailable",
+    "Unauthorized",
+]
 
 
 class InvalidTenant(MemoryServiceError):
@@ -27,22 +26,6 @@ class InvalidTenant(MemoryServiceError):
     code = "invalid_tenant"
 
 
-class MemoryNotFound(MemoryServiceError):
-    status_code = 404
-    code = "memory_not_found"
-
-    def __init__(self, memory_id: str) -> None:
-        super().__init__(
-            f"no memory with id {memory_id!r} for this tenant; list or search the namespace "
-            "to find ids"
-        )
-
-
 class InvalidRequest(MemoryServiceError):
     status_code = 422
     code = "invalid_request"
-
-
-class StoreUnavailable(MemoryServiceError):
-    status_code = 503
-    code = "store_unavailable"

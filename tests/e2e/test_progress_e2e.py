@@ -1,8 +1,7 @@
-"""While a job runs, its record shows progress and every token is published on pub/sub."""
+"""While a job runs, its record shows progress and every token is an event on its stream."""
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
@@ -10,20 +9,19 @@ import redis
 
 from memq.clients import MemqClient
 from memq.contracts import JobStatus
+from memq.jobstore import JobStore
 from memq.launcher import Stack
 
 pytestmark = pytest.mark.e2e
 
 
-def test_running_job_shows_partial_text_and_publishes_each_token(
+def test_running_job_shows_partial_text_and_streams_each_token(
     client: MemqClient, stack: Stack
 ) -> None:
-    r = redis.Redis.from_url(stack.redis_url)
-    pubsub = r.pubsub()
+    store = JobStore(redis.Redis.from_url(stack.redis_url))
     accepted = client.submit(
         {"type": "generate", "prompt": "Alice lives in", "params": {"max_new_tokens": 900}}
     )
-    pubsub.subscribe(f"memq:default:job:{accepted.id}:events")
 
     seen_progress = None
     deadline = time.monotonic() + 120
@@ -35,22 +33,10 @@ def test_running_job_shows_partial_text_and_publishes_each_token(
         if job.status.terminal:
             break
         time.sleep(0.01)
-    events = []
-    while time.monotonic() < deadline:
-        msg = pubsub.get_message(timeout=1.0)
-        if msg is None:
-            if client.get(accepted.id).status.terminal:
-                break
-            continue
-        if msg["type"] == "message":
-            event = json.loads(msg["data"])
-            events.append(event)
-            if event["event"] == "status" and event["status"] == "succeeded":
-                break
-    pubsub.close()
-    r.close()
-
     job = client.wait(accepted.id)
+    events = [e for _, e in store.read_events("default", accepted.id)]
+    store.r.close()
+
     assert job.status == JobStatus.succeeded
     assert job.result is not None
     assert seen_progress is not None, "never saw progress while the job was running"
@@ -60,5 +46,11 @@ def test_running_job_shows_partial_text_and_publishes_each_token(
     counts = [e["tokens"] for e in tokens]
     assert counts == sorted(counts) and len(set(counts)) == len(counts)
     assert counts[-1] == 900
-    assert tokens[-1]["text"] == job.result.text
-    assert {"event": "status", "status": "succeeded"} in events
+    text = ""
+    for e in tokens:
+        text = text[: e["offset"]] + e["delta"]
+    assert text == job.result.text
+    statuses = [e["status"] for e in events if e["event"] == "status"]
+    assert statuses == ["running", "succeeded"]
+    # the last token event comes before the terminal status event
+    assert events.index(tokens[-1]) < events.index({"event": "status", "status": "succeeded"})

@@ -16,7 +16,11 @@ from memq.contracts import JobStatus
 @pytest.fixture
 def api(redis_server: str, redis_client: redis.Redis) -> Iterator[TestClient]:
     settings = GatewaySettings(
-        redis_url=redis_server, api_keys={"k-acme": "acme", "k-beta": "beta"}, queue="memq.test"
+        redis_url=redis_server,
+        api_keys={"k-acme": "acme", "k-beta": "beta"},
+        queue="memq.test",
+        service_token="t",  # type: ignore[arg-type]
+        gateway_url="https://memq.example",
     )
     with TestClient(create_app(settings)) as client:
         yield client
@@ -29,11 +33,16 @@ BETA = {"X-API-Key": "k-beta"}
 def test_submit_returns_202_with_status_url_and_a_queued_record(
     api: TestClient, redis_client: redis.Redis
 ) -> None:
-    resp = api.post("/v1/jobs", json={"type": "generate", "prompt": "hi"}, headers=ACME)
+    resp = api.post(
+        "/v1/jobs",
+        json={"type": "generate", "prompt": "hi"},
+        headers={**ACME, "Host": "evil.example"},
+    )
     assert resp.status_code == 202, resp.text
     body = resp.json()
     assert body["status"] == "queued"
-    assert body["status_url"].endswith(f"/v1/jobs/{body['id']}")
+    # built from the configured public URL, never from the request's Host header
+    assert body["status_url"] == f"https://memq.example/v1/jobs/{body['id']}"
     job = api.get(f"/v1/jobs/{body['id']}", headers=ACME).json()
     assert job["status"] == JobStatus.queued and job["tenant"] == "acme"
     # The job id is the Celery task id: the broker message on the queue carries it.
@@ -78,7 +87,10 @@ def test_malformed_json_is_422_not_500(api: TestClient) -> None:
 def test_redis_down_is_503_with_retry_after_not_500(redis_server: str) -> None:
     from memq.launcher import free_port
 
-    settings = GatewaySettings(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    settings = GatewaySettings(
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",
+        service_token="t",  # type: ignore[arg-type]
+    )
     with TestClient(create_app(settings)) as client:
         resp = client.post("/v1/jobs", json={"type": "generate", "prompt": "hi"})
         assert resp.status_code == 503

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.worker.engine_helpers import batched
 from worker.engine.batched import BatchedEngine
 from worker.engine.simple import SimpleEngine
 from worker.model_loader import LoadedModel, load_model
@@ -22,7 +23,7 @@ def simple_engine(tiny_lm: LoadedModel) -> SimpleEngine:
 
 @pytest.fixture
 def batched_engine(tiny_lm: LoadedModel) -> Iterator[BatchedEngine]:
-    engine = BatchedEngine(tiny_lm)
+    engine = batched(tiny_lm)
     yield engine
     engine.close()
 

@@ -7,8 +7,23 @@ import time
 from collections.abc import Callable, Sequence
 
 from memq.contracts import GenerationParams
+from worker.config import WorkerSettings
+from worker.engine import build_engine
 from worker.engine.base import Engine, GenerationOutput, GenerationRequest
+from worker.engine.batched import BatchedEngine
 from worker.model_loader import LoadedModel
+
+
+def worker_settings(**fields: object) -> WorkerSettings:
+    """Worker settings as a deployment would have them (defaults from WorkerSettings)."""
+    return WorkerSettings.model_validate({"service_token": "test-token", **fields})
+
+
+def batched(lm: LoadedModel, **knobs: object) -> BatchedEngine:
+    """A batched engine with the settings' default knobs, except those given."""
+    engine = build_engine(worker_settings(engine="batched", **knobs), lm)
+    assert isinstance(engine, BatchedEngine)
+    return engine
 
 
 def encode(lm: LoadedModel, text: str) -> list[int]:

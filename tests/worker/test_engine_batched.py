@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 
 from memq.contracts import GenerationParams
-from tests.worker.engine_helpers import after_tokens, outputs, request, run_concurrently
+from tests.worker.engine_helpers import (
+    after_tokens,
+    batched,
+    outputs,
+    request,
+    run_concurrently,
+    worker_settings,
+)
 from worker.engine import build_engine
 from worker.engine.base import GenerationOutput, GenerationRequest
 from worker.engine.batched import BatchedEngine, EngineClosed
@@ -64,7 +71,7 @@ def test_rows_keep_their_own_params_in_a_shared_batch(
 def test_finished_row_frees_its_slot_for_a_queued_request(
     tiny_lm: LoadedModel, prompts: list[str]
 ) -> None:
-    engine = BatchedEngine(tiny_lm, max_batch_size=2)
+    engine = batched(tiny_lm, max_batch_size=2)
     peak: list[int] = []
     requests = [
         request(tiny_lm, p, max_new_tokens=n)
@@ -85,7 +92,7 @@ def test_token_budget_caps_rows_in_flight(tiny_lm: LoadedModel, prompts: list[st
     # Each request reserves prompt + 20 tokens; the budget fits two padded rows, not three.
     requests = [request(tiny_lm, prompts[0], max_new_tokens=20) for _ in range(4)]
     reserved = len(requests[0].input_ids) + 20
-    engine = BatchedEngine(tiny_lm, max_batch_tokens=2 * reserved + reserved // 2)
+    engine = batched(tiny_lm, max_batch_tokens=2 * reserved + reserved // 2)
     peak: list[int] = []
     for r in requests:
         r.on_token = _running_counter(engine, peak)
@@ -99,7 +106,7 @@ def test_token_budget_caps_rows_in_flight(tiny_lm: LoadedModel, prompts: list[st
 
 
 def test_request_larger_than_budget_runs_alone(tiny_lm: LoadedModel, prompts: list[str]) -> None:
-    engine = BatchedEngine(tiny_lm, max_batch_tokens=8, max_prefill_tokens=4)
+    engine = batched(tiny_lm, max_batch_tokens=8, max_prefill_tokens=4)
     try:
         out = engine.generate(request(tiny_lm, prompts[1], max_new_tokens=10))
     finally:
@@ -134,7 +141,7 @@ def test_cancelled_running_job_stops_within_one_decode_step_while_others_continu
 def test_request_cancelled_while_queued_finishes_without_tokens(
     tiny_lm: LoadedModel, prompts: list[str]
 ) -> None:
-    engine = BatchedEngine(tiny_lm, max_batch_size=1)
+    engine = batched(tiny_lm, max_batch_size=1)
     on_token, started = after_tokens(1)
     blocker = request(tiny_lm, prompts[1], max_new_tokens=40)
     blocker.on_token = on_token
@@ -152,7 +159,7 @@ def test_request_cancelled_while_queued_finishes_without_tokens(
 def test_model_error_fails_the_affected_requests_and_the_engine_recovers(
     tiny_lm: LoadedModel, prompts: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    engine = BatchedEngine(tiny_lm)
+    engine = batched(tiny_lm)
     real_forward = tiny_lm.model.forward
     broken = threading.Event()
 
@@ -190,7 +197,7 @@ def test_model_error_fails_the_affected_requests_and_the_engine_recovers(
 def test_close_fails_waiting_callers_instead_of_hanging(
     tiny_lm: LoadedModel, prompts: list[str]
 ) -> None:
-    engine = BatchedEngine(tiny_lm, max_batch_size=1)
+    engine = batched(tiny_lm, max_batch_size=1)
     on_token, started = after_tokens(2)
     first = request(tiny_lm, prompts[0], max_new_tokens=1000 - 30)
     first.on_token = on_token
@@ -216,15 +223,25 @@ def test_prompt_that_overflows_the_context_is_rejected(
         batched_engine.generate(GenerationRequest(ids, GenerationParams(max_new_tokens=10)))
 
 
-def test_build_engine_selects_by_name_and_rejects_unknown_knobs(tiny_lm: LoadedModel) -> None:
-    batched = build_engine("batched", tiny_lm, max_batch_size=4, max_batch_tokens=4096)
-    simple = build_engine("simple", tiny_lm, max_batch_size=4, max_batch_tokens=4096)
+def test_build_engine_selects_by_name_with_knobs_from_settings(tiny_lm: LoadedModel) -> None:
+    knobs = {"max_batch_size": 4, "max_batch_tokens": 4096, "max_prefill_tokens": 64}
+    built = build_engine(worker_settings(engine="batched", **knobs), tiny_lm)
+    simple = build_engine(worker_settings(engine="simple", **knobs), tiny_lm)
     try:
-        assert (batched.name, simple.name) == ("batched", "simple")
-        assert isinstance(batched, BatchedEngine) and batched.max_batch_size == 4
+        assert (built.name, simple.name) == ("batched", "simple")
+        assert isinstance(built, BatchedEngine)
+        assert (built.max_batch_size, built.max_batch_tokens, built.max_prefill_tokens) == (
+            4,
+            4096,
+            64,
+        )
     finally:
-        batched.close()
-    with pytest.raises(ValueError, match="unknown engine knobs"):
-        build_engine("batched", tiny_lm, batch=3)
-    with pytest.raises(ValueError, match="unknown engine"):
-        build_engine("vllm", tiny_lm)
+        built.close()
+    defaults = worker_settings()
+    engine = batched(tiny_lm)
+    try:
+        assert engine.max_batch_tokens == defaults.max_batch_tokens
+        assert engine.max_batch_size == defaults.max_batch_size
+        assert engine.max_prefill_tokens == defaults.max_prefill_tokens
+    finally:
+        engine.close()

@@ -8,7 +8,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.worker.engine_helpers import encode, outputs, request, run_concurrently
+from tests.worker.engine_helpers import (
+    encode,
+    outputs,
+    request,
+    run_concurrently,
+    worker_settings,
+)
 from worker.engine import build_engine
 from worker.engine.base import Engine, GenerationRequest
 from worker.engine.simple import SimpleEngine
@@ -17,7 +23,7 @@ from worker.model_loader import LoadedModel
 
 @pytest.fixture(params=["simple", "batched"])
 def engine(request: pytest.FixtureRequest, tiny_lm: LoadedModel) -> Iterator[Engine]:
-    built = build_engine(request.param, tiny_lm)
+    built = build_engine(worker_settings(engine=request.param), tiny_lm)
     yield built
     built.close()
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from memq.contracts import GenerationParams
-from tests.worker.engine_helpers import after_tokens, outputs, request, run_concurrently
+from tests.worker.engine_helpers import after_tokens, batched, outputs, request, run_concurrently
 from worker.engine.base import GenerationRequest
 from worker.engine.batched import BatchedEngine
 from worker.engine.simple import SimpleEngine
@@ -95,7 +95,7 @@ def test_eos_finishes_both_engines_identically(
     fifth = simple_engine.generate(GenerationRequest(ids, params)).token_ids[4]
     lm = LoadedModel(tiny_lm.name, tiny_lm.model, tiny_lm.tokenizer, 1024, eos_token_id=fifth)
     expected = SimpleEngine(lm).generate(GenerationRequest(ids, params))
-    engine = BatchedEngine(lm)
+    engine = batched(lm)
     try:
         got = engine.generate(GenerationRequest(ids, params))
     finally:
@@ -119,7 +119,7 @@ def test_greedy_matches_simple_engine_on_gpt2_124m_architecture(tiny_lm: LoadedM
         GenerationRequest([rng.randrange(50257) for _ in range(n)], params) for n in (3, 17, 41)
     ]
     expected = [SimpleEngine(lm).generate(r).token_ids for r in requests]
-    engine = BatchedEngine(lm)
+    engine = batched(lm)
     try:
         got = outputs(run_concurrently(engine, requests, start_after=[None, None, 0.3]))
     finally:

@@ -8,7 +8,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from memq.contracts import MemoryHit
-from worker.errors import PromptTooLong
+from memq.errors import PromptTooLong
 from worker.prompt import assemble, encode, split_tokens
 
 

@@ -17,6 +17,7 @@ def test_worker_with_unloadable_model_exits_non_zero_naming_the_model(
         "MEMQ_MODEL": str(tmp_path / "no-such-model"),
         "MEMQ_REDIS_URL": redis_server,
         "MEMQ_DATA_DIR": str(tmp_path),
+        "MEMQ_SERVICE_TOKEN": "test-token",
     }
     proc = subprocess.run(
         [sys.executable, "-m", "worker"], env=env, capture_output=True, text=True, timeout=120
@@ -24,3 +25,19 @@ def test_worker_with_unloadable_model_exits_non_zero_naming_the_model(
     assert proc.returncode != 0
     assert "cannot start the worker" in proc.stderr + proc.stdout
     assert "no-such-model" in proc.stderr + proc.stdout
+
+
+def test_worker_without_a_service_token_refuses_to_start_and_says_why(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "MEMQ_SERVICE_TOKEN"}
+    env["MEMQ_DATA_DIR"] = str(tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "worker"],
+        env=env,
+        cwd=tmp_path,  # no .env here
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "cannot start the worker" in proc.stderr
+    assert "MEMQ_SERVICE_TOKEN is not set" in proc.stderr

@@ -2,42 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from worker.config import WorkerSettings
 from worker.engine.base import Engine, GenerationOutput, GenerationRequest
 from worker.model_loader import LoadedModel
 
 ENGINE_NAMES = ("simple", "batched")
-DEFAULT_ENGINE = "batched"
-BATCHED_KNOBS = frozenset({"max_batch_size", "max_batch_tokens", "max_prefill_tokens"})
 
-__all__ = [
-    "BATCHED_KNOBS",
-    "DEFAULT_ENGINE",
-    "ENGINE_NAMES",
-    "Engine",
-    "GenerationOutput",
-    "GenerationRequest",
-    "build_engine",
-]
+__all__ = ["ENGINE_NAMES", "Engine", "GenerationOutput", "GenerationRequest", "build_engine"]
 
 
-def build_engine(name: str, lm: LoadedModel, **knobs: Any) -> Engine:
-    """Build the engine called `name` around `lm`.
-
-    Knobs (see docs/engine.md): `max_batch_size`, `max_batch_tokens`,
-    `max_prefill_tokens`. The simple engine accepts and ignores them, so one settings
-    object can configure either engine; an unknown knob or name raises ValueError.
-    """
-    unknown = set(knobs) - BATCHED_KNOBS
-    if unknown:
-        raise ValueError(f"unknown engine knobs {sorted(unknown)}; known: {sorted(BATCHED_KNOBS)}")
-    if name == "simple":
+def build_engine(settings: WorkerSettings, lm: LoadedModel) -> Engine:
+    """The engine `settings.engine` names, around `lm`, with its knobs from settings
+    (`max_batch_size`, `max_batch_tokens`, `max_prefill_tokens`; see docs/engine.md)."""
+    if settings.engine == "simple":
         from worker.engine.simple import SimpleEngine
 
         return SimpleEngine(lm)
-    if name == "batched":
-        from worker.engine.batched import BatchedEngine
+    from worker.engine.batched import BatchedEngine
 
-        return BatchedEngine(lm, **knobs)
-    raise ValueError(f"unknown engine {name!r}; choose one of {', '.join(ENGINE_NAMES)}")
+    return BatchedEngine(
+        lm,
+        max_batch_size=settings.max_batch_size,
+        max_batch_tokens=settings.max_batch_tokens,
+        max_prefill_tokens=settings.max_prefill_tokens,
+    )

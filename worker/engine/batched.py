@@ -32,9 +32,6 @@ from worker.model_loader import LoadedModel
 
 log = logging.getLogger("memq.worker.engine")
 
-DEFAULT_MAX_BATCH_SIZE = 32
-DEFAULT_MAX_BATCH_TOKENS = 16_384
-DEFAULT_MAX_PREFILL_TOKENS = 4_096
 # Finished rows are masked out in place and their slots refilled by newcomers; the cache
 # is compacted (one copy) at most this often, instead of once per finished row.
 COMPACT_EVERY_STEPS = 32
@@ -85,10 +82,12 @@ class BatchedEngine:
         self,
         lm: LoadedModel,
         *,
-        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
-        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
-        max_prefill_tokens: int = DEFAULT_MAX_PREFILL_TOKENS,
+        max_batch_size: int,
+        max_batch_tokens: int,
+        max_prefill_tokens: int,
     ) -> None:
+        """Knobs come from `WorkerSettings` (through `build_engine`), which owns their
+        defaults; see docs/engine.md."""
         if max_batch_size < 1 or max_batch_tokens < 1 or max_prefill_tokens < 1:
             raise ValueError("max_batch_size, max_batch_tokens and max_prefill_tokens must be >= 1")
         self.lm = lm

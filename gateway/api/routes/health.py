@@ -2,19 +2,50 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+import httpx
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from gateway.api.deps import MemoryHttp, Store
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
-def healthz(request: Request) -> dict[str, Any]:
-    """Liveness plus what the gateway can see: Redis and the model workers serve."""
-    store = request.app.state.jobs.store
-    store.r.ping()
-    info = store.model_info()
-    return {
-        "status": "ok",
-        "model": info.name if info else None,
-        "context_window": info.context_window if info else None,
-    }
+@router.get("/livez")
+def livez() -> dict[str, str]:
+    """The gateway process answers (no dependency is checked)."""
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz", responses={503: {"description": "A dependency is down; `checks` says which."}}
+)
+async def readyz(store: Store, memory: MemoryHttp) -> JSONResponse:
+    """Whether the gateway can take jobs: Redis answers, the memory service answers, and a
+    worker has published the model it serves. Each check is reported by name."""
+    checks: dict[str, Any] = {}
+    model = None
+    try:
+        await run_in_threadpool(store.ping)
+        info = await run_in_threadpool(store.model_info)
+        checks["redis"] = "ok"
+        checks["workers"] = "ok" if info else "no worker has published its model yet"
+        model = info.name if info else None
+    except Exception as exc:
+        checks["redis"] = f"unreachable: {exc}"
+        checks["workers"] = "unknown (redis is down)"
+    try:
+        resp = await memory.get("/livez", timeout=2.0)
+        checks["memory"] = "ok" if resp.status_code == 200 else f"answered {resp.status_code}"
+    except httpx.HTTPError as exc:
+        checks["memory"] = f"unreachable: {exc!r}"
+    ready = all(v == "ok" for v in checks.values())
+    body = {"status": "ok" if ready else "unavailable", "checks": checks, "model": model}
+    return JSONResponse(body, status_code=200 if ready else 503)
+
+
+@router.get("/healthz", include_in_schema=False)
+async def healthz(store: Store, memory: MemoryHttp) -> JSONResponse:
+    """Old name of /readyz."""
+    return await readyz(store, memory)

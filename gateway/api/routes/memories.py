@@ -6,8 +6,8 @@ import httpx
 from fastapi import APIRouter, Request, Response
 
 from gateway.api.deps import Tenant
-from gateway.core.errors import MemoryServiceUnavailable
 from memq.clients import TENANT_HEADER
+from memq.errors import MemoryUnavailable
 
 router = APIRouter(tags=["memories"])
 
@@ -27,7 +27,7 @@ async def _forward(request: Request, tenant: str, path: str) -> Response:
             headers=headers,
         )
     except httpx.TransportError as exc:
-        raise MemoryServiceUnavailable(f"memory service unreachable: {exc}") from exc
+        raise MemoryUnavailable(f"memory service unreachable: {exc}") from exc
     keep = {k: v for k, v in upstream.headers.items() if k.lower() in ("content-type",)}
     return Response(upstream.content, status_code=upstream.status_code, headers=keep)
 

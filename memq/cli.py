@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -11,7 +12,7 @@ import httpx
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from rich.panel import Panel
+from rich.markup import escape
 
 from memq.clients import MemqClient
 from memq.contracts import JobStatus
@@ -64,10 +65,10 @@ def _print_banner(stack: Stack, embedded_redis: bool) -> None:
     )
     workers = ", ".join(f"{w.name} (pid {w.pid})" for w in stack.workers)
     cli_env = "" if gw == DEFAULT_GATEWAY_URL else f"MEMQ_GATEWAY_URL={gw} "
+    console.rule(f"[bold]memq is up[/] — serving model [bold green]{escape(stack.model or '?')}[/]")
+    # Plain, unwrapped lines: the commands must survive copy and paste.
     console.print(
-        Panel.fit(
-            f"""[bold]memq is up[/] — serving model [bold green]{stack.model}[/]
-  gateway         {gw}  (OpenAPI docs: {gw}/docs)
+        f"""  gateway         {gw}  (OpenAPI docs: {gw}/docs)
   memory service  {stack.memory_url}
   redis           {stack.redis_url}  ({redis_note})
   workers         {workers}
@@ -75,7 +76,7 @@ def _print_banner(stack: Stack, embedded_redis: bool) -> None:
   logs            {stack.log_dir}/  ({logs})
   service token   {token_note}
 
-Ask about what is stored in namespace {DEMO_NAMESPACE} (the demo's memories):
+Ask about what the demo stored in namespace {DEMO_NAMESPACE}:
   curl -s {gw}/v1/jobs -H 'content-type: application/json' \\
     -d '{{"type": "generate", "prompt": "Question: Where does Alice live?\\nAnswer:",
          "memory": {{"namespace": "{DEMO_NAMESPACE}"}}}}'
@@ -83,12 +84,14 @@ Poll it:
   curl -s {gw}/v1/jobs/<id>
 Add a memory:
   curl -s {gw}/v1/memories -H 'content-type: application/json' \\
-    -d '{{"namespace": "{DEMO_NAMESPACE}", "text": "Bob, Alice's brother, lives in Lyon."}}'
+    -d '{{"namespace": "{DEMO_NAMESPACE}", "text": "Alice has a brother, Bob, who lives in Lyon."}}'
 Or use the CLI:
   {cli_env}memq generate "Where does Alice live?" --namespace {DEMO_NAMESPACE}""",
-            title="memq",
-        )
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
     )
+    console.rule()
 
 
 def _run_demo(stack: Stack, *, require_used_memory: bool) -> None:
@@ -118,10 +121,16 @@ def _run_demo(stack: Stack, *, require_used_memory: bool) -> None:
         )
 
 
+def _report(title: str, detail: str, style: str = "red") -> None:
+    """A failure line: log lines and paths printed as they are, never wrapped or styled."""
+    console.print(title, style=style, end=" ")
+    console.print(detail, markup=False, highlight=False, soft_wrap=True)
+
+
 def _print_tails(stack: Stack, components: tuple[str, ...]) -> None:
     for name, child in stack.procs.items():
         if name.startswith(components):
-            console.print(f"[bold]last lines of {child.log_path}:[/]\n{child.tail()}")
+            _report(f"last lines of {child.log_path}:", f"\n{child.tail()}", style="bold")
 
 
 @app.command()
@@ -163,9 +172,11 @@ def up(
     try:
         settings = LauncherSettings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        console.print(f"[red]invalid settings:[/] {exc}")
+        _report("invalid settings:", str(exc))
         raise typer.Exit(2) from exc
     configure_logging(settings, "launcher")
+    # One line per health poll and job poll would bury the banner and the result.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     raise typer.Exit(_up(settings, demo=demo or smoke, smoke=smoke))
 
 
@@ -176,7 +187,9 @@ def _up(settings: LauncherSettings, *, demo: bool, smoke: bool) -> int:
     data_dir = settings.data_dir.resolve()
     console.print(
         f"starting memq in {data_dir} (the first start may fetch and convert the model; "
-        f"logs in {data_dir / 'logs'}) …"
+        f"logs in {data_dir / 'logs'}) …",
+        markup=False,
+        soft_wrap=True,
     )
     # SIGTERM stops the stack like Ctrl-C does, children in order, instead of orphaning them.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -200,16 +213,16 @@ def _up(settings: LauncherSettings, *, demo: bool, smoke: bool) -> int:
         console.print("memq is running; Ctrl-C stops everything.")
         while (failure := stack.wait(timeout=1.0)) is None:
             pass
-        console.print(f"[red]memq gave up:[/] {failure}")
+        _report("memq gave up:", failure)
         return 1
     except LaunchError as exc:
-        console.print(f"[red]memq could not start:[/] {exc}")
+        _report("memq could not start:", str(exc))
         return 1
     except _DemoFailed as exc:
-        console.print(f"[red]demo failed:[/] {exc}")
+        _report("demo failed:", str(exc))
         if stack is not None:
             if stack.failure:
-                console.print(f"[red]memq gave up:[/] {stack.failure}")
+                _report("memq gave up:", stack.failure)
             _print_tails(stack, exc.components)
         return 1
     except KeyboardInterrupt:

@@ -1,12 +1,19 @@
 """memq.launcher and `memq up`: the restart policy, supervision of real (trivial) processes,
-the per-data-dir service token, and how `memq up` reads its settings."""
+the per-data-dir service token, how `memq up` reads its settings, and `memq up` itself
+(smoke run, restart then give up, SIGTERM, a part that cannot start)."""
 
 from __future__ import annotations
 
 import os
+import re
+import signal
+import socket
 import stat
+import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +25,7 @@ from memq.launcher import (
     LaunchError,
     RestartPolicy,
     Stack,
+    free_port,
     resolve_service_token,
 )
 from memq.settings import SERVICE_TOKEN_FILE, LauncherSettings
@@ -239,3 +247,154 @@ def test_memq_up_refuses_a_bad_setting_before_starting_anything(
     assert result.exit_code == 2
     assert "workers" in result.output
     assert captured_up == []
+
+
+# -- `memq up` as a user runs it (real processes) ----------------------------------------------
+class MemqUp:
+    """`python -m memq.cli up ...` in the background, its output collected line by line."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "memq.cli", "up", *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+
+    @property
+    def output(self) -> str:
+        with self._changed:
+            return "\n".join(self.lines)
+
+    def wait_for(self, pattern: str, timeout: float = 300.0) -> re.Match[str]:
+        """The first output line matching `pattern` (waiting for it up to `timeout`)."""
+        regex = re.compile(pattern)
+
+        def found() -> re.Match[str] | None:
+            return next((m for line in self.lines if (m := regex.search(line))), None)
+
+        with self._changed:
+            if not self._changed.wait_for(
+                lambda: found() or self.popen.poll() is not None, timeout
+            ):
+                raise TimeoutError(f"no line matching {pattern!r}; output:\n{self.output}")
+            match = found()
+        assert match is not None, f"memq up exited without {pattern!r}; output:\n{self.output}"
+        return match
+
+    def wait_exit(self, timeout: float = 300.0) -> int:
+        code = self.popen.wait(timeout)
+        self._reader.join(timeout)
+        return code
+
+    def close(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(60)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+@pytest.fixture
+def memq_up(
+    tmp_path: Path, tiny_model_dir: Path, embedding_cache_dir: Path
+) -> Iterator[Callable[..., MemqUp]]:
+    """Runs `memq up` on free ports in a fresh data dir with the tiny GPT-2."""
+    started: list[MemqUp] = []
+    ports = {name: str(free_port()) for name in ("GATEWAY", "MEMORY", "EMBEDDED_REDIS")}
+
+    def run(*args: str, **env: str) -> MemqUp:
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("MEMQ_")}
+        full_env.update(
+            {f"MEMQ_{name}_PORT": port for name, port in ports.items()},
+            MEMQ_DATA_DIR=str(tmp_path / "data"),
+            MEMQ_MODEL=str(tiny_model_dir),
+            MEMQ_MODEL_CACHE_DIR=str(embedding_cache_dir),
+        )
+        full_env.update(env)
+        up = MemqUp(list(args), full_env)
+        started.append(up)
+        return up
+
+    yield run
+    for up in started:
+        up.close()
+    for port in ports.values():  # everything it started is gone: every port is free again
+        with socket.socket() as s:
+            # Reuse allows a closed connection's TIME_WAIT, never a listener still running.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", int(port)))
+            s.listen()
+
+
+@pytest.mark.e2e
+def test_memq_up_smoke_runs_the_demo_job_with_a_used_memory_and_exits_zero(
+    memq_up: Callable[..., MemqUp], tmp_path: Path
+) -> None:
+    up = memq_up("--smoke")
+    assert up.wait_exit() == 0, up.output
+    assert "smoke run passed" in up.output
+    assert '"status": "succeeded"' in up.output
+    assert '"used": true' in up.output
+    assert '"namespace": "user:demo"' in up.output  # the banner asks where the demo stored
+    token_file = tmp_path / "data" / SERVICE_TOKEN_FILE
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+
+
+@pytest.mark.e2e
+def test_memq_up_restarts_a_killed_worker_then_gives_up_and_exits_non_zero(
+    memq_up: Callable[..., MemqUp],
+) -> None:
+    up = memq_up(MEMQ_RESTART_MAX_FAST_CRASHES="2", MEMQ_RESTART_BACKOFF_INITIAL_S="0.1")
+    first = int(up.wait_for(r"workers\s+worker \(pid (\d+)\)").group(1))
+    up.wait_for("Ctrl-C stops everything")
+
+    os.kill(first, signal.SIGKILL)
+    second = int(up.wait_for(r"worker restarted \(pid (\d+)").group(1))
+    assert second != first
+    os.kill(second, signal.SIGKILL)
+
+    assert up.wait_exit() == 1, up.output
+    assert "memq gave up" in up.output
+    assert "worker crashed 2 time(s) in a row" in up.output
+    assert "killed by SIGKILL" in up.output
+
+
+@pytest.mark.e2e
+def test_memq_up_stops_every_part_on_sigterm_and_exits_zero(
+    memq_up: Callable[..., MemqUp],
+) -> None:
+    up = memq_up()
+    worker = int(up.wait_for(r"workers\s+worker \(pid (\d+)\)").group(1))
+    up.wait_for("Ctrl-C stops everything")
+
+    up.popen.send_signal(signal.SIGTERM)
+
+    assert up.wait_exit() == 0, up.output
+    assert "stopping memq" in up.output
+    with pytest.raises(ProcessLookupError):
+        os.kill(worker, 0)
+
+
+@pytest.mark.e2e
+def test_memq_up_that_cannot_start_a_part_exits_non_zero_with_its_log(
+    memq_up: Callable[..., MemqUp], tmp_path: Path
+) -> None:
+    up = memq_up(MEMQ_MODEL=str(tmp_path / "no-such-model"))
+    assert up.wait_exit() == 1, up.output
+    assert "memq could not start: worker exited while starting" in up.output
+    assert "no-such-model" in up.output  # from the tail of the worker's log

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
-import redis
 from fastapi import FastAPI
 
 from gateway.api.routes import health, jobs, memories
@@ -25,10 +24,9 @@ log = logging.getLogger("memq.gateway")
 def create_app(settings: GatewaySettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = redis.Redis.from_url(settings.redis_url)
-        store = JobStore(client, prefix=settings.key_prefix, ttl_s=settings.job_ttl_seconds)
+        store = JobStore.from_settings(settings)
         app.state.settings = settings
-        app.state.jobs = JobService(store, producer_app(settings), settings.queue)
+        app.state.jobs = JobService(store, producer_app(settings), settings)
         app.state.memory_http = httpx.AsyncClient(
             base_url=settings.memory_url,
             timeout=settings.memory_timeout_s,
@@ -38,7 +36,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             yield
         finally:
             await app.state.memory_http.aclose()
-            client.close()
+            store.r.close()
 
     app = FastAPI(
         title="memq gateway",

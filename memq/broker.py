@@ -1,13 +1,29 @@
-"""Celery configuration shared by the gateway (which only sends) and the workers, so both
-sides of the broker agree on every delivery setting."""
+"""Celery and its Redis broker: the configuration shared by the gateway (which only sends)
+and the workers, and the one place that reads kombu's Redis layout.
+
+Kombu's Redis transport keeps a queue as a list of JSON messages (`headers.id` is the
+Celery task id, memq's job id) and a message a worker has taken but not acknowledged in
+the `unacked` hash (delivery tag → `[message, exchange, routing key]`) with its time in
+the `unacked_index` zset. It moves a message from the list to the hash in two steps, so
+a worker killed in between loses it; and it restores unacknowledged messages only after
+the visibility timeout. The reconciler (worker/reconciler.py) covers both, using
+`pending_job_ids` and `drop_unacked` below.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from typing import Any
 
+import redis
 from celery import Celery
 
 from memq.settings import CommonSettings
+
+UNACKED_KEY = "unacked"
+UNACKED_INDEX_KEY = "unacked_index"
+SCAN_PAGE = 1000
 
 
 def celery_conf(settings: CommonSettings) -> dict[str, Any]:
@@ -22,8 +38,15 @@ def celery_conf(settings: CommonSettings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "broker_connection_retry_on_startup": True,
-        # Unacked messages come back after this long; longer than any job may run.
-        "broker_transport_options": {"visibility_timeout": 3600},
+        "broker_transport_options": {
+            # Kombu restores an unacknowledged message after this long. A lost worker's jobs
+            # come back much sooner through memq's leases and reconciler, so this only has
+            # to exceed the longest job (a longer job would run twice; its result is still
+            # committed once).
+            "visibility_timeout": settings.job_timeout_s + 300,
+            "unacked_key": UNACKED_KEY,
+            "unacked_index_key": UNACKED_INDEX_KEY,
+        },
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,
     }
@@ -34,3 +57,57 @@ def producer_app(settings: CommonSettings) -> Celery:
     app = Celery("memq-gateway", broker=settings.redis_url, set_as_current=False)
     app.conf.update(celery_conf(settings))
     return app
+
+
+def _task_id(message: Any) -> str | None:
+    if isinstance(message, dict):
+        headers = message.get("headers")
+        if isinstance(headers, dict) and isinstance(headers.get("id"), str):
+            return str(headers["id"])
+    return None
+
+
+def waiting_job_ids(client: redis.Redis, queues: Iterable[str]) -> set[str]:
+    """Ids of the jobs whose message waits in one of `queues`."""
+    found: set[str] = set()
+    for queue in queues:
+        start = 0
+        while True:
+            page: Any = client.lrange(queue, start, start + SCAN_PAGE - 1)
+            for raw in page:
+                try:
+                    task_id = _task_id(json.loads(raw))
+                except ValueError:
+                    continue
+                if task_id:
+                    found.add(task_id)
+            if len(page) < SCAN_PAGE:
+                break
+            start += SCAN_PAGE
+    return found
+
+
+def unacked_job_ids(client: redis.Redis) -> dict[str, list[str]]:
+    """Job id → delivery tags of its messages taken by a worker and not yet acknowledged."""
+    found: dict[str, list[str]] = {}
+    for tag, raw in client.hscan_iter(UNACKED_KEY, count=SCAN_PAGE):
+        try:
+            message = json.loads(raw)[0]
+        except (ValueError, IndexError, TypeError):
+            continue
+        task_id = _task_id(message)
+        if task_id:
+            found.setdefault(task_id, []).append(tag.decode() if isinstance(tag, bytes) else tag)
+    return found
+
+
+def drop_unacked(client: redis.Redis, tags: Iterable[str]) -> None:
+    """Forget unacknowledged deliveries (of a lost worker), so kombu does not restore
+    them later: the reconciler sends the job again instead."""
+    tags = list(tags)
+    if not tags:
+        return
+    pipe = client.pipeline(transaction=True)
+    pipe.zrem(UNACKED_INDEX_KEY, *tags)
+    pipe.hdel(UNACKED_KEY, *tags)
+    pipe.execute()

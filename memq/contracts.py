@@ -7,11 +7,23 @@ Names follow their role: ``*Create`` (write input), ``*Public`` (what the API re
 
 from __future__ import annotations
 
-from datetime import datetime
+import itertools
+import json
+import math
+import unicodedata
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    field_validator,
+    model_validator,
+)
 
 MAX_NEW_TOKENS_LIMIT = 1024
 MAX_PROMPT_CHARS = 200_000
@@ -35,6 +47,21 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# Numbers are never coerced from strings or booleans on the public API: `"8"` and `true`
+# are type errors, not 8 and 1.
+StrictInt = Annotated[int, Strict()]
+StrictFloat = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+StrictBool = Annotated[bool, Strict()]
+
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp", "Mn", "Me"})
+
+
+def has_visible_text(text: str) -> bool:
+    """True when `text` has a character a reader would see (not only whitespace, controls,
+    zero-width or combining characters)."""
+    return any(unicodedata.category(ch) not in _INVISIBLE for ch in text)
+
+
 class ErrorResponse(BaseModel):
     """Every 4xx/5xx body of every memq service."""
 
@@ -48,6 +75,35 @@ class ErrorResponse(BaseModel):
 # --------------------------------------------------------------------------------------
 # Memories
 # --------------------------------------------------------------------------------------
+
+MAX_MEMORY_TEXT_CHARS = 20_000
+MAX_SOURCE_CHARS = 256
+MAX_TTL_SECONDS = 10 * 365 * 86400
+MAX_HISTORY_VERSIONS = 100
+"""Earlier versions one memory keeps; an update past it is refused (never silently dropped)."""
+MAX_VERSION = 1_000_000
+MEMORY_ID_PATTERN = r"^[A-Za-z0-9_.:@\-]{1,128}$"
+
+# What a metadata object may hold. The store must be able to read back everything it
+# accepts (Qdrant stores payloads nested ~126 levels deep, then fails to read, delete or
+# replay them), so every dimension is bounded well inside what it handles.
+METADATA_MAX_DEPTH = 8
+"""Nested objects/arrays, the metadata object itself counting as 1 (filter keys have at most
+8 dotted segments, so nothing deeper could be filtered on anyway)."""
+METADATA_MAX_BYTES = 16 * 1024
+"""Size of the metadata as compact UTF-8 JSON."""
+METADATA_MAX_KEYS = 256
+"""Keys at every level together."""
+METADATA_MAX_KEY_CHARS = 128
+METADATA_MAX_STRING_CHARS = 4096
+METADATA_MAX_ITEMS = 256
+"""Items of one array."""
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+RECENCY_HALF_LIFE_MIN_S = 1.0
+RECENCY_HALF_LIFE_MAX_S = 100 * 365 * 86400.0
+MAX_FILTER_DEPTH = 4
+MAX_FILTER_CONDITIONS = 64
 
 
 class MemoryKind(StrEnum):
@@ -73,30 +129,138 @@ MetadataKey = Annotated[
 ]
 
 
-Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+Int64 = Annotated[StrictInt, Field(ge=INT64_MIN, le=INT64_MAX)]
 
 
-def _non_blank(v: str, field: str) -> str:
-    if not v.strip():
-        raise ValueError(f"{field} must contain non-whitespace characters")
+def check_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """`metadata` unchanged when every bound holds; else a ValueError naming the first
+    offending place (e.g. `metadata.a.b[3]`) and the limit."""
+    keys = 0
+    stack: list[tuple[Any, int, str]] = [(metadata, 1, "metadata")]
+    while stack:
+        node, depth, where = stack.pop()
+        if isinstance(node, dict | list) and depth > METADATA_MAX_DEPTH:
+            raise ValueError(
+                f"{where} nests deeper than {METADATA_MAX_DEPTH} levels of objects/arrays; "
+                "flatten it"
+            )
+        if isinstance(node, dict):
+            keys += len(node)
+            if keys > METADATA_MAX_KEYS:
+                raise ValueError(f"metadata has more than {METADATA_MAX_KEYS} keys in all")
+            for key, child in node.items():
+                if not isinstance(key, str) or not 1 <= len(key) <= METADATA_MAX_KEY_CHARS:
+                    raise ValueError(
+                        f"{where} has a key of {len(str(key))} characters; keys must have "
+                        f"1 to {METADATA_MAX_KEY_CHARS}"
+                    )
+                stack.append((child, depth + 1, f"{where}.{key[:40]}"))
+        elif isinstance(node, list):
+            if len(node) > METADATA_MAX_ITEMS:
+                raise ValueError(
+                    f"{where} has {len(node)} items; arrays may hold {METADATA_MAX_ITEMS}"
+                )
+            stack.extend((child, depth + 1, f"{where}[{i}]") for i, child in enumerate(node))
+        elif isinstance(node, str):
+            if len(node) > METADATA_MAX_STRING_CHARS:
+                raise ValueError(
+                    f"{where} is {len(node):,} characters; strings may have "
+                    f"{METADATA_MAX_STRING_CHARS:,}"
+                )
+        elif isinstance(node, bool) or node is None:
+            pass
+        elif isinstance(node, int):
+            if not INT64_MIN <= node <= INT64_MAX:
+                raise ValueError(f"{where} does not fit a 64-bit integer")
+        elif isinstance(node, float):
+            if not math.isfinite(node):
+                raise ValueError(
+                    f"{where} is {node}: numbers must be finite (no NaN, Infinity or values "
+                    "beyond ±1.8e308)"
+                )
+        else:
+            raise ValueError(f"{where} is a {type(node).__name__}, not a JSON value")
+    size = len(json.dumps(metadata, ensure_ascii=False, separators=(",", ":")).encode())
+    if size > METADATA_MAX_BYTES:
+        raise ValueError(
+            f"metadata is {size:,} bytes as JSON; the limit is {METADATA_MAX_BYTES:,}: keep "
+            "large content in the memory's text"
+        )
+    return metadata
+
+
+Metadata = Annotated[
+    dict[str, Any],
+    AfterValidator(check_metadata),
+    Field(
+        description=f"Free JSON object, filterable in search: at most {METADATA_MAX_DEPTH} levels "
+        f"deep, {METADATA_MAX_BYTES:,} bytes as JSON, {METADATA_MAX_KEYS} keys of 1-"
+        f"{METADATA_MAX_KEY_CHARS} characters, strings of {METADATA_MAX_STRING_CHARS:,} "
+        f"characters, arrays of {METADATA_MAX_ITEMS} items, finite 64-bit numbers."
+    ),
+]
+
+
+def _has_visible_text(v: str) -> str:
+    if not has_visible_text(v):
+        raise ValueError("must contain visible characters (not only whitespace or zero-width)")
     return v
+
+
+MemoryText = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_MEMORY_TEXT_CHARS),
+    AfterValidator(_has_visible_text),
+]
+Source = Annotated[str, Field(max_length=MAX_SOURCE_CHARS)]
+TtlSeconds = Annotated[StrictInt, Field(gt=0, le=MAX_TTL_SECONDS)]
+MemoryId = Annotated[
+    str,
+    Field(
+        pattern=MEMORY_ID_PATTERN,
+        description="Memory id: a UUID when the service made it (1-128 characters of letters, "
+        "digits and `_ . : @ -` on import).",
+    ),
+]
+ContentHash = Annotated[
+    str,
+    Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the whitespace-normalized text."),
+]
+
+
+def _utc(value: datetime) -> datetime:
+    # A naive datetime is read as UTC. Converting an instant at the very edge of the
+    # calendar (0001-01-01 east of UTC, 9999-12-31 west of it) overflows: refuse it.
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    try:
+        value = value.astimezone(UTC)
+        value.timestamp()
+    except (OverflowError, ValueError, OSError) as exc:
+        raise ValueError(
+            "datetime must lie between 0001-01-01 and 9999-12-31 in UTC (naive = UTC)"
+        ) from exc
+    return value
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+"""A datetime that has a POSIX timestamp; naive values are read as UTC."""
 
 
 class MetadataCondition(StrictModel):
     """One test on a metadata field: exactly one of `eq`, `any` or a range."""
 
     key: MetadataKey
-    eq: Annotated[str, Field(max_length=1024)] | bool | Int64 | None = Field(
+    eq: Annotated[str, Field(max_length=1024)] | StrictBool | Int64 | None = Field(
         default=None, description="Field equals this value."
     )
     any: list[Annotated[str, Field(max_length=1024)]] | list[Int64] | None = Field(
         default=None, min_length=1, max_length=100, description="Field equals one of these."
     )
-    gt: FiniteFloat | None = Field(default=None, description="Field is greater than this.")
-    gte: FiniteFloat | None = Field(default=None, description="Field is at least this.")
-    lt: FiniteFloat | None = Field(default=None, description="Field is less than this.")
-    lte: FiniteFloat | None = Field(default=None, description="Field is at most this.")
+    gt: StrictFloat | None = Field(default=None, description="Field is greater than this.")
+    gte: StrictFloat | None = Field(default=None, description="Field is at least this.")
+    lt: StrictFloat | None = Field(default=None, description="Field is less than this.")
+    lte: StrictFloat | None = Field(default=None, description="Field is at most this.")
 
     @model_validator(mode="after")
     def _exactly_one_test(self) -> MetadataCondition:
@@ -112,7 +276,7 @@ class MetadataCondition(StrictModel):
 
 class MemoryFilter(StrictModel):
     """Boolean combination of metadata conditions: all of `all_of`, at least one of `any_of`,
-    none of `none_of`. Filters nest."""
+    none of `none_of`. Filters nest, at most 4 levels and 64 conditions in all."""
 
     all_of: list[MetadataCondition | MemoryFilter] = Field(
         default_factory=list, max_length=32, description="Every one of these holds (AND)."
@@ -125,30 +289,43 @@ class MemoryFilter(StrictModel):
     )
 
     @model_validator(mode="after")
-    def _not_empty(self) -> MemoryFilter:
+    def _not_empty_and_bounded(self) -> MemoryFilter:
         if not (self.all_of or self.any_of or self.none_of):
             raise ValueError("a filter needs at least one of `all_of`, `any_of`, `none_of`")
+        depth, conditions = self.shape()
+        if depth > MAX_FILTER_DEPTH:
+            raise ValueError(f"filters nest at most {MAX_FILTER_DEPTH} levels deep")
+        if conditions > MAX_FILTER_CONDITIONS:
+            raise ValueError(
+                f"a filter holds at most {MAX_FILTER_CONDITIONS} conditions in all; "
+                f"this one has {conditions}"
+            )
         return self
+
+    def shape(self) -> tuple[int, int]:
+        """(levels of nesting, conditions in all)."""
+        depth, conditions = 1, 0
+        for child in (*self.all_of, *self.any_of, *self.none_of):
+            if isinstance(child, MemoryFilter):
+                child_depth, child_conditions = child.shape()
+                depth = max(depth, child_depth + 1)
+                conditions += child_conditions
+            else:
+                conditions += 1
+        return depth, conditions
 
 
 class MemoryCreate(StrictModel):
     namespace: Namespace
-    text: str = Field(min_length=1, max_length=20_000, description="The memory's text.")
+    text: MemoryText = Field(description="The memory's text.")
     kind: MemoryKind = Field(default=MemoryKind.fact, description="What sort of memory this is.")
-    metadata: dict[str, Any] = Field(
-        default_factory=dict, description="Free JSON object, filterable in search."
+    metadata: Metadata = Field(default_factory=dict)
+    source: Source | None = Field(
+        default=None, description="What produced it (a job id, a document id)."
     )
-    source: str | None = Field(
-        default=None, max_length=256, description="What produced it (a job id, a document id)."
+    ttl_seconds: TtlSeconds | None = Field(
+        default=None, description="Expire after this many seconds."
     )
-    ttl_seconds: int | None = Field(
-        default=None, gt=0, le=10 * 365 * 86400, description="Expire after this many seconds."
-    )
-
-    @field_validator("text")
-    @classmethod
-    def _text_not_blank(cls, v: str) -> str:
-        return _non_blank(v, "text")
 
 
 class MemoryBatchCreate(StrictModel):
@@ -158,24 +335,18 @@ class MemoryBatchCreate(StrictModel):
 
 
 class MemoryUpdate(StrictModel):
-    """Fields to change; omitted fields keep their value. The previous version goes to history."""
+    """Fields to change; omitted fields keep their value. The previous version goes to history
+    (a memory keeps at most 100 earlier versions)."""
 
-    text: str | None = Field(
-        default=None, min_length=1, max_length=20_000, description="New text (re-embedded)."
-    )
+    text: MemoryText | None = Field(default=None, description="New text (re-embedded).")
     kind: MemoryKind | None = Field(default=None, description="New kind.")
-    metadata: dict[str, Any] | None = Field(
+    metadata: Metadata | None = Field(
         default=None, description="Replaces the whole metadata object."
     )
-    source: str | None = Field(default=None, max_length=256, description="New source; null clears.")
-    ttl_seconds: int | None = Field(
-        default=None, gt=0, le=10 * 365 * 86400, description="New expiry, counted from now."
+    source: Source | None = Field(default=None, description="New source; null clears.")
+    ttl_seconds: TtlSeconds | None = Field(
+        default=None, description="New expiry, counted from now."
     )
-
-    @field_validator("text")
-    @classmethod
-    def _text_not_blank(cls, v: str | None) -> str | None:
-        return None if v is None else _non_blank(v, "text")
 
     @model_validator(mode="after")
     def _something_to_change(self) -> MemoryUpdate:
@@ -187,56 +358,75 @@ class MemoryUpdate(StrictModel):
         return self
 
 
+# What ingestion adds to every chunk's metadata, at its largest: the document's own
+# metadata must leave room for it.
+_CHUNK_METADATA_ROOM: dict[str, Any] = {
+    "document_id": "x" * 128,
+    "chunk_index": MAX_DOCUMENT_CHARS,
+    "chunk_count": MAX_DOCUMENT_CHARS,
+    "char_start": MAX_DOCUMENT_CHARS,
+    "char_end": MAX_DOCUMENT_CHARS,
+}
+
+
 class DocumentIngest(StrictModel):
     namespace: Namespace
-    text: str = Field(min_length=1, max_length=MAX_DOCUMENT_CHARS, description="The document.")
+    text: Annotated[str, AfterValidator(_has_visible_text)] = Field(
+        min_length=1, max_length=MAX_DOCUMENT_CHARS, description="The document."
+    )
     document_id: str | None = Field(
         default=None,
         max_length=128,
         description="Stable id stored in every chunk's metadata; generated when omitted.",
     )
-    metadata: dict[str, Any] = Field(
-        default_factory=dict, description="Copied into every chunk's metadata."
+    metadata: Metadata = Field(
+        default_factory=dict,
+        description="Copied into every chunk's metadata, beside `document_id`, `chunk_index`, "
+        "`chunk_count`, `char_start` and `char_end` (which must fit within the metadata limits "
+        "too).",
     )
-    source: str | None = Field(
-        default=None, max_length=256, description="Stored on every chunk; default the document id."
+    source: Source | None = Field(
+        default=None, description="Stored on every chunk; default the document id."
     )
-    chunk_chars: int = Field(default=1000, ge=100, le=20_000, description="Target chunk length.")
-    overlap_chars: int = Field(
-        default=200, ge=0, le=5_000, description="Characters shared by consecutive chunks."
+    chunk_chars: StrictInt = Field(
+        default=1000, ge=100, le=MAX_MEMORY_TEXT_CHARS, description="Longest chunk."
     )
-    ttl_seconds: int | None = Field(
-        default=None,
-        gt=0,
-        le=10 * 365 * 86400,
-        description="Chunks expire after this many seconds.",
+    overlap_chars: StrictInt = Field(
+        default=200,
+        ge=0,
+        le=5_000,
+        description="Most characters consecutive chunks share; less than half of chunk_chars.",
     )
-
-    @field_validator("text")
-    @classmethod
-    def _text_not_blank(cls, v: str) -> str:
-        return _non_blank(v, "text")
+    ttl_seconds: TtlSeconds | None = Field(
+        default=None, description="Chunks expire after this many seconds."
+    )
 
     @model_validator(mode="after")
-    def _overlap_smaller_than_chunk(self) -> DocumentIngest:
-        if self.overlap_chars >= self.chunk_chars:
+    def _overlap_and_metadata_fit(self) -> DocumentIngest:
+        if 2 * self.overlap_chars >= self.chunk_chars:
             raise ValueError(
-                f"overlap_chars ({self.overlap_chars}) must be smaller than chunk_chars "
-                f"({self.chunk_chars})"
+                f"overlap_chars ({self.overlap_chars}) must be less than half of chunk_chars "
+                f"({self.chunk_chars}): at most {(self.chunk_chars - 1) // 2}"
             )
+        try:
+            check_metadata({**self.metadata, **_CHUNK_METADATA_ROOM})
+        except ValueError as exc:
+            raise ValueError(f"with the chunk fields ingestion adds, {exc}") from exc
         return self
 
 
 class MemoryVersion(BaseModel):
     """One state of a memory; updates append the previous state to its history."""
 
-    version: int = Field(description="1 for the first version, +1 per update.")
-    text: str
+    version: StrictInt = Field(
+        ge=1, le=MAX_VERSION, description="1 for the first version, +1 per update."
+    )
+    text: MemoryText
     kind: MemoryKind
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    source: str | None = None
-    content_hash: str = Field(description="SHA-256 of the whitespace-normalized text.")
-    updated_at: datetime = Field(description="When this version was written.")
+    metadata: Metadata = Field(default_factory=dict)
+    source: Source | None = None
+    content_hash: ContentHash
+    updated_at: UtcDatetime = Field(description="When this version was written.")
 
 
 class MemoryPublic(BaseModel):
@@ -258,11 +448,34 @@ class MemoryPublic(BaseModel):
 
 
 class MemoryRecord(MemoryPublic):
-    """A memory with its full history: one line of a namespace export."""
+    """A memory with its full history: one line of a namespace export, validated on import
+    with the same bounds as a write."""
 
+    id: MemoryId
+    namespace: Namespace
+    text: MemoryText
+    metadata: Metadata = Field(default_factory=dict)
+    source: Source | None = None
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+    expires_at: UtcDatetime | None = None
+    version: StrictInt = Field(default=1, ge=1, le=MAX_VERSION)
+    content_hash: ContentHash
     history: list[MemoryVersion] = Field(
-        default_factory=list, description="Earlier versions, oldest first."
+        default_factory=list,
+        max_length=MAX_HISTORY_VERSIONS,
+        description="Earlier versions, oldest first.",
     )
+
+    @model_validator(mode="after")
+    def _versions_increase(self) -> MemoryRecord:
+        versions = [v.version for v in self.history] + [self.version]
+        if any(later <= earlier for earlier, later in itertools.pairwise(versions)):
+            raise ValueError(
+                f"version numbers must increase from the oldest history entry to the current "
+                f"version; got {versions}"
+            )
+        return self
 
 
 class MemoryHistoryResponse(BaseModel):
@@ -288,9 +501,9 @@ class MemoryListResponse(BaseModel):
 
 class MemorySearchRequest(StrictModel):
     namespace: Namespace
-    query: str = Field(min_length=1, max_length=20_000, description="Text to search for.")
-    top_k: int = Field(default=5, ge=1, le=100, description="Maximum number of hits.")
-    min_score: float | None = Field(
+    query: MemoryText = Field(description="Text to search for.")
+    top_k: StrictInt = Field(default=5, ge=1, le=100, description="Maximum number of hits.")
+    min_score: StrictFloat | None = Field(
         default=None,
         ge=-1.0,
         le=1.0,
@@ -302,25 +515,25 @@ class MemorySearchRequest(StrictModel):
         description="`dense` (embeddings), `keyword` (BM25) or `hybrid` (both, fused with RRF).",
     )
     filter: MemoryFilter | None = Field(default=None, description="Metadata conditions.")
-    created_after: datetime | None = Field(default=None, description="Created at or after.")
-    created_before: datetime | None = Field(default=None, description="Created before.")
-    mmr_lambda: float | None = Field(
+    created_after: UtcDatetime | None = Field(
+        default=None, description="Created at or after (naive = UTC)."
+    )
+    created_before: UtcDatetime | None = Field(
+        default=None, description="Created before (naive = UTC)."
+    )
+    mmr_lambda: StrictFloat | None = Field(
         default=None,
         ge=0.0,
         le=1.0,
         description="Diversify with MMR: 1 = pure relevance, 0 = pure diversity; omit to skip.",
     )
-    recency_half_life_s: float | None = Field(
+    recency_half_life_s: StrictFloat | None = Field(
         default=None,
-        gt=0,
-        allow_inf_nan=False,
-        description="Weight scores by age: a memory this many seconds old counts half.",
+        ge=RECENCY_HALF_LIFE_MIN_S,
+        le=RECENCY_HALF_LIFE_MAX_S,
+        description="Weight scores by age: a memory this many seconds old counts half "
+        "(1 second to 100 years).",
     )
-
-    @field_validator("query")
-    @classmethod
-    def _query_not_blank(cls, v: str) -> str:
-        return _non_blank(v, "query")
 
 
 class MemoryHit(BaseModel):
@@ -381,20 +594,46 @@ class JobStatus(StrEnum):
         return self in (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
 
 
+TEMPERATURE_FLOOR = 0.01
+"""Below this a softmax over float32 logits under- or overflows: such temperatures are
+refused (use 0 for greedy decoding)."""
+
+JobMetadataKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:\-]{1,64}$")]
+JobMetadataValue = Annotated[str, Field(max_length=1024)]
+
+
 class GenerationParams(StrictModel):
     """Sampling parameters; `temperature=0` means greedy decoding."""
 
-    max_new_tokens: int = Field(
+    max_new_tokens: StrictInt = Field(
         default=64, ge=1, le=MAX_NEW_TOKENS_LIMIT, description="Tokens to generate (1..1024)."
     )
-    temperature: float = Field(default=0.0, ge=0.0, le=5.0, description="0 = greedy.")
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    top_k: int = Field(default=0, ge=0, le=1000, description="0 = disabled.")
-    repetition_penalty: float = Field(default=1.0, ge=0.5, le=3.0)
-    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+    temperature: StrictFloat = Field(
+        default=0.0,
+        ge=0.0,
+        le=5.0,
+        description=f"0 = greedy; otherwise {TEMPERATURE_FLOOR}..5.",
+    )
+    top_p: StrictFloat = Field(default=1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    top_k: StrictInt = Field(default=0, ge=0, le=1000, description="0 = disabled.")
+    repetition_penalty: StrictFloat = Field(
+        default=1.0, ge=0.5, le=3.0, description="1 = off; > 1 discourages repeats."
+    )
+    seed: StrictInt | None = Field(
+        default=None, ge=0, le=2**32 - 1, description="Seed of a sampled job (reproducible)."
+    )
     stop: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
         default_factory=list, max_length=8, description="Stop sequences (not included in output)."
     )
+
+    @field_validator("temperature")
+    @classmethod
+    def _temperature_floor(cls, v: float) -> float:
+        if 0.0 < v < TEMPERATURE_FLOOR:
+            raise ValueError(
+                f"temperature must be 0 (greedy) or at least {TEMPERATURE_FLOOR}; got {v}"
+            )
+        return v
 
     @property
     def greedy(self) -> bool:
@@ -418,8 +657,29 @@ class MemoryOptions(StrictModel):
     namespace: Namespace | None = Field(
         default=None, description="Namespace to retrieve from; omit to skip retrieval."
     )
-    top_k: int = Field(default=5, ge=0, le=50, description="Memories to retrieve (0 = none).")
-    min_score: float | None = Field(default=None, ge=-1.0, le=1.0)
+    top_k: StrictInt = Field(default=5, ge=0, le=50, description="Memories to retrieve (0 = none).")
+    min_score: StrictFloat | None = Field(
+        default=None, ge=-1.0, le=1.0, description="Leave out memories below this cosine."
+    )
+
+
+JobMetadata = Annotated[
+    dict[JobMetadataKey, JobMetadataValue],
+    Field(
+        max_length=32,
+        description="Up to 32 string labels (keys: 1-64 chars of letters, digits, `_ . : -`; "
+        "values: up to 1,024 chars), echoed back on the job.",
+    ),
+]
+
+
+def _visible(v: str, field: str) -> str:
+    if not has_visible_text(v):
+        raise ValueError(
+            f"{field} must contain visible characters (not only whitespace, control or "
+            "zero-width characters)"
+        )
+    return v
 
 
 class GenerateJobRequest(StrictModel):
@@ -429,14 +689,12 @@ class GenerateJobRequest(StrictModel):
     )
     params: GenerationParams = Field(default_factory=GenerationParams)
     memory: MemoryOptions = Field(default_factory=MemoryOptions)
-    metadata: dict[str, str] = Field(default_factory=dict, max_length=32)
+    metadata: JobMetadata = Field(default_factory=dict)
 
     @field_validator("prompt")
     @classmethod
-    def _prompt_not_blank(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("prompt must contain non-whitespace characters")
-        return v
+    def _prompt_visible(cls, v: str) -> str:
+        return _visible(v, "prompt")
 
 
 class SummarizeJobRequest(StrictModel):
@@ -448,14 +706,12 @@ class SummarizeJobRequest(StrictModel):
     )
     params: GenerationParams = Field(default_factory=lambda: GenerationParams(max_new_tokens=96))
     memory: MemoryOptions = Field(default_factory=lambda: MemoryOptions(top_k=0))
-    metadata: dict[str, str] = Field(default_factory=dict, max_length=32)
+    metadata: JobMetadata = Field(default_factory=dict)
 
     @field_validator("text")
     @classmethod
-    def _text_not_blank(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("text must contain non-whitespace characters")
-        return v
+    def _text_visible(cls, v: str) -> str:
+        return _visible(v, "text")
 
 
 JobRequest = Annotated[GenerateJobRequest | SummarizeJobRequest, Field(discriminator="type")]
@@ -510,6 +766,10 @@ class JobPublic(BaseModel):
         default_factory=dict, description="When the job entered each state."
     )
     request: GenerateJobRequest | SummarizeJobRequest
+    attempts: int = Field(
+        default=0, description="How many times a worker started it (> 1: a worker was lost)."
+    )
+    worker: str | None = Field(default=None, description="The worker that ran it last.")
     progress: JobProgress | None = None
     result: JobResult | None = None
     error: ErrorResponse | None = None

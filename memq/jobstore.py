@@ -10,8 +10,17 @@ Keys (`JobKeys`; the tenant is in every per-job key):
     {prefix}:{tenant}:job:{id}            hash: status, record (JobRecord JSON)
     {prefix}:{tenant}:job:{id}:progress   hash: tokens, text (while running)
     {prefix}:{tenant}:job:{id}:events     stream: status and token events (SSE replays it)
+    {prefix}:{tenant}:job:{id}:lease      string: id of the worker holding the job (expires)
     {prefix}:{tenant}:jobs                zset: job ids by creation time (listing)
+    {prefix}:{tenant}:active              zset: the tenant's unfinished job ids (quotas)
+    {prefix}:active                       zset: "{tenant}/{id}" of every unfinished job
+    {prefix}:workers                      zset: worker ids by last heartbeat
+    {prefix}:reconciler                   string: lock of the worker running the reconciler
     {prefix}:model                        ModelInfo JSON published by workers
+
+Delivery (see docs/reliability.md): a worker takes a job's *lease* when the broker hands
+it the message and renews it while it holds the job; a job that is unfinished, not
+waiting in a queue and not leased has lost its worker, and the reconciler sends it again.
 
 Events on a job's stream (`JobEvent`): `{"event": "status", "status": ...}` on every
 transition (appended atomically with it) and `{"event": "token", "tokens": n,
@@ -22,6 +31,7 @@ transition (appended atomically with it) and `{"event": "token", "tokens": n,
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,20 +49,28 @@ from memq.contracts import (
     JobType,
     ModelInfo,
 )
+from memq.settings import CommonSettings
 
 EVENTS_MAXLEN = 20_000
 """Events kept per job: more than the most tokens one job can stream."""
 
-# KEYS: job hash, events stream, progress hash.
+# KEYS: job hash, events stream, progress hash, lease, global active zset, tenant active zset.
 # ARGV: JSON list of allowed current statuses, new status, new record JSON,
-#       TTL seconds to set when the new status is terminal (0: none), events maxlen.
-# Returns 1 when applied, 0 when the current status is not allowed, -1 when unknown.
+#       TTL seconds to set when the new status is terminal (0: none), events maxlen,
+#       worker id (start only, "" otherwise), lease TTL ms, active member, job id.
+# Returns 1 when applied, 0 when the current status is not allowed, -1 when unknown,
+# -2 when another worker holds the job's lease (start only).
 _CAS = """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return -1 end
 local allowed = cjson.decode(ARGV[1])
 for _, s in ipairs(allowed) do
   if s == current then
+    if ARGV[6] ~= '' then
+      local holder = redis.call('GET', KEYS[4])
+      if holder and holder ~= ARGV[6] then return -2 end
+      redis.call('SET', KEYS[4], ARGV[6], 'PX', ARGV[7])
+    end
     redis.call('HSET', KEYS[1], 'status', ARGV[2], 'record', ARGV[3])
     redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*',
                'event', 'status', 'status', ARGV[2])
@@ -60,12 +78,44 @@ for _, s in ipairs(allowed) do
     if ttl > 0 then
       redis.call('EXPIRE', KEYS[1], ttl)
       redis.call('EXPIRE', KEYS[2], ttl)
-      redis.call('DEL', KEYS[3])
+      redis.call('DEL', KEYS[3], KEYS[4])
+      redis.call('ZREM', KEYS[5], ARGV[8])
+      redis.call('ZREM', KEYS[6], ARGV[9])
     end
     return 1
   end
 end
 return 0
+"""
+
+# KEYS: job hash, tenant index, global active, tenant active.
+# ARGV: status, record JSON, created ts, job id, active member, quota (0: none),
+#       safety TTL seconds of the unfinished record.
+# Returns 1 when created, 0 when the tenant already has `quota` unfinished jobs.
+_CREATE = """
+if tonumber(ARGV[6]) > 0 and redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[6]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'record', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[7])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[5])
+redis.call('ZADD', KEYS[4], ARGV[3], ARGV[4])
+return 1
+"""
+
+# KEYS: lease. ARGV: worker id, TTL ms, mode ("take": only when free or ours;
+# "renew": only when ours; "release": delete when ours). Returns 1 when done.
+_LEASE = """
+local holder = redis.call('GET', KEYS[1])
+if ARGV[3] == 'release' then
+  if holder == ARGV[1] then redis.call('DEL', KEYS[1]) return 1 end
+  return 0
+end
+if holder and holder ~= ARGV[1] then return 0 end
+if ARGV[3] == 'renew' and not holder then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
 """
 
 
@@ -92,8 +142,27 @@ class JobKeys:
     def events(self, tenant: str, job_id: str) -> str:
         return f"{self.job(tenant, job_id)}:events"
 
+    def lease(self, tenant: str, job_id: str) -> str:
+        return f"{self.job(tenant, job_id)}:lease"
+
     def index(self, tenant: str) -> str:
         return f"{self.prefix}:{tenant}:jobs"
+
+    def tenant_active(self, tenant: str) -> str:
+        return f"{self.prefix}:{tenant}:active"
+
+    def active(self) -> str:
+        return f"{self.prefix}:active"
+
+    @staticmethod
+    def active_member(tenant: str, job_id: str) -> str:
+        return f"{tenant}/{job_id}"
+
+    def workers(self) -> str:
+        return f"{self.prefix}:workers"
+
+    def reconciler(self) -> str:
+        return f"{self.prefix}:reconciler"
 
     def model(self) -> str:
         return f"{self.prefix}:model"
@@ -114,27 +183,64 @@ class TokenUpdate:
 class JobRecord(JobPublic):
     """The stored job: the public view plus bookkeeping the API does not show."""
 
-    attempts: int = 0
     engine: str | None = None
+    lost_workers: int = 0
 
     def public(self, status_url: str | None = None) -> JobPublic:
-        data = self.model_dump(exclude={"attempts", "engine"})
+        data = self.model_dump(exclude={"engine", "lost_workers"})
         data["status_url"] = status_url
         return JobPublic.model_validate(data)
 
 
+class QuotaExceeded(Exception):
+    """The tenant already has as many unfinished jobs as its quota allows."""
+
+
+@dataclass(frozen=True)
+class StartOutcome:
+    """What `JobStore.start` decided: run `record`, or skip with `reason`."""
+
+    record: JobRecord | None
+    reason: str = ""
+
+
 class JobStore:
-    def __init__(self, client: redis.Redis, prefix: str = "memq", ttl_s: int = 7 * 86400):
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str = "memq",
+        ttl_s: int = 7 * 86400,
+        *,
+        lease_ttl_s: float = 10.0,
+        max_unfinished_age_s: int = 7 * 86400,
+    ):
         self.r = client
         self.keys = JobKeys(prefix)
         self.ttl_s = ttl_s
+        self.lease_ttl_ms = int(lease_ttl_s * 1000)
+        self.max_unfinished_age_s = max_unfinished_age_s
         self._cas = self.r.register_script(_CAS)
+        self._create = self.r.register_script(_CREATE)
+        self._lease = self.r.register_script(_LEASE)
+
+    @classmethod
+    def from_settings(cls, settings: CommonSettings) -> JobStore:
+        return cls(
+            redis.Redis.from_url(settings.redis_url),
+            prefix=settings.key_prefix,
+            ttl_s=settings.job_ttl_seconds,
+            lease_ttl_s=settings.lease_ttl_s,
+            max_unfinished_age_s=settings.max_queued_s + settings.job_timeout_s,
+        )
 
     def ping(self) -> None:
         self.r.ping()
 
     # create / read ------------------------------------------------------------------
-    def create(self, tenant: str, job_id: str, request: JobRequest) -> JobRecord:
+    def create(self, tenant: str, job_id: str, request: JobRequest, *, quota: int = 0) -> JobRecord:
+        """Record a queued job; raises QuotaExceeded when the tenant already has `quota`
+        unfinished jobs (0: no quota). The record of an unfinished job expires after
+        `max_unfinished_age_s` + `ttl_s` at the latest, so nothing lives forever."""
         now = utcnow()
         record = JobRecord(
             id=job_id,
@@ -145,13 +251,25 @@ class JobStore:
             timestamps={JobStatus.queued: now},
             request=request,
         )
-        pipe = self.r.pipeline(transaction=True)
-        pipe.hset(
-            self.keys.job(tenant, job_id),
-            mapping={"status": record.status.value, "record": record.model_dump_json()},
+        created = self._create(
+            keys=[
+                self.keys.job(tenant, job_id),
+                self.keys.index(tenant),
+                self.keys.active(),
+                self.keys.tenant_active(tenant),
+            ],
+            args=[
+                record.status.value,
+                record.model_dump_json(),
+                now.timestamp(),
+                job_id,
+                self.keys.active_member(tenant, job_id),
+                quota,
+                self.max_unfinished_age_s + self.ttl_s,
+            ],
         )
-        pipe.zadd(self.keys.index(tenant), {job_id: now.timestamp()})
-        pipe.execute()
+        if created != 1:
+            raise QuotaExceeded(f"tenant {tenant!r} already has {quota} unfinished jobs")
         return record
 
     def delete(self, tenant: str, job_id: str) -> None:
@@ -160,8 +278,11 @@ class JobStore:
             self.keys.job(tenant, job_id),
             self.keys.progress(tenant, job_id),
             self.keys.events(tenant, job_id),
+            self.keys.lease(tenant, job_id),
         )
         pipe.zrem(self.keys.index(tenant), job_id)
+        pipe.zrem(self.keys.tenant_active(tenant), job_id)
+        pipe.zrem(self.keys.active(), self.keys.active_member(tenant, job_id))
         pipe.execute()
 
     def get(self, tenant: str, job_id: str) -> JobRecord | None:
@@ -192,15 +313,26 @@ class JobStore:
         return [JobStatus(_text(s)) if s is not None else None for s in pipe.execute()]
 
     # transitions ----------------------------------------------------------------------
-    def _transition(self, record: JobRecord, allowed: Iterable[JobStatus], new: JobStatus) -> bool:
+    def _transition(
+        self,
+        record: JobRecord,
+        allowed: Iterable[JobStatus],
+        new: JobStatus,
+        *,
+        worker: str = "",
+    ) -> int:
         now = utcnow()
         record.status = new
-        record.timestamps[new] = now
-        applied = self._cas(
+        record.timestamps.setdefault(new, now)  # a redelivery keeps the first `running`
+        tenant, job_id = record.tenant, record.id
+        result: int = self._cas(
             keys=[
-                self.keys.job(record.tenant, record.id),
-                self.keys.events(record.tenant, record.id),
-                self.keys.progress(record.tenant, record.id),
+                self.keys.job(tenant, job_id),
+                self.keys.events(tenant, job_id),
+                self.keys.progress(tenant, job_id),
+                self.keys.lease(tenant, job_id),
+                self.keys.active(),
+                self.keys.tenant_active(tenant),
             ],
             args=[
                 json.dumps([s.value for s in allowed]),
@@ -208,37 +340,74 @@ class JobStore:
                 record.model_dump_json(),
                 self.ttl_s if new.terminal else 0,
                 EVENTS_MAXLEN,
+                worker,
+                self.lease_ttl_ms,
+                self.keys.active_member(tenant, job_id),
+                job_id,
             ],
         )
-        return bool(applied == 1)
+        return result
 
-    def start(self, tenant: str, job_id: str, engine: str) -> JobRecord | None:
-        """queued → running (or running → running on redelivery after a worker died).
+    def start(
+        self, tenant: str, job_id: str, *, worker: str, engine: str, max_lost: int = 0
+    ) -> StartOutcome:
+        """queued → running, or running → running when the job's worker was lost (a
+        redelivery keeps the first `running` timestamp and counts the loss). Takes the
+        job's lease for `worker`.
 
-        Returns None when the job must not run: unknown, cancelled or already finished.
+        Skips (record None) a job that is unknown, finished, cancelled or leased by
+        another worker. A job whose worker was lost `max_lost` times (0: no limit) fails
+        with `worker_lost` instead of running again.
         """
         record = self.get(tenant, job_id)
-        if record is None or record.status.terminal:
-            return None
+        if record is None:
+            return StartOutcome(None, "unknown (expired or never accepted)")
+        if record.status.terminal:
+            return StartOutcome(None, f"already {record.status.value}")
+        if record.status == JobStatus.running and record.worker != worker:
+            record.lost_workers += 1
+            if max_lost and record.lost_workers >= max_lost:
+                if self.leased([(tenant, job_id)])[0]:
+                    return StartOutcome(None, "held by another worker")
+                error = ErrorResponse(
+                    error="worker_lost",
+                    message=f"the job's worker was lost {record.lost_workers} times (killed or "
+                    "crashed while running it); it is not retried again",
+                )
+                self.fail(record, error)
+                return StartOutcome(None, f"failed after {record.lost_workers} lost workers")
         record.attempts += 1
         record.engine = engine
+        record.worker = worker
         record.progress = None
-        if self._transition(record, (JobStatus.queued, JobStatus.running), JobStatus.running):
-            return record
-        return None
+        applied = self._transition(
+            record, (JobStatus.queued, JobStatus.running), JobStatus.running, worker=worker
+        )
+        if applied == 1:
+            return StartOutcome(record)
+        if applied == -2:
+            return StartOutcome(None, "held by another worker")
+        return StartOutcome(None, "changed while starting (cancelled or finished)")
+
+    def requeue(self, record: JobRecord) -> bool:
+        """running → queued: the job will run again on purpose (a planned retry), so its
+        next start does not count as a lost worker."""
+        record.progress = None
+        return self._transition(record, (JobStatus.running,), JobStatus.queued) == 1
 
     def succeed(self, record: JobRecord, result: JobResult) -> bool:
         """running → succeeded; False when another attempt already committed or it was
         cancelled, so a result is never committed twice."""
         record.result = result
         record.progress = None
-        return self._transition(record, (JobStatus.running,), JobStatus.succeeded)
+        return self._transition(record, (JobStatus.running,), JobStatus.succeeded) == 1
 
     def fail(self, record: JobRecord, error: ErrorResponse) -> bool:
         """queued/running → failed; False when the job already ended."""
         record.error = error
         record.progress = None
-        return self._transition(record, (JobStatus.queued, JobStatus.running), JobStatus.failed)
+        allowed = (JobStatus.queued, JobStatus.running)
+        return self._transition(record, allowed, JobStatus.failed) == 1
 
     def cancel(self, tenant: str, job_id: str) -> JobRecord | None:
         """queued/running → cancelled. Returns the cancelled record, or None when the job
@@ -247,9 +416,80 @@ class JobStore:
         if record is None or record.status.terminal:
             return None
         record.progress = None
-        if self._transition(record, (JobStatus.queued, JobStatus.running), JobStatus.cancelled):
+        allowed = (JobStatus.queued, JobStatus.running)
+        if self._transition(record, allowed, JobStatus.cancelled) == 1:
             return record
         return None
+
+    # leases and workers -------------------------------------------------------------------
+    def take_lease(self, tenant: str, job_id: str, worker: str) -> bool:
+        """Lease a job for `worker` unless another worker holds it."""
+        lease_key = self.keys.lease(tenant, job_id)
+        return bool(self._lease(keys=[lease_key], args=[worker, self.lease_ttl_ms, "take"]))
+
+    def renew_leases(self, jobs: Sequence[tuple[str, str]], worker: str) -> list[bool]:
+        """Extend `worker`'s leases; False for a job whose lease it no longer holds."""
+        if not jobs:
+            return []
+        pipe = self.r.pipeline(transaction=False)
+        for tenant, job_id in jobs:
+            self._lease(
+                keys=[self.keys.lease(tenant, job_id)],
+                args=[worker, self.lease_ttl_ms, "renew"],
+                client=pipe,
+            )
+        return [bool(v) for v in pipe.execute()]
+
+    def release_lease(self, tenant: str, job_id: str, worker: str) -> None:
+        self._lease(keys=[self.keys.lease(tenant, job_id)], args=[worker, 0, "release"])
+
+    def leased(self, jobs: Sequence[tuple[str, str]]) -> list[bool]:
+        """Whether each job is held by a live worker, in one round trip."""
+        if not jobs:
+            return []
+        pipe = self.r.pipeline(transaction=False)
+        for tenant, job_id in jobs:
+            pipe.exists(self.keys.lease(tenant, job_id))
+        return [bool(v) for v in pipe.execute()]
+
+    def heartbeat(self, worker: str) -> None:
+        self.r.zadd(self.keys.workers(), {worker: time.time()})
+
+    def forget_worker(self, worker: str) -> None:
+        self.r.zrem(self.keys.workers(), worker)
+
+    def live_workers(self, within_s: float) -> list[str]:
+        """Workers whose last heartbeat is at most `within_s` old (older ones are pruned)."""
+        cutoff = time.time() - within_s
+        pipe = self.r.pipeline(transaction=False)
+        pipe.zremrangebyscore(self.keys.workers(), "-inf", f"({cutoff - 3600}")
+        pipe.zrangebyscore(self.keys.workers(), cutoff, "+inf")
+        return [_text(w) for w in pipe.execute()[1]]
+
+    def active_jobs(self, limit: int = 100_000) -> list[tuple[str, str]]:
+        """(tenant, job id) of unfinished jobs, oldest first."""
+        members: Any = self.r.zrange(self.keys.active(), 0, limit - 1)
+        out = []
+        for m in members:
+            tenant, _, job_id = _text(m).partition("/")
+            out.append((tenant, job_id))
+        return out
+
+    def drop_active(self, tenant: str, job_id: str) -> None:
+        """Remove a job from the unfinished indexes (the reconciler's cleanup of records
+        that expired or ended without the index noticing)."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.zrem(self.keys.active(), self.keys.active_member(tenant, job_id))
+        pipe.zrem(self.keys.tenant_active(tenant), job_id)
+        pipe.execute()
+
+    def unfinished_count(self, tenant: str) -> int:
+        return int(self.r.zcard(self.keys.tenant_active(tenant)))
+
+    def try_lock_reconciler(self, worker: str, ttl_s: float) -> bool:
+        """Hold the reconciler lock for `ttl_s` (taken or renewed); one worker reconciles."""
+        lease_key = self.keys.reconciler()
+        return bool(self._lease(keys=[lease_key], args=[worker, int(ttl_s * 1000), "take"]))
 
     # progress and events ------------------------------------------------------------------
     def publish_tokens(self, updates: Sequence[TokenUpdate]) -> None:

@@ -8,6 +8,7 @@ start-up, so a bad value fails loudly before the first request.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -16,6 +17,7 @@ from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_TENANT = "default"
+TENANT_PATTERN = re.compile(r"^[A-Za-z0-9_.:@\-]{1,128}$")
 DEFAULT_GATEWAY_URL = "http://127.0.0.1:8000"
 SERVICE_TOKEN_FILE = "service-token"
 """Where `memq up` keeps the service token it generated, inside the data dir."""
@@ -67,6 +69,24 @@ class CommonSettings(_Env):
     )
     job_ttl_seconds: int = Field(
         default=7 * 86400, gt=0, description="How long a finished job's record is kept."
+    )
+    job_timeout_s: int = Field(
+        default=3600,
+        ge=10,
+        le=7 * 86400,
+        description="The longest a job may run; Celery's visibility timeout is derived from it.",
+    )
+    max_queued_s: int = Field(
+        default=86400,
+        ge=60,
+        description="A job still queued after this long fails with `expired` (the reconciler).",
+    )
+    lease_ttl_s: float = Field(
+        default=10.0,
+        ge=1.0,
+        le=600.0,
+        description="A worker's hold on a job lapses this long after its last heartbeat; "
+        "the reconciler then sends the job again.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(default="INFO")
     log_format: Literal["text", "json"] = Field(

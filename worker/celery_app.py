@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init, worker_shutdown
+from celery.signals import task_received, worker_init, worker_shutdown
 
 from memq.broker import celery_conf
 from worker.config import WorkerSettings
@@ -52,6 +52,19 @@ def create_celery_app(settings: WorkerSettings) -> MemqCelery:
         if getattr(sender, "app", None) is app:
             JobTask.close_all()
 
+    def lease_on_receipt(sender: Any, request: Any = None, **_: Any) -> None:
+        # The broker just handed this worker the message: hold the job's lease from now,
+        # so the reconciler knows a live worker has it (even before a thread starts it).
+        if getattr(sender, "app", None) is not app or request is None:
+            return
+        if request.name == run_job.name and len(request.args) == 2:
+            job_id, tenant = request.args
+            try:
+                run_job.runtime.leases.hold(tenant, job_id)
+            except Exception:
+                log.exception("could not lease job %s on receipt", job_id)
+
     worker_init.connect(load_runtime, weak=False)
+    task_received.connect(lease_on_receipt, weak=False)
     worker_shutdown.connect(close_runtime, weak=False)
     return app

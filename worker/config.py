@@ -52,6 +52,18 @@ class WorkerSettings(ServiceSettings):
     cancel_poll_interval_s: float = Field(
         default=0.2, gt=0, description="How often running jobs' cancellation is checked."
     )
+    max_lost_workers: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="A job whose worker is lost (killed, crashed) this many times fails with "
+        "`worker_lost` instead of running again.",
+    )
+    commit_retry_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="How long a finished job retries writing its result while Redis is down.",
+    )
     map_threads: int = Field(
         default=8, ge=1, le=64, description="Concurrent map calls of one summarize job."
     )
@@ -59,6 +71,10 @@ class WorkerSettings(ServiceSettings):
     @property
     def model_explicit(self) -> bool:
         return "model" in self.model_fields_set
+
+    @property
+    def heartbeat_interval_s(self) -> float:
+        return self.lease_ttl_s / 3
 
     @property
     def celery_concurrency(self) -> int:

@@ -4,9 +4,10 @@ task class (`worker.tasks.JobTask.runtime`) and closed on worker shutdown."""
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import uuid
 from concurrent.futures import ThreadPoolExecutor
-
-import redis
 
 from memq.clients import MemoryClient
 from memq.contracts import ModelInfo
@@ -18,13 +19,20 @@ from worker.model_loader import LoadedModel, load_model
 from worker.pipeline import JobRunner
 from worker.progress import CancelWatcher, ProgressPublisher
 from worker.prompt import template_tokens
+from worker.reconciler import Housekeeper, LeaseKeeper, Reconciler, SendJob
 
 log = logging.getLogger("memq.worker")
 
 
+def new_worker_id() -> str:
+    """Unique per process start: a restarted worker never inherits a dead one's leases."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
 class Runtime:
-    def __init__(self, settings: WorkerSettings) -> None:
+    def __init__(self, settings: WorkerSettings, send: SendJob, queues: list[str]) -> None:
         self.settings = settings
+        self.worker_id = new_worker_id()
         self.lm: LoadedModel = load_model(
             settings.model,
             explicit=settings.model_explicit,
@@ -33,10 +41,19 @@ class Runtime:
             torch_threads=settings.torch_threads,
         )
         self.engine: Engine = build_engine(settings, self.lm)
-        self.store = JobStore(
-            redis.Redis.from_url(settings.redis_url),
-            prefix=settings.key_prefix,
-            ttl_s=settings.job_ttl_seconds,
+        self.store = JobStore.from_settings(settings)
+        self.leases = LeaseKeeper(self.store, self.worker_id)
+        self.housekeeper = Housekeeper(
+            self.leases,
+            Reconciler(
+                self.store,
+                send,
+                queues,
+                worker_id=self.worker_id,
+                grace_s=settings.lease_ttl_s,
+                max_queued_s=settings.max_queued_s,
+            ),
+            settings.heartbeat_interval_s,
         )
         self.memory = MemoryClient(
             settings.memory_url, settings.token, timeout=settings.memory_timeout_s
@@ -61,9 +78,13 @@ class Runtime:
                 template_tokens=template_tokens(self.lm.tokenizer),
             )
         )
-        log.warning("worker ready: model=%s engine=%s", self.lm.name, self.engine.name)
+        self.housekeeper.start()
+        log.warning(
+            "worker ready: id=%s model=%s engine=%s", self.worker_id, self.lm.name, self.engine.name
+        )
 
     def close(self) -> None:
+        self.housekeeper.close()
         self.engine.close()
         self.map_pool.shutdown(wait=False, cancel_futures=True)
         self.progress.close()

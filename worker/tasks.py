@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
+import redis
 from celery import Task
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from memq.contracts import RUN_JOB_TASK, ErrorResponse
 from memq.errors import MemoryUnavailable, MemqError
@@ -41,9 +44,28 @@ class JobTask(Task):  # type: ignore[misc]
                 if self._runtime is None:
                     from worker.runtime import Runtime
 
-                    self._runtime = Runtime(self.settings)
+                    self._runtime = Runtime(self.settings, self.send_job, [self.settings.queue])
                     JobTask._runtimes.append(self._runtime)
         return self._runtime
+
+    def send_job(self, tenant: str, job_id: str) -> None:
+        """(Re)send a job's message; its id stays the job id."""
+        self.app.send_task(
+            RUN_JOB_TASK, args=[job_id, tenant], task_id=job_id, queue=self.settings.queue
+        )
+
+    def commit(self, write: Callable[[], bool]) -> bool:
+        """Write a job's outcome, retrying while Redis is down (a restart takes seconds;
+        the work done must not be thrown away for it)."""
+        for attempt in Retrying(
+            retry=retry_if_exception_type(redis.ConnectionError),
+            stop=stop_after_delay(self.settings.commit_retry_s),
+            wait=wait_exponential(multiplier=0.2, max=5),
+            reraise=True,
+        ):
+            with attempt:
+                return write()
+        return False  # unreachable: Retrying re-raises
 
     @classmethod
     def close_all(cls) -> None:
@@ -57,35 +79,50 @@ class RunJob(JobTask):
     name = RUN_JOB_TASK
 
     def run(self, job_id: str, tenant: str) -> None:
-        with bind_job_id(job_id):
-            self._run(job_id, tenant)
-
-    def _run(self, job_id: str, tenant: str) -> None:
         rt = self.runtime
-        record = rt.store.start(tenant, job_id, engine=rt.engine.name)
+        with bind_job_id(job_id):
+            rt.leases.hold(tenant, job_id)
+            try:
+                self._run(rt, job_id, tenant)
+            finally:
+                rt.leases.release(tenant, job_id)
+
+    def _run(self, rt: Runtime, job_id: str, tenant: str) -> None:
+        started = rt.store.start(
+            tenant,
+            job_id,
+            worker=rt.worker_id,
+            engine=rt.engine.name,
+            max_lost=self.settings.max_lost_workers,
+        )
+        record = started.record
         if record is None:
-            log.info("job %s: not runnable (unknown, cancelled or finished); skipping", job_id)
+            log.info("job %s: not run (%s)", job_id, started.reason)
             return
         try:
             result = rt.runner.run(record)
         except MemoryUnavailable as exc:
             if self.request.retries < self.settings.memory_retries:
                 log.warning("job %s: %s; retrying", job_id, exc)
+                self.commit(lambda: rt.store.requeue(record))
                 raise self.retry(
                     exc=exc,
                     countdown=min(2**self.request.retries, 30),
                     max_retries=self.settings.memory_retries,
                 ) from exc
-            rt.store.fail(record, exc.to_response())
+            error = exc.to_response()
+            self.commit(lambda: rt.store.fail(record, error))
             return
         except JobCancelled:
             return
         except MemqError as exc:
-            rt.store.fail(record, exc.to_response())
+            error = exc.to_response()
+            self.commit(lambda: rt.store.fail(record, error))
             return
         except Exception as exc:
             log.exception("job %s failed", job_id)
-            rt.store.fail(record, ErrorResponse(error="internal_error", message=repr(exc)))
+            error = ErrorResponse(error="internal_error", message=repr(exc))
+            self.commit(lambda: rt.store.fail(record, error))
             return
-        if not rt.store.succeed(record, result):
+        if not self.commit(lambda: rt.store.succeed(record, result)):
             log.warning("job %s: result not committed (already finished or cancelled)", job_id)

@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
-from memq.settings import ServiceSettings
+from memq.settings import TENANT_PATTERN, ServiceSettings
 
 
 class GatewaySettings(ServiceSettings):
@@ -20,6 +20,23 @@ class GatewaySettings(ServiceSettings):
         "Empty: no authentication, every caller is tenant `default`.",
     )
     memory_timeout_s: float = Field(default=30.0, gt=0)
+    max_unfinished_jobs: int = Field(
+        default=10_000,
+        ge=1,
+        description="Per tenant: unfinished (queued or running) jobs beyond this are refused "
+        "with 429 until some finish.",
+    )
+
+    @field_validator("api_keys")
+    @classmethod
+    def _tenants_are_valid(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, tenant in v.items():
+            if not TENANT_PATTERN.fullmatch(tenant):
+                raise ValueError(
+                    f"tenant {tenant!r} (of key {key[:4]}…) must be 1-128 characters of "
+                    "letters, digits and `_ . : @ -`"
+                )
+        return v
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -2,7 +2,7 @@
 handlers: the shared mapping of `memq.errors` plus Redis being down.
 
 GatewayError (memq.errors)
- └── (gateway-only errors are added here as the API grows)
+ └── TooManyJobs (429)             the tenant's unfinished-job quota is full
 Shared branches the gateway raises: Unauthorized (401), JobNotFound (404),
 PromptTooLong (422), QueueUnavailable (503), MemoryUnavailable (503).
 """
@@ -15,10 +15,16 @@ import redis
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from memq.errors import QueueUnavailable, error_response
+from memq.errors import GatewayError, QueueUnavailable, error_response
 from memq.errors import register_error_handlers as register_common
 
 log = logging.getLogger("memq.gateway")
+
+
+class TooManyJobs(GatewayError):
+    status_code = 429
+    code = "too_many_jobs"
+    headers = {"Retry-After": "5"}  # noqa: RUF012 - read-only class constant
 
 
 def register_error_handlers(app: FastAPI) -> None:

@@ -11,10 +11,11 @@ from celery import Celery
 from tokenizers import Tokenizer
 
 from gateway.core.config import GatewaySettings
+from gateway.core.errors import TooManyJobs
 from memq.budget import check_job_fits
 from memq.contracts import RUN_JOB_TASK, GenerateJobRequest, JobRequest, JobType, ModelInfo
 from memq.errors import JobNotFound, PromptTooLong, QueueUnavailable
-from memq.jobstore import JobRecord, JobStore
+from memq.jobstore import JobRecord, JobStore, QuotaExceeded
 
 log = logging.getLogger("memq.gateway.jobs")
 
@@ -39,10 +40,11 @@ class TokenCounter:
 
 
 class JobService:
-    def __init__(self, store: JobStore, celery: Celery, queue: str) -> None:
+    def __init__(self, store: JobStore, celery: Celery, settings: GatewaySettings) -> None:
         self.store = store
         self.celery = celery
-        self.queue = queue
+        self.settings = settings
+        self.queue = settings.queue
         self.tokens = TokenCounter(store)
 
     @staticmethod
@@ -74,7 +76,16 @@ class JobService:
     def submit(self, tenant: str, request: JobRequest) -> JobRecord:
         self.validate(request)
         job_id = str(uuid.uuid4())
-        record = self.store.create(tenant, job_id, request)
+        try:
+            record = self.store.create(
+                tenant, job_id, request, quota=self.settings.max_unfinished_jobs
+            )
+        except QuotaExceeded as exc:
+            raise TooManyJobs(
+                f"this API key's tenant already has {self.settings.max_unfinished_jobs:,} "
+                "unfinished jobs (MEMQ_MAX_UNFINISHED_JOBS); wait for some to finish or cancel "
+                "some"
+            ) from exc
         try:
             self.celery.send_task(
                 RUN_JOB_TASK, args=[job_id, tenant], task_id=job_id, queue=self.queue

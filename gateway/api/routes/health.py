@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from gateway.api.deps import MemoryHttp, Store
+from gateway.api.deps import MemoryHttp, Settings, Store
 
 router = APIRouter(tags=["health"])
 
@@ -21,31 +21,38 @@ def livez() -> dict[str, str]:
 @router.get(
     "/readyz", responses={503: {"description": "A dependency is down; `checks` says which."}}
 )
-async def readyz(store: Store, memory: MemoryHttp) -> JSONResponse:
-    """Whether the gateway can take jobs: Redis answers, the memory service answers, and a
-    worker has published the model it serves. Each check is reported by name."""
+async def readyz(store: Store, memory: MemoryHttp, settings: Settings) -> JSONResponse:
+    """Whether the gateway can take jobs: Redis answers, the memory service answers, and at
+    least one worker sent a heartbeat recently. Each check is reported by name."""
     checks: dict[str, Any] = {}
     model = None
     try:
         await run_in_threadpool(store.ping)
         info = await run_in_threadpool(store.model_info)
+        workers = await run_in_threadpool(store.live_workers, settings.lease_ttl_s)
         checks["redis"] = "ok"
-        checks["workers"] = "ok" if info else "no worker has published its model yet"
+        checks["workers"] = "ok" if workers else "no worker sent a heartbeat recently"
         model = info.name if info else None
     except Exception as exc:
         checks["redis"] = f"unreachable: {exc}"
         checks["workers"] = "unknown (redis is down)"
+        workers = []
     try:
         resp = await memory.get("/livez", timeout=2.0)
         checks["memory"] = "ok" if resp.status_code == 200 else f"answered {resp.status_code}"
     except httpx.HTTPError as exc:
         checks["memory"] = f"unreachable: {exc!r}"
     ready = all(v == "ok" for v in checks.values())
-    body = {"status": "ok" if ready else "unavailable", "checks": checks, "model": model}
+    body = {
+        "status": "ok" if ready else "unavailable",
+        "checks": checks,
+        "model": model,
+        "workers": len(workers) if checks["redis"] == "ok" else None,
+    }
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
 @router.get("/healthz", include_in_schema=False)
-async def healthz(store: Store, memory: MemoryHttp) -> JSONResponse:
+async def healthz(store: Store, memory: MemoryHttp, settings: Settings) -> JSONResponse:
     """Old name of /readyz."""
-    return await readyz(store, memory)
+    return await readyz(store, memory, settings)

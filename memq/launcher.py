@@ -411,9 +411,14 @@ class Stack:
         return self.spawn("gateway", [sys.executable, "-m", "gateway"])
 
     def check_alive(self) -> None:
-        """While starting: raise `LaunchError` (with its log) if any child has exited."""
-        for child in self.procs.values():
-            _check_alive(child)
+        """Raise `LaunchError` when the stack cannot come up: while it starts, when any child
+        has exited (with its log); once supervised, only when the supervisor gave up (a dead
+        child is then one being restarted)."""
+        if self.failure is not None:
+            raise LaunchError(self.failure)
+        if self._supervisor is None:
+            for child in self.procs.values():
+                _check_alive(child)
 
     def wait_http(self, base_url: str, paths: Sequence[str], timeout: float) -> None:
         """Poll until `base_url + path` answers 200; a 404 means the service predates that

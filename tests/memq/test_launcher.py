@@ -155,6 +155,44 @@ def test_nothing_is_restarted_after_the_stack_stopped(tmp_path: Path) -> None:
         assert child.starts == 1
 
 
+def _until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def test_a_child_that_exits_while_the_stack_starts_fails_the_start_with_its_log(
+    tmp_path: Path,
+) -> None:
+    stack = _stack(tmp_path)
+    child = stack.spawn("worker", [sys.executable, "-c", "print('bad MEMQ_MODEL'); exit(1)"])
+    _until(lambda: child.returncode is not None, "the child to exit")
+    with pytest.raises(LaunchError, match=r"(?s)worker exited while starting.*bad MEMQ_MODEL"):
+        stack.check_alive()
+
+
+def test_once_supervised_a_dead_child_fails_the_stack_only_when_the_supervisor_gives_up(
+    tmp_path: Path,
+) -> None:
+    patient = _stack(tmp_path / "patient", RestartPolicy(backoff_initial_s=3600.0))
+    child = patient.spawn("worker", SLEEPER)
+    patient.supervise(poll_s=0.01)
+    try:
+        child.kill()
+        _until(lambda: child.crashes == 1, "the supervisor to notice the crash")
+        patient.check_alive()  # down, waiting for its restart: not a failure
+    finally:
+        patient.stop()
+
+    strict = _stack(tmp_path / "strict", RestartPolicy(max_fast_crashes=1))
+    strict.spawn("worker", SLEEPER).kill()
+    strict.supervise(poll_s=0.01)
+    assert strict.wait(timeout=30) is not None
+    with pytest.raises(LaunchError, match="worker crashed 1 time"):
+        strict.check_alive()
+
+
 def test_stop_goes_front_to_back_gateway_workers_memory_redis(tmp_path: Path) -> None:
     order = tmp_path / "order"
     script = (

@@ -14,6 +14,7 @@ from gateway.api.routes import health, jobs, memories
 from gateway.core.config import GatewaySettings
 from gateway.core.errors import register_error_handlers
 from gateway.services.jobs import JobService
+from memq.asgi import BodySizeLimit
 from memq.broker import producer_app
 from memq.jobstore import JobStore
 from memq.logs import package_version
@@ -43,6 +44,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         version=package_version(),
         description="Async LLM jobs with explicit long-term memory.",
         lifespan=lifespan,
+    )
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        route_limits=[(r"/v1/namespaces/[^/]+/import", settings.max_import_bytes)],
     )
     register_error_handlers(app)
     app.include_router(health.router)

@@ -10,6 +10,8 @@ from pydantic_settings import NoDecode
 
 from memq.settings import TENANT_PATTERN, ServiceSettings
 
+MIB = 1024 * 1024
+
 
 class GatewaySettings(ServiceSettings):
     gateway_host: str = Field(default="127.0.0.1", description="Gateway bind address.")
@@ -20,6 +22,17 @@ class GatewaySettings(ServiceSettings):
         "Empty: no authentication, every caller is tenant `default`.",
     )
     memory_timeout_s: float = Field(default=30.0, gt=0)
+    max_body_bytes: int = Field(
+        default=16 * MIB,
+        ge=64 * 1024,
+        description="Largest request body (bytes) of every route but memory import; bigger "
+        "ones get 413 before they are read (a 1,000,000-character summarize text fits).",
+    )
+    max_import_bytes: int = Field(
+        default=64 * MIB,
+        ge=64 * 1024,
+        description="Largest body of `POST /v1/namespaces/{ns}/import`.",
+    )
     max_unfinished_jobs: int = Field(
         default=10_000,
         ge=1,
@@ -47,7 +60,10 @@ class GatewaySettings(ServiceSettings):
         if not text:
             return {}
         if text.startswith("{"):
-            return json.loads(text)
+            try:
+                return json.loads(text)
+            except ValueError as exc:
+                raise ValueError(f"MEMQ_API_KEYS is not valid JSON ({exc})") from exc
         keys: dict[str, str] = {}
         for item in text.split(","):
             key, sep, tenant = item.strip().partition(":")

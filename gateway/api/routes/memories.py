@@ -1,53 +1,224 @@
-"""Memory endpoints, forwarded to the memory service with the caller's tenant."""
+"""Memory endpoints: validated here with the shared contracts, then forwarded to the
+memory service with the caller's tenant (from authentication, never from the request).
+
+Each route is explicit, so only the memory service's public operations are reachable
+through the gateway (no path is forwarded as given) and they appear in the gateway's
+OpenAPI document.
+"""
 
 from __future__ import annotations
 
-import httpx
-from fastapi import APIRouter, Request, Response
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated, Any
 
-from gateway.api.deps import Tenant
+import httpx
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import StreamingResponse
+
+from gateway.api.deps import MemoryHttp, Tenant
 from memq.clients import TENANT_HEADER
+from memq.contracts import (
+    DeleteResponse,
+    DocumentIngest,
+    DocumentIngestResponse,
+    ErrorResponse,
+    ForgetResponse,
+    ImportResponse,
+    MemoryBatchCreate,
+    MemoryBatchResponse,
+    MemoryCreate,
+    MemoryHistoryResponse,
+    MemoryId,
+    MemoryKind,
+    MemoryListResponse,
+    MemoryPublic,
+    MemorySearchRequest,
+    MemorySearchResponse,
+    MemoryUpdate,
+    Namespace,
+)
 from memq.errors import MemoryUnavailable
 
-router = APIRouter(tags=["memories"])
+_errors: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (401, 404, 413, 422, 503)
+}
+router = APIRouter(tags=["memories"], responses=_errors)
+NDJSON = "application/x-ndjson"
 
-_FORWARD_HEADERS = ("content-type", "accept")
 
-
-async def _forward(request: Request, tenant: str, path: str) -> Response:
-    client: httpx.AsyncClient = request.app.state.memory_http
-    headers = {k: v for k, v in request.headers.items() if k.lower() in _FORWARD_HEADERS}
-    headers[TENANT_HEADER] = tenant  # the tenant comes from authentication, never the caller
+async def _send(
+    http: httpx.AsyncClient,
+    tenant: str,
+    method: str,
+    path: str,
+    *,
+    body: Any = None,
+    params: dict[str, Any] | None = None,
+) -> Response:
     try:
-        upstream = await client.request(
-            request.method,
+        upstream = await http.request(
+            method,
             path,
-            params=request.query_params,
-            content=await request.body(),
-            headers=headers,
+            json=body,
+            params={k: v for k, v in (params or {}).items() if v is not None},
+            headers={TENANT_HEADER: tenant},
         )
     except httpx.TransportError as exc:
-        raise MemoryUnavailable(f"memory service unreachable: {exc}") from exc
-    keep = {k: v for k, v in upstream.headers.items() if k.lower() in ("content-type",)}
-    return Response(upstream.content, status_code=upstream.status_code, headers=keep)
+        raise MemoryUnavailable(f"the memory service is unreachable: {exc!r}") from exc
+    return Response(
+        upstream.content,
+        status_code=upstream.status_code,
+        media_type=upstream.headers.get("content-type", "application/json"),
+    )
 
 
-_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+def _json(model: Any) -> Any:
+    return model.model_dump(mode="json", exclude_unset=True)
 
 
-@router.api_route("/v1/memories", methods=_METHODS)
-async def memories_root(request: Request, tenant: Tenant) -> Response:
-    """Add or list memories (see the memory service's API)."""
-    return await _forward(request, tenant, "/v1/memories")
+@router.post(
+    "/v1/memories",
+    status_code=201,
+    response_model=MemoryPublic,
+    responses={200: {"model": MemoryPublic, "description": "Duplicate of an existing memory."}},
+)
+async def add_memory(body: MemoryCreate, tenant: Tenant, http: MemoryHttp) -> Response:
+    """Store one memory (201), or return the existing duplicate (200, `deduplicated: true`)."""
+    return await _send(http, tenant, "POST", "/v1/memories", body=_json(body))
 
 
-@router.api_route("/v1/memories/{path:path}", methods=_METHODS)
-async def memories(request: Request, path: str, tenant: Tenant) -> Response:
-    """Every `/v1/memories/...` operation of the memory service."""
-    return await _forward(request, tenant, f"/v1/memories/{path}")
+@router.post("/v1/memories/batch", response_model=MemoryBatchResponse)
+async def add_memories(body: MemoryBatchCreate, tenant: Tenant, http: MemoryHttp) -> Response:
+    """Store up to 1,000 memories embedded as one batch; results keep the input order."""
+    return await _send(http, tenant, "POST", "/v1/memories/batch", body=_json(body))
 
 
-@router.api_route("/v1/namespaces/{path:path}", methods=_METHODS)
-async def namespaces(request: Request, path: str, tenant: Tenant) -> Response:
-    """Namespace operations (forget, export, import) of the memory service."""
-    return await _forward(request, tenant, f"/v1/namespaces/{path}")
+@router.post("/v1/memories/documents", status_code=201, response_model=DocumentIngestResponse)
+async def ingest_document(body: DocumentIngest, tenant: Tenant, http: MemoryHttp) -> Response:
+    """Split a document into overlapping chunks stored as `document_chunk` memories."""
+    return await _send(http, tenant, "POST", "/v1/memories/documents", body=_json(body))
+
+
+@router.post("/v1/memories/search", response_model=MemorySearchResponse)
+async def search_memories(body: MemorySearchRequest, tenant: Tenant, http: MemoryHttp) -> Response:
+    """Dense, keyword (BM25) or hybrid search in one namespace, with filters."""
+    return await _send(http, tenant, "POST", "/v1/memories/search", body=_json(body))
+
+
+@router.get("/v1/memories", response_model=MemoryListResponse)
+async def list_memories(
+    tenant: Tenant,
+    http: MemoryHttp,
+    namespace: Annotated[Namespace, Query()],
+    kind: Annotated[list[MemoryKind] | None, Query(description="Only these kinds.")] = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    metadata: Annotated[
+        str | None, Query(max_length=8192, description="A JSON `MemoryFilter`.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=128)] = None,
+) -> Response:
+    """Page through a namespace (stable order); pass `next_cursor` back as `cursor`."""
+    params = {
+        "namespace": namespace,
+        "kind": [k.value for k in kind] if kind else None,
+        "created_after": created_after.isoformat() if created_after else None,
+        "created_before": created_before.isoformat() if created_before else None,
+        "metadata": metadata,
+        "limit": limit,
+        "cursor": cursor,
+    }
+    return await _send(http, tenant, "GET", "/v1/memories", params=params)
+
+
+@router.get("/v1/memories/{memory_id}", response_model=MemoryPublic)
+async def get_memory(memory_id: MemoryId, tenant: Tenant, http: MemoryHttp) -> Response:
+    """One memory by id."""
+    return await _send(http, tenant, "GET", f"/v1/memories/{memory_id}")
+
+
+@router.get("/v1/memories/{memory_id}/history", response_model=MemoryHistoryResponse)
+async def memory_history(memory_id: MemoryId, tenant: Tenant, http: MemoryHttp) -> Response:
+    """Every version of a memory, oldest first."""
+    return await _send(http, tenant, "GET", f"/v1/memories/{memory_id}/history")
+
+
+@router.patch("/v1/memories/{memory_id}", response_model=MemoryPublic)
+async def update_memory(
+    memory_id: MemoryId, body: MemoryUpdate, tenant: Tenant, http: MemoryHttp
+) -> Response:
+    """Write a new version; the previous one stays readable in the history."""
+    return await _send(http, tenant, "PATCH", f"/v1/memories/{memory_id}", body=_json(body))
+
+
+@router.delete("/v1/memories/{memory_id}", response_model=DeleteResponse)
+async def delete_memory(memory_id: MemoryId, tenant: Tenant, http: MemoryHttp) -> Response:
+    """Delete one memory and its history."""
+    return await _send(http, tenant, "DELETE", f"/v1/memories/{memory_id}")
+
+
+@router.delete("/v1/namespaces/{namespace}", response_model=ForgetResponse)
+async def forget_namespace(namespace: Namespace, tenant: Tenant, http: MemoryHttp) -> Response:
+    """Delete every memory of a namespace; returns how many were deleted."""
+    return await _send(http, tenant, "DELETE", f"/v1/namespaces/{namespace}")
+
+
+@router.get(
+    "/v1/namespaces/{namespace}/export",
+    response_class=StreamingResponse,
+    responses={200: {"content": {NDJSON: {}}, "description": "One MemoryRecord per line."}},
+)
+async def export_namespace(namespace: Namespace, tenant: Tenant, http: MemoryHttp) -> Response:
+    """Every live memory of a namespace with its history, as JSON lines."""
+    request = http.build_request(
+        "GET", f"/v1/namespaces/{namespace}/export", headers={TENANT_HEADER: tenant}
+    )
+    try:
+        upstream = await http.send(request, stream=True)
+    except httpx.TransportError as exc:
+        raise MemoryUnavailable(f"the memory service is unreachable: {exc!r}") from exc
+    if upstream.status_code != 200:
+        content = await upstream.aread()
+        await upstream.aclose()
+        return Response(content, upstream.status_code, media_type="application/json")
+
+    async def lines() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in upstream.aiter_raw():
+                yield chunk
+        finally:
+            await upstream.aclose()
+
+    return StreamingResponse(lines(), media_type=NDJSON)
+
+
+@router.post(
+    "/v1/namespaces/{namespace}/import",
+    response_model=ImportResponse,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {NDJSON: {"schema": {"type": "string"}}},
+            "description": "Lines produced by the export endpoint.",
+        }
+    },
+)
+async def import_namespace(
+    namespace: Namespace, request: Request, tenant: Tenant, http: MemoryHttp
+) -> Response:
+    """Restore an export exactly (ids, versions, history, timestamps) into this tenant."""
+    try:
+        upstream = await http.post(
+            f"/v1/namespaces/{namespace}/import",
+            content=request.stream(),
+            headers={TENANT_HEADER: tenant, "content-type": NDJSON},
+        )
+    except httpx.TransportError as exc:
+        raise MemoryUnavailable(f"the memory service is unreachable: {exc!r}") from exc
+    return Response(
+        upstream.content,
+        status_code=upstream.status_code,
+        media_type=upstream.headers.get("content-type", "application/json"),
+    )

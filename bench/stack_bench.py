@@ -9,7 +9,7 @@ namespace (the real path: query embedding + Qdrant search) before generating.
 
 Clients are closed loop: N threads each submit a job over HTTP, wait for its completion
 and submit the next. Completion and first-token times come from the job's Redis pub/sub
-events (no polling load on the gateway). End-to-end overhead = client latency minus the
+event streams (no polling load on the gateway). End-to-end overhead = client latency minus the
 worker's model time (`result.timings.generation_s`).
 
     .venv/bin/python -m bench.stack_bench            # full run (~15 min on 2 cores)
@@ -32,6 +32,8 @@ from pathlib import Path
 import httpx
 import redis
 
+from memq.contracts import JobStatus
+from memq.jobstore import JobStore
 from memq.launcher import Stack, start_stack
 
 RESULTS = Path(__file__).parent / "results"
@@ -99,50 +101,25 @@ def _q(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1]
 
 
-class Events:
-    """One pub/sub subscriber per stack: records first-token and completion times per job."""
-
-    def __init__(self, redis_url: str) -> None:
-        self.r = redis.Redis.from_url(redis_url)
-        self.pubsub = self.r.pubsub()
-        self.pubsub.psubscribe("memq:default:job:*:events")
-        self.first: dict[str, float] = {}
-        self.done: dict[str, threading.Event] = {}
-        self.done_at: dict[str, float] = {}
-        self.lock = threading.Lock()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def expect(self, job_id: str) -> threading.Event:
-        with self.lock:
-            return self.done.setdefault(job_id, threading.Event())
-
-    def _run(self) -> None:
-        try:
-            self._listen()
-        except redis.ConnectionError:
-            return  # the stack was stopped
-
-    def _listen(self) -> None:
-        for msg in self.pubsub.listen():
-            if msg["type"] != "pmessage":
-                continue
+def watch_job(store: JobStore, job_id: str, timeout_s: float = 600) -> tuple[float | None, float]:
+    """Follow a job's event stream until it ends: (first token time, end time), both
+    `time.perf_counter()` as seen by this client."""
+    first: float | None = None
+    after = "0"
+    deadline = time.perf_counter() + timeout_s
+    while time.perf_counter() < deadline:
+        for event_id, event in store.read_events("default", job_id, after=after, block_ms=1000):
+            after = event_id
             now = time.perf_counter()
-            job_id = msg["channel"].decode().split(":")[3]
-            event = json.loads(msg["data"])
-            if event["event"] == "token":
-                self.first.setdefault(job_id, now)
-            elif event["event"] == "status" and event["status"] in (
-                "succeeded",
-                "failed",
-                "cancelled",
-            ):
-                self.done_at[job_id] = now
-                self.expect(job_id).set()
+            if event["event"] == "token" and first is None:
+                first = now
+            elif event["event"] == "status" and JobStatus(event["status"]).terminal:
+                return first, now
+    raise TimeoutError(f"job {job_id} did not end within {timeout_s:.0f} s")
 
 
 def run_window(
-    stack: Stack, events: Events, engine: str, clients: int, jobs: int, new_tokens: int, seed: int
+    stack: Stack, engine: str, clients: int, jobs: int, new_tokens: int, seed: int
 ) -> Window:
     lock = threading.Lock()
     remaining = [jobs]
@@ -153,6 +130,7 @@ def run_window(
 
     def client(index: int) -> None:
         rng = random.Random(seed * 1000 + index)
+        store = JobStore(redis.Redis.from_url(stack.redis_url), prefix=stack.key_prefix)
         with httpx.Client(base_url=stack.gateway_url, timeout=600) as http:
             steady = False
             while True:
@@ -171,7 +149,7 @@ def run_window(
                 resp = http.post("/v1/jobs", json=body)
                 resp.raise_for_status()
                 job_id = resp.json()["id"]
-                events.expect(job_id).wait(600)
+                first, done = watch_job(store, job_id)
                 job = http.get(f"/v1/jobs/{job_id}").json()
                 if job["status"] != "succeeded":
                     raise RuntimeError(f"job {job_id} {job['status']}: {job.get('error')}")
@@ -180,8 +158,8 @@ def run_window(
                     records.append(
                         (
                             t0,
-                            events.first.get(job_id, events.done_at[job_id]),
-                            events.done_at[job_id],
+                            first if first is not None else done,
+                            done,
                             result["timings"]["generation_s"],
                             steady,
                         )
@@ -292,7 +270,6 @@ def main() -> None:
         print("building GPT-2 124M (random weights) …", flush=True)
         model_dir = build_model_dir(root / "gpt2-124m-random")
         stacks: dict[str, Stack] = {}
-        events: dict[str, Events] = {}
         try:
             for engine in ("simple", "batched"):
                 print(f"starting the {engine} stack …", flush=True)
@@ -308,15 +285,12 @@ def main() -> None:
                 with httpx.Client(base_url=stacks[engine].gateway_url) as http:
                     for text in MEMORIES:
                         http.post("/v1/memories", json={"namespace": NAMESPACE, "text": text})
-                events[engine] = Events(stacks[engine].redis_url)
-                run_window(stacks[engine], events[engine], engine, 2, 2, args.new_tokens, 0)
+                run_window(stacks[engine], engine, 2, 2, args.new_tokens, 0)
             windows: list[Window] = []
             for n in args.clients:
                 jobs = max(args.min_jobs, n * args.jobs_per_client)
                 for engine in ("simple", "batched"):
-                    w = run_window(
-                        stacks[engine], events[engine], engine, n, jobs, args.new_tokens, seed=n
-                    )
+                    w = run_window(stacks[engine], engine, n, jobs, args.new_tokens, seed=n)
                     print(json.dumps(asdict(w)), flush=True)
                     windows.append(w)
                     write_report(windows, args, args.out)

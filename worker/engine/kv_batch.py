@@ -2,9 +2,10 @@
 
 Rows are right-aligned: column `width - 1` holds every row's latest token, and a row's
 shorter history is padded on the left and masked out. Newcomers are prefilled on their
-own, then padded to the common width and concatenated along the batch dimension;
-finished rows are dropped with `index_select` and all-padding columns are trimmed, so
-the width is always the longest live row.
+own, then either written into a retired row's slot in place (`place`) or padded to the
+common width and concatenated along the batch dimension (`extend`). A finished row is
+masked out in place (`retire`); `keep` later drops retired rows and all-padding columns
+in one copy.
 """
 
 from __future__ import annotations

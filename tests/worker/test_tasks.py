@@ -1,0 +1,186 @@
+"""The Celery task's branches without a model: start → run → commit, the planned retry
+when the memory service is down, failures recorded with their reason, and a job that
+must not run (finished, cancelled, held elsewhere). Real Redis, real Celery app; the
+runtime's model-bound parts are stand-ins."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import redis
+from celery.exceptions import Retry
+
+from memq.contracts import (
+    GenerateJobRequest,
+    JobResult,
+    JobStatus,
+    JobTimings,
+    TokenUsage,
+)
+from memq.errors import MemoryUnavailable, PromptTooLong
+from memq.jobstore import JobRecord, JobStore
+from tests.worker.engine_helpers import worker_settings
+from worker.celery_app import create_celery_app
+from worker.reconciler import LeaseKeeper
+from worker.tasks import RunJob
+
+QUEUE = "memq.test-tasks"
+
+
+def _result() -> JobResult:
+    usage = TokenUsage(
+        prompt_tokens=1, context_tokens=0, input_tokens=1, completion_tokens=1, total_tokens=2
+    )
+    return JobResult(
+        text="out", model="m", finish_reason="length", usage=usage, timings=JobTimings(), prompt="p"
+    )
+
+
+class StubRunner:
+    def __init__(self) -> None:
+        self.behaviour: Callable[[JobRecord], JobResult] = lambda _: _result()
+        self.ran: list[str] = []
+
+    def run(self, record: JobRecord) -> JobResult:
+        self.ran.append(record.id)
+        return self.behaviour(record)
+
+
+@dataclass
+class StubEngine:
+    name: str = "stub"
+
+
+@dataclass
+class StubRuntime:
+    store: JobStore
+    runner: StubRunner
+    leases: LeaseKeeper
+    engine: StubEngine
+    worker_id: str = "w-test"
+
+
+@pytest.fixture
+def task(redis_server: str, redis_client: redis.Redis) -> Iterator[tuple[RunJob, StubRuntime]]:
+    settings = worker_settings(
+        redis_url=redis_server, queue=QUEUE, memory_retries=2, commit_retry_s=1
+    )
+    app = create_celery_app(settings)
+    run_job: Any = app.tasks[RunJob.name]
+    store = JobStore(redis_client)
+    runtime = StubRuntime(store, StubRunner(), LeaseKeeper(store, "w-test"), StubEngine())
+    run_job._runtime = runtime
+    yield run_job, runtime
+    run_job._runtime = None
+    app.close()
+
+
+def _call(run_job: Any, job_id: str, retries: int = 0) -> None:
+    run_job.push_request(id=job_id, retries=retries, called_directly=False, hostname="w")
+    try:
+        run_job.run(job_id, "acme")
+    finally:
+        run_job.pop_request()
+
+
+def _job(store: JobStore, job_id: str) -> None:
+    store.create("acme", job_id, GenerateJobRequest(prompt="hi"))
+
+
+def test_a_job_runs_and_its_result_is_committed_and_its_lease_released(
+    task: tuple[Any, StubRuntime],
+) -> None:
+    run_job, rt = task
+    _job(rt.store, "t1")
+    _call(run_job, "t1")
+    job = rt.store.get("acme", "t1")
+    assert job is not None and job.status == JobStatus.succeeded
+    assert job.result is not None and job.result.text == "out"
+    assert job.worker == "w-test" and job.attempts == 1
+    assert rt.leases.held() == [] and rt.store.leased([("acme", "t1")]) == [False]
+
+
+def test_memory_outage_requeues_and_retries_then_fails_with_the_reason(
+    task: tuple[Any, StubRuntime], redis_client: redis.Redis
+) -> None:
+    run_job, rt = task
+
+    def down(_: JobRecord) -> JobResult:
+        raise MemoryUnavailable("memory service unreachable")
+
+    rt.runner.behaviour = down
+    _job(rt.store, "t2")
+    with pytest.raises(Retry):
+        _call(run_job, "t2", retries=0)
+    assert rt.store.status("acme", "t2") == JobStatus.queued  # waiting for its retry
+    assert redis_client.llen(QUEUE) == 1  # the retry's message, same job id
+    assert b"t2" in redis_client.lindex(QUEUE, 0)
+    with pytest.raises(Retry):
+        _call(run_job, "t2", retries=1)
+    _call(run_job, "t2", retries=2)  # memory_retries=2: out of retries
+    job = rt.store.get("acme", "t2")
+    assert job is not None and job.status == JobStatus.failed
+    assert job.error is not None and job.error.error == "memory_unavailable"
+    assert job.attempts == 3 and job.lost_workers == 0  # planned retries are not losses
+
+
+@pytest.mark.parametrize(
+    ("exc", "code"),
+    [
+        (PromptTooLong("prompt is 2,000 tokens"), "prompt_too_long"),
+        (RuntimeError("boom"), "internal_error"),
+    ],
+)
+def test_a_failing_job_records_its_error_code_and_message(
+    task: tuple[Any, StubRuntime], exc: Exception, code: str
+) -> None:
+    run_job, rt = task
+
+    def fails(_: JobRecord) -> JobResult:
+        raise exc
+
+    rt.runner.behaviour = fails
+    _job(rt.store, "t3")
+    _call(run_job, "t3")
+    job = rt.store.get("acme", "t3")
+    assert job is not None and job.status == JobStatus.failed
+    assert job.error is not None and job.error.error == code
+    assert ("2,000 tokens" if code == "prompt_too_long" else "boom") in job.error.message
+    assert rt.leases.held() == []
+
+
+@pytest.mark.parametrize("state", ["succeeded", "cancelled", "unknown", "leased elsewhere"])
+def test_a_job_that_must_not_run_is_skipped(
+    task: tuple[Any, StubRuntime], redis_client: redis.Redis, state: str
+) -> None:
+    run_job, rt = task
+    if state != "unknown":
+        _job(rt.store, "t4")
+    if state == "succeeded":
+        running = rt.store.start("acme", "t4", worker="other", engine="e").record
+        assert running is not None and rt.store.succeed(running, _result())
+    elif state == "cancelled":
+        rt.store.cancel("acme", "t4")
+    elif state == "leased elsewhere":
+        assert rt.store.take_lease("acme", "t4", "another-live-worker")
+    _call(run_job, "t4")
+    assert rt.runner.ran == []
+    if state == "leased elsewhere":
+        assert redis_client.get(rt.store.keys.lease("acme", "t4")) == b"another-live-worker"
+
+
+def test_a_result_is_not_committed_over_a_cancellation(task: tuple[Any, StubRuntime]) -> None:
+    run_job, rt = task
+
+    def cancelled_meanwhile(record: JobRecord) -> JobResult:
+        rt.store.cancel(record.tenant, record.id)
+        return _result()
+
+    rt.runner.behaviour = cancelled_meanwhile
+    _job(rt.store, "t5")
+    _call(run_job, "t5")
+    job = rt.store.get("acme", "t5")
+    assert job is not None and job.status == JobStatus.cancelled and job.result is None

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from tests.worker.engine_helpers import (
+    DEADLINE_S,
+    Hold,
     encode,
     outputs,
     request,
     run_concurrently,
+    wait_until,
     worker_settings,
 )
 from worker.engine import build_engine
@@ -114,31 +116,42 @@ def test_reports_timings(engine: Engine, tiny_lm: LoadedModel) -> None:
     assert 0 <= out.time_to_first_token_s <= out.generation_s
 
 
+def _waiting_for_simple_engine(engine: SimpleEngine) -> int:
+    # SimpleEngine has no stats(): its FIFO lock's queue is the only record of who waits.
+    return len(engine._lock._waiting)
+
+
 def test_simple_engine_serves_waiting_jobs_in_arrival_order(tiny_lm: LoadedModel) -> None:
     engine = SimpleEngine(tiny_lm)
-    holding, all_queued = threading.Event(), threading.Event()
+    all_waiting = threading.Event()
+    served: list[str] = []
     first = request(tiny_lm, "The quick brown fox", max_new_tokens=3)
-
-    def hold_engine(n: int, _text: str) -> None:
-        holding.set()
-        if n == 1:
-            assert all_queued.wait(30)
-
-    first.on_token = hold_engine
-    order: list[int] = []
+    # The first job holds the engine at its first token until every waiter is queued.
+    hold = Hold(
+        {1: all_waiting.is_set}, also=lambda n, _t: served.append("first") if n == 3 else None
+    )
+    first.on_token = hold
     waiters = [request(tiny_lm, "Memory", max_new_tokens=2) for _ in range(4)]
     for i, r in enumerate(waiters):
-        r.on_token = lambda n, _t, i=i: order.append(i) if n == 1 else None
+        r.on_token = lambda n, _t, i=i: served.append(f"waiter {i}") if n == 1 else None
     arrivals = [threading.Event() for _ in waiters]
+    observed_waiting: list[int] = []
 
     def arrive_one_by_one() -> None:
-        assert holding.wait(30)
-        for event in arrivals:
-            event.set()
-            time.sleep(0.05)
-        all_queued.set()
+        if not hold.reached[1].wait(DEADLINE_S):
+            return
+        for i, arrival in enumerate(arrivals):
+            arrival.set()  # waiter i submits ...
+            # ... and the next one only once waiter i is seen queued behind the first job.
+            if wait_until(lambda i=i: _waiting_for_simple_engine(engine) == i + 1):
+                observed_waiting.append(i)
+        all_waiting.set()
 
-    threading.Thread(target=arrive_one_by_one).start()
+    arriver = threading.Thread(target=arrive_one_by_one)
+    arriver.start()
     outputs(run_concurrently(engine, [first, *waiters], start_after=[None, *arrivals]))
+    arriver.join(DEADLINE_S)
 
-    assert order == [0, 1, 2, 3]
+    hold.check()
+    assert observed_waiting == [0, 1, 2, 3]
+    assert served == ["first", "waiter 0", "waiter 1", "waiter 2", "waiter 3"]

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import random
-import threading
 from typing import Any
 
 import pytest
 import torch
 
 from memq.contracts import GenerationParams
-from tests.worker.engine_helpers import after_tokens, batched, outputs, request, run_concurrently
+from tests.worker.engine_helpers import (
+    Hold,
+    batched,
+    outputs,
+    queued,
+    request,
+    run_concurrently,
+    tokens_so_far,
+)
 from worker.engine.base import GenerationRequest
 from worker.engine.batched import BatchedEngine
 from worker.engine.simple import SimpleEngine
@@ -38,15 +45,26 @@ def test_greedy_requests_joining_mid_batch_match_simple_engine(
     batched_engine: BatchedEngine,
     prompts: list[str],
 ) -> None:
-    on_token, tenth_token = after_tokens(10)
     first = request(tiny_lm, prompts[1], max_new_tokens=60)
-    first.on_token = on_token
     later = [request(tiny_lm, p, max_new_tokens=30) for p in prompts]
     expected = [simple_engine.generate(r).token_ids for r in [first, *later]]
+    # Two requests join at the first one's 10th token, three more at its 25th: the
+    # engine is held at each until exactly those are queued.
+    first_tokens: list[int] = []
+    hold = Hold(
+        {10: queued(batched_engine, 2), 25: queued(batched_engine, 3)},
+        also=tokens_so_far(first_tokens),
+    )
+    first.on_token = hold
+    joined_at: dict[int, int] = {}
+    for i, r in enumerate(later):
+        r.on_token = lambda n, _t, i=i: joined_at.setdefault(i, first_tokens[-1])
 
-    gates: list[threading.Event | float | None] = [None] + [tenth_token] * 2 + [0.05] * 3
+    gates = [None] + [hold.reached[10]] * 2 + [hold.reached[25]] * 3
     got = outputs(run_concurrently(batched_engine, [first, *later], start_after=gates))
 
+    hold.check()
+    assert [joined_at[i] for i in range(5)] == [10, 10, 25, 25, 25]
     assert [o.token_ids for o in got] == expected
 
 
@@ -120,11 +138,17 @@ def test_greedy_matches_simple_engine_on_gpt2_124m_architecture(tiny_lm: LoadedM
     ]
     expected = [SimpleEngine(lm).generate(r).token_ids for r in requests]
     engine = batched(lm)
+    # Each later request joins the running batch, at the first one's 2nd and 4th token.
+    hold = Hold({2: queued(engine, 1), 4: queued(engine, 1)})
+    requests[0].on_token = hold
     try:
-        got = outputs(run_concurrently(engine, requests, start_after=[None, None, 0.3]))
+        got = outputs(
+            run_concurrently(engine, requests, start_after=[None, hold.reached[2], hold.reached[4]])
+        )
     finally:
         engine.close()
 
+    hold.check()
     assert [o.token_ids for o in got] == expected
 
 
@@ -153,10 +177,15 @@ def test_newcomers_refilling_retired_slots_in_place_match_simple_engine(
     short = [request(tiny_lm, prompts[i], max_new_tokens=3) for i in (0, 2)]
     # Late requests have short prompts, so they fit the running batch's width.
     late = [request(tiny_lm, p, max_new_tokens=20) for p in ("Memory", "The quick brown fox")]
-    on_token, reached = after_tokens(30)
-    long_[0].on_token = on_token
+    # The other four join the first at its 2nd token; the short ones are done by its
+    # 6th; the late ones arrive at its 10th, well before the periodic compaction.
+    hold = Hold({2: queued(batched_engine, 4), 10: queued(batched_engine, 2)})
+    long_[0].on_token = hold
     reqs = long_ + short + late
-    got = outputs(run_concurrently(batched_engine, reqs, start_after=[None] * 5 + [reached] * 2))
+    gates = [None] + [hold.reached[2]] * 4 + [hold.reached[10]] * 2
+    got = outputs(run_concurrently(batched_engine, reqs, start_after=gates))
     want = [simple_engine.generate(r) for r in reqs]
+
+    hold.check()
     assert [o.token_ids for o in got] == [o.token_ids for o in want]
-    assert placed, "no newcomer reused a retired slot"
+    assert len(placed) == 2, "the late requests did not refill the retired slots"

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import logging
-
 import uvicorn
 
 from memory_service.core.config import MemorySettings
 from memory_service.main import create_app
+from memq.logs import configure_logging
 
 
 def main() -> None:
     settings = MemorySettings()
-    logging.basicConfig(level=settings.log_level.upper())
+    configure_logging(settings, "memory")
     uvicorn.run(
         create_app(settings),
         host=settings.memory_host,
         port=settings.memory_port,
+        log_config=None,  # keep the handlers configure_logging installed
         log_level=settings.log_level.lower(),
     )
 

@@ -1,4 +1,5 @@
-"""App factory: the lifespan builds the embedder, the store and the service once."""
+"""App factory: the lifespan builds the embedder, the store and the service once; routes
+reach them through `memory_service.api.deps`."""
 
 from __future__ import annotations
 
@@ -12,24 +13,31 @@ from starlette.concurrency import run_in_threadpool
 
 from memory_service.api.routes import health, memories, namespaces
 from memory_service.core.config import MemorySettings
-from memory_service.services.embeddings import embedder_for
+from memory_service.services.embeddings import Embedder, embedder_for
 from memory_service.services.memories import MemoryService
 from memory_service.store import build_store
+from memq.asgi import BodySizeLimit
 from memq.errors import register_error_handlers
+from memq.logs import package_version
 
 log = logging.getLogger("memory_service")
 
+IMPORT_PATH = r"/v1/namespaces/[^/]+/import"
 
-def create_app(settings: MemorySettings | None = None) -> FastAPI:
-    settings = settings or MemorySettings()
+
+def create_app(settings: MemorySettings, *, embedder: Embedder | None = None) -> FastAPI:
+    """`embedder`: an already loaded model to use instead of loading one (tests share one
+    across many apps; the model is read-only, so sharing is safe)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        embedder = await run_in_threadpool(embedder_for, settings)
-        store = await run_in_threadpool(build_store, settings, embedder.dim)
+        model = (
+            embedder if embedder is not None else await run_in_threadpool(embedder_for, settings)
+        )
+        store = await run_in_threadpool(build_store, settings, model.dim)
         service = MemoryService(
             store=store,
-            embedder=embedder,
+            embedder=model,
             dedup_threshold=settings.dedup_threshold,
             hnsw_ef=settings.search_hnsw_ef,
         )
@@ -46,7 +54,7 @@ def create_app(settings: MemorySettings | None = None) -> FastAPI:
 
     app = FastAPI(
         title="memq memory service",
-        version="0.1.0",
+        version=package_version(),
         description="Long-term memory for memq: tenant-scoped embeddings in Qdrant.",
         lifespan=lifespan,
     )
@@ -55,11 +63,18 @@ def create_app(settings: MemorySettings | None = None) -> FastAPI:
     app.include_router(memories.router)
     app.include_router(namespaces.router)
     register_error_handlers(app, log)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.memory_max_body_bytes,
+        route_limits=[(IMPORT_PATH, settings.memory_max_import_bytes)],
+    )
     return app
 
 
 async def _housekeeping(service: MemoryService, interval_s: float) -> None:
-    """Delete expired memories and let the store build indexes, every `interval_s`."""
+    """Delete expired memories and let the store build indexes, every `interval_s`. A
+    failure is logged and retried next round; the store reopens a shard a failed write
+    wedged, so a sweep can never leave writes refused."""
     while True:
         await asyncio.sleep(interval_s)
         try:

@@ -1,4 +1,5 @@
-"""Typed dependencies: the caller's identity (service token + tenant header) and the service."""
+"""Typed dependencies: the caller's identity (service token + tenant header), the settings and
+the service the lifespan built. The only module that reads `app.state`."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def authenticate(
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> None:
     scheme, _, token = (authorization or "").partition(" ")
-    expected = settings.service_token.get_secret_value()
+    expected = settings.token
     # compare_digest: the token check must not leak how many leading characters matched.
     if scheme.lower() != "bearer" or not secrets.compare_digest(
         token.strip().encode(), expected.encode()

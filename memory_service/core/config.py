@@ -7,9 +7,10 @@ from enum import StrEnum
 from pathlib import Path
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import SettingsConfigDict
 
-from memq.settings import CommonSettings
+from memq.settings import ServiceSettings
+
+MIB = 1024 * 1024
 
 
 class EmbeddingBackend(StrEnum):
@@ -22,11 +23,12 @@ class Backend(StrEnum):
     server = "server"
 
 
-class MemorySettings(CommonSettings):
-    model_config = SettingsConfigDict(env_prefix="MEMQ_", env_file=".env", extra="ignore")
-
-    memory_host: str = Field(default="127.0.0.1", description="Interface the service binds.")
-    memory_port: int = Field(default=8001, ge=1, le=65535)
+class MemorySettings(ServiceSettings):
+    memory_host: str = Field(
+        default="127.0.0.1",
+        description="Interface the service binds; localhost unless the gateway and workers run "
+        "on other machines.",
+    )
     memory_backend: Backend | None = Field(
         default=None,
         description="`edge` (embedded Qdrant Edge) or `server`; default: server when "
@@ -66,6 +68,19 @@ class MemorySettings(CommonSettings):
         default=True,
         description="Embedded backend: flush (fsync) before acknowledging a write. False "
         "acknowledges after the WAL append: survives a process crash, not a power cut.",
+    )
+    memory_max_body_bytes: int = Field(
+        default=16 * MIB,
+        ge=64 * 1024,
+        description="Largest request body (bytes) of every route but import; bigger ones get "
+        "413 before they are read. 16 MiB holds a 2,000,000-character document sent as "
+        "UTF-8 JSON.",
+    )
+    memory_max_import_bytes: int = Field(
+        default=64 * MIB,
+        ge=64 * 1024,
+        description="Largest body of `POST /v1/namespaces/{ns}/import`; split bigger exports "
+        "(import is an upsert by id, so parts can be imported one after another).",
     )
 
     @property

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 from pathlib import Path
 
@@ -17,7 +16,7 @@ log = logging.getLogger(__name__)
 
 BUNDLED_MODEL_NAMES = frozenset({"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"})
 
-__all__ = ["Embedder", "FloatMatrix", "embedder_for", "load_embedder", "resolve_model_path"]
+__all__ = ["Embedder", "FloatMatrix", "embedder_for", "resolve_model_path"]
 
 
 def resolve_model_path(name: str) -> str:
@@ -86,24 +85,11 @@ class Embedder:
 
 
 def embedder_for(settings: MemorySettings) -> Embedder:
-    return load_embedder(
+    """A new embedder as the settings describe it (the app builds one in its lifespan)."""
+    return Embedder(
         settings.embedding_model,
         settings.embedding_batch_size,
-        settings.embedding_backend.value,
-        settings.onnx_cache_dir,
-        settings.embedding_threads,
-    )
-
-
-@functools.cache
-def load_embedder(
-    model_name: str,
-    batch_size: int = 64,
-    backend: str = "onnx",
-    onnx_cache_dir: Path | None = None,
-    threads: int = 2,
-) -> Embedder:
-    """One model per process and configuration, however many apps the process builds."""
-    return Embedder(
-        model_name, batch_size, backend=backend, onnx_cache_dir=onnx_cache_dir, threads=threads
+        backend=settings.embedding_backend.value,
+        onnx_cache_dir=settings.onnx_cache_dir,
+        threads=settings.embedding_threads,
     )

@@ -39,6 +39,7 @@ from memory_service.store.base import (
     Where,
 )
 from memq.contracts import (
+    MAX_HISTORY_VERSIONS,
     DocumentIngest,
     DocumentIngestResponse,
     MemoryCreate,
@@ -53,6 +54,7 @@ from memq.contracts import (
     MemoryUpdate,
     MemoryVersion,
     SearchMode,
+    has_visible_text,
 )
 
 EXPORT_PAGE = 256
@@ -144,7 +146,11 @@ class MemoryService:
 
     def ingest_document(self, tenant: str, doc: DocumentIngest) -> DocumentIngestResponse:
         document_id = doc.document_id or str(uuid.uuid4())
-        spans = chunk_spans(doc.text, doc.chunk_chars, doc.overlap_chars)
+        spans = [
+            (start, end)
+            for start, end in chunk_spans(doc.text, doc.chunk_chars, doc.overlap_chars)
+            if has_visible_text(doc.text[start:end])
+        ]
         items = [
             MemoryCreate(
                 namespace=doc.namespace,
@@ -174,6 +180,12 @@ class MemoryService:
         with self._write_lock:
             now = self.clock()
             current, stored_vector = self._get_with_vector(tenant, memory_id, now)
+            if len(current.history) >= MAX_HISTORY_VERSIONS:
+                raise InvalidRequest(
+                    f"memory {memory_id!r} already keeps {MAX_HISTORY_VERSIONS} earlier versions, "
+                    "the most one memory holds; add a new memory (and delete this one) instead "
+                    "of updating it again"
+                )
             # Explicit nulls mean "unchanged", except `source`, which may be cleared.
             changes = {
                 k: v
@@ -245,10 +257,7 @@ class MemoryService:
             created_before=created_before,
             metadata=metadata,
         )
-        try:
-            found, next_cursor = self.store.scroll(tenant, where, limit, _decode_cursor(cursor))
-        except ValueError as exc:
-            raise InvalidRequest(f"cursor is not one this service issued: {exc}") from exc
+        found, next_cursor = self.store.scroll(tenant, where, limit, _decode_cursor(cursor))
         items = [_public(from_payload(f.payload)) for f in found]
         return MemoryListResponse(items=items, next_cursor=next_cursor)
 
@@ -332,28 +341,15 @@ class MemoryService:
                 return
 
     def import_jsonl(self, tenant: str, namespace: str, lines: list[str]) -> int:
-        """Restore exported memories as they were (ids, versions, history, timestamps)."""
-        records: list[MemoryRecord] = []
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-                if not isinstance(data, dict):
-                    raise ValueError("line is not a JSON object")
-                # The tenant comes from the caller, never from the file.
-                data["tenant"] = tenant
-                record = MemoryRecord.model_validate(data)
-            except (ValueError, ValidationError) as exc:
-                raise InvalidRequest(
-                    f"line {number} is not an exported memory: {str(exc)[:300]}"
-                ) from exc
-            if record.namespace != namespace:
-                raise InvalidRequest(
-                    f"line {number} belongs to namespace {record.namespace!r}; import it into "
-                    f"/v1/namespaces/{record.namespace}/import"
-                )
-            records.append(record.model_copy(update={"deduplicated": False}))
+        """Restore exported memories as they were (ids, versions, history, timestamps).
+        Every line is validated like a write before anything is stored: one bad line
+        rejects the whole import, naming its line number."""
+        records = [
+            record
+            for number, line in enumerate(lines, start=1)
+            if line.strip()
+            for record in [_import_line(number, line, tenant, namespace)]
+        ]
         for start in range(0, len(records), EXPORT_PAGE):
             page = records[start : start + EXPORT_PAGE]
             vectors = self.embedder.embed([r.text for r in page])
@@ -448,6 +444,33 @@ class _BatchTwins:
         similarities = self._vectors[self._rows[namespace]] @ self._vectors[row]
         best = int(np.argmax(similarities))
         return self._records[namespace][best] if similarities[best] >= self._threshold else None
+
+
+def _import_line(number: int, line: str, tenant: str, namespace: str) -> MemoryRecord:
+    try:
+        data = json.loads(line)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidRequest(f"line {number} is not JSON: {str(exc)[:200]}") from exc
+    if not isinstance(data, dict):
+        raise InvalidRequest(f"line {number} is not a JSON object (an exported memory)")
+    # The tenant comes from the caller, never from the file.
+    data["tenant"] = tenant
+    try:
+        record = MemoryRecord.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'line'}: {e['msg']}" for e in exc.errors()[:3]
+        )
+        raise InvalidRequest(f"line {number} is not a valid exported memory: {problems}") from exc
+    if record.namespace != namespace:
+        raise InvalidRequest(
+            f"line {number} belongs to namespace {record.namespace!r}; import it into "
+            f"/v1/namespaces/{record.namespace}/import"
+        )
+    # Dedup looks memories up by hash, so the hash is recomputed, never trusted.
+    return record.model_copy(
+        update={"deduplicated": False, "content_hash": content_hash(record.text)}
+    )
 
 
 def _decode_cursor(cursor: str | None) -> str | None:

@@ -7,15 +7,42 @@ the tenant and adds the tenant condition itself, so no caller can forget it.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
+from memory_service.core.errors import InvalidRequest
+
 TENANT_KEY = "tenant"
 DENSE = "dense"
 SPARSE = "bm25"
+PROBE_TENANT = "\x00memq-probe"
+"""Tenant of the readiness probe's point: no caller's tenant header can name it."""
+
+MAX_PAYLOAD_DEPTH = 32
+"""Qdrant stores payloads it cannot read back once they nest about 128 levels deep (its
+JSON decoder's recursion limit): the write succeeds, then every read, delete and WAL replay
+of the point fails. The API bounds metadata far lower; this is the store's own backstop."""
 
 Payload = dict[str, Any]
+
+
+def check_payload(payload: Payload) -> None:
+    """Refuse a payload the engine could not read back: too deep, or a non-finite number."""
+    stack: list[tuple[Any, int]] = [(payload, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            if depth > MAX_PAYLOAD_DEPTH:
+                raise InvalidRequest(
+                    f"payload nests deeper than {MAX_PAYLOAD_DEPTH} levels; the store could not "
+                    "read it back"
+                )
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children)
+        elif isinstance(node, float) and not math.isfinite(node):
+            raise InvalidRequest("payload holds a non-finite number (NaN or infinity)")
 
 
 @dataclass(frozen=True)
@@ -145,6 +172,10 @@ class VectorStore(ABC):
     @abstractmethod
     def maintain(self) -> None:
         """Periodic housekeeping such as index building (a no-op where the backend does it)."""
+
+    @abstractmethod
+    def readiness(self) -> str | None:
+        """None when the store can be read and written now, else why not (for `/readyz`)."""
 
     @abstractmethod
     def close(self) -> None: ...

@@ -6,17 +6,21 @@ next to it and fails fast when another memory service already holds it.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import qdrant_edge as qe
 
 from memory_service.core.errors import StoreUnavailable
 from memory_service.store.base import (
     DENSE,
+    PROBE_TENANT,
     SPARSE,
     Condition,
     Found,
@@ -28,10 +32,15 @@ from memory_service.store.base import (
     StoredPoint,
     VectorStore,
     Where,
+    check_payload,
 )
 from memory_service.store.schema import FLOAT_FIELDS, KEYWORD_FIELDS, TENANT_KEY
 
 RRF_K = 60
+PROBE_POINT_ID = "00000000-0000-4000-8000-00000000beef"
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def to_edge_filter(where: Where) -> qe.Filter:
@@ -64,25 +73,37 @@ def _dense_of(vector: Any) -> list[float] | None:
 
 
 class EdgeStore(VectorStore):
+    """Wedge protection: after one failed update Qdrant Edge refuses every later one ("Not
+    recovered from previous error") until the shard is reopened. So every engine call is
+    wrapped: a failed write is answered with `StoreUnavailable` (503, never acknowledged);
+    the shard is probed with a write and, if it no longer takes writes, reopened from disk.
+    When even that fails, writes fail fast with the reason and `readiness()` reports it."""
+
     backend = "edge"
 
     def __init__(self, path: Path, dim: int, *, flush_on_write: bool = True) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock_file = self._acquire_ownership(path.with_name(path.name + ".lock"))
+        self._path = path
+        self._dim = dim
         self._flush_on_write = flush_on_write
         self._write_lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._applied = 0
         self._flushed = 0
-        config = qe.EdgeConfig(
+        self._broken: str | None = None
+        self._config = qe.EdgeConfig(
             vectors={DENSE: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
             sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
         )
-        if path.exists() and any(path.iterdir()):
-            self._shard = qe.EdgeShard.load(str(path), config)
-        else:
-            self._shard = qe.EdgeShard.create(str(path), config)
-        self._ensure_indexes()
+        try:
+            self._shard = self._open()
+        except Exception as exc:
+            self._lock_file.close()
+            raise StoreUnavailable(
+                f"cannot open the Qdrant Edge shard at {path}: {exc}; restore the namespace "
+                "exports into an empty MEMQ_DATA_DIR (see docs/memory.md)"
+            ) from exc
 
     @staticmethod
     def _acquire_ownership(lock_path: Path) -> IO[str]:
@@ -100,20 +121,101 @@ class EdgeStore(VectorStore):
         handle.flush()
         return handle
 
-    def _ensure_indexes(self) -> None:
-        existing = self._shard.info().payload_schema
+    def _open(self) -> qe.EdgeShard:
+        if self._path.exists() and any(self._path.iterdir()):
+            shard = qe.EdgeShard.load(str(self._path), self._config)
+        else:
+            shard = qe.EdgeShard.create(str(self._path), self._config)
+        existing = shard.info().payload_schema
         wanted: dict[str, Any] = {TENANT_KEY: qe.KeywordIndexParams(is_tenant=True)}
         wanted.update({k: qe.PayloadSchemaType.Keyword for k in KEYWORD_FIELDS})
         wanted.update({k: qe.PayloadSchemaType.Float for k in FLOAT_FIELDS})
         for key, schema in wanted.items():
             if key not in existing:
-                self._shard.update(qe.UpdateOperation.create_field_index(key, schema))
-        self._shard.flush()
+                shard.update(qe.UpdateOperation.create_field_index(key, schema))
+        shard.flush()
+        return shard
 
-    def _apply(self, operation: qe.UpdateOperation) -> None:
+    # ------------------------------------------------------------------ wedge protection
+
+    def _write(self, what: str, operation: Callable[[], T]) -> T:
+        """Run one engine write under the write lock; a failure never leaves the shard
+        wedged for the next caller."""
         with self._write_lock:
+            if self._broken is not None:
+                self._reopen_or_raise()
+            try:
+                return operation()
+            except Exception as exc:
+                raise self._write_failed(what, exc) from exc
+
+    def _read(self, what: str, operation: Callable[[], T]) -> T:
+        try:
+            return operation()
+        except Exception as exc:
+            log.warning("Qdrant Edge %s failed: %s", what, exc)
+            raise StoreUnavailable(f"the store failed to {what}: {exc}") from exc
+
+    def _write_failed(self, what: str, exc: Exception) -> StoreUnavailable:
+        """Called under the write lock after the engine refused `what`."""
+        log.error("Qdrant Edge %s failed: %s", what, exc)
+        reason = f"the store failed to {what}: {exc}"
+        try:
+            self._probe()
+        except Exception:
+            self._broken = reason
+        else:
+            return StoreUnavailable(f"{reason}; nothing was acknowledged, retry")
+        log.error("the Qdrant Edge shard no longer takes writes; reopening it from disk")
+        try:
+            self._reopen_or_raise()
+        except StoreUnavailable as broken:
+            return broken
+        return StoreUnavailable(f"{reason}; the shard was reopened from disk, retry")
+
+    def _reopen_or_raise(self) -> None:
+        """Replace a shard that refuses writes by a fresh load of its files (the WAL keeps
+        every applied update); leaves the store broken, and raises, when that fails."""
+        with contextlib.suppress(Exception):
+            self._shard.close()
+        try:
+            self._shard = self._open()
+            self._probe()
+        except Exception as exc:
+            log.error("reopening the Qdrant Edge shard failed: %s", exc)
+            raise StoreUnavailable(
+                f"the store refuses writes ({self._broken}) and reopening the shard at "
+                f"{self._path} failed: {exc}; restart the memory service, and if it cannot "
+                "start, restore the namespace exports into an empty MEMQ_DATA_DIR"
+            ) from exc
+        log.warning("Qdrant Edge shard reopened; it takes writes again")
+        self._broken = None
+
+    def _probe(self) -> None:
+        """One tiny write (the same point every time) that fails when the shard is wedged."""
+        vector: dict[str, Any] = {
+            DENSE: [1.0] + [0.0] * (self._dim - 1),
+            SPARSE: qe.SparseVector([], []),
+        }
+        probe = qe.Point(PROBE_POINT_ID, vector, {TENANT_KEY: PROBE_TENANT})
+        self._shard.update(qe.UpdateOperation.upsert_points([probe]))
+
+    def readiness(self) -> str | None:
+        try:
+            self._write("take a write", self._probe)
+            self._read("count", lambda: self._shard.count(qe.CountRequest(exact=False)))
+        except StoreUnavailable as exc:
+            return exc.message
+        return None
+
+    # ------------------------------------------------------------------------ interface
+
+    def _apply(self, what: str, operation: qe.UpdateOperation) -> None:
+        def run() -> None:
             self._shard.update(operation)
             self._applied += 1
+
+        self._write(what, run)
 
     def wait_durable(self) -> None:
         # Without flush_on_write, acknowledgement relies on the WAL (survives a process kill,
@@ -129,7 +231,11 @@ class EdgeStore(VectorStore):
             if self._flushed >= wanted:
                 return
             covered = self._applied
-            self._shard.flush()
+            try:
+                self._shard.flush()
+            except Exception as exc:
+                with self._write_lock:
+                    raise self._write_failed("flush to disk", exc) from exc
             self._flushed = covered
 
     def upsert(self, tenant: str, points: list[StoredPoint]) -> None:
@@ -137,12 +243,13 @@ class EdgeStore(VectorStore):
         for p in points:
             if p.payload.get(TENANT_KEY) != tenant:
                 raise ValueError("point payload tenant differs from the caller's tenant")
+            check_payload(p.payload)
             vector: dict[str, Any] = {
                 DENSE: p.dense,
                 SPARSE: qe.SparseVector(p.sparse.indices, p.sparse.values),
             }
             edge_points.append(qe.Point(p.point_id, vector, p.payload))
-        self._apply(qe.UpdateOperation.upsert_points(edge_points))
+        self._apply("store points", qe.UpdateOperation.upsert_points(edge_points))
 
     def scroll(
         self,
@@ -152,15 +259,14 @@ class EdgeStore(VectorStore):
         cursor: str | None = None,
         with_dense: bool = False,
     ) -> tuple[list[Found], str | None]:
-        records, next_offset = self._shard.scroll(
-            qe.ScrollRequest(
-                offset=cursor,
-                limit=limit,
-                filter=to_edge_filter(self.scoped(tenant, where)),
-                with_payload=True,
-                with_vector=[DENSE] if with_dense else False,
-            )
+        request = qe.ScrollRequest(
+            offset=cursor,
+            limit=limit,
+            filter=to_edge_filter(self.scoped(tenant, where)),
+            with_payload=True,
+            with_vector=[DENSE] if with_dense else False,
         )
+        records, next_offset = self._read("read points", lambda: self._shard.scroll(request))
         found = [
             Found(point_id=str(r.id), payload=r.payload or {}, dense=_dense_of(r.vector))
             for r in records
@@ -168,47 +274,56 @@ class EdgeStore(VectorStore):
         return found, None if next_offset is None else str(next_offset)
 
     def count(self, tenant: str, where: Where | None) -> int:
-        return self._shard.count(
-            qe.CountRequest(exact=True, filter=to_edge_filter(self.scoped(tenant, where)))
-        )
+        request = qe.CountRequest(exact=True, filter=to_edge_filter(self.scoped(tenant, where)))
+        return self._read("count points", lambda: self._shard.count(request))
 
     def delete(self, tenant: str, where: Where) -> int:
-        edge_filter = to_edge_filter(self.scoped(tenant, where))
-        with self._write_lock:
+        return self._delete_matching(to_edge_filter(self.scoped(tenant, where)))
+
+    def delete_expired(self, now: float) -> int:
+        expired = qe.Filter(must=[qe.FieldCondition("expires_ts", range=qe.RangeFloat(lte=now))])
+        return self._delete_matching(expired)
+
+    def _delete_matching(self, edge_filter: qe.Filter) -> int:
+        def run() -> int:
             n = self._shard.count(qe.CountRequest(exact=True, filter=edge_filter))
             if n:
                 self._shard.update(qe.UpdateOperation.delete_points_by_filter(edge_filter))
                 self._applied += 1
-        return n
+            return n
 
-    def delete_expired(self, now: float) -> int:
-        expired = qe.Filter(must=[qe.FieldCondition("expires_ts", range=qe.RangeFloat(lte=now))])
-        with self._write_lock:
-            n = self._shard.count(qe.CountRequest(exact=True, filter=expired))
-            if n:
-                self._shard.update(qe.UpdateOperation.delete_points_by_filter(expired))
-                self._applied += 1
-        return n
+        return self._write("delete points", run)
 
     def search(self, tenant: str, spec: SearchSpec) -> list[Found]:
-        return self._to_found(self._shard.query(self._request(tenant, spec)))
+        request = self._request(tenant, spec)
+        return self._to_found(self._read("search", lambda: self._shard.query(request)))
 
     def search_many(self, tenant: str, specs: list[SearchSpec]) -> list[list[Found]]:
         if not specs:
             return []
         batch = qe.QueryBatchRequest([self._request(tenant, s) for s in specs])
-        return [self._to_found(r) for r in self._shard.query_batch(batch)]
+        results = self._read("search", lambda: self._shard.query_batch(batch))
+        return [self._to_found(r) for r in results]
 
     def maintain(self) -> None:
-        # Edge runs segment optimizers (HNSW building, vacuum) only when asked to.
-        self._shard.optimize()
+        # Edge runs segment optimizers (HNSW building, vacuum) only when asked to; they run
+        # beside writers, so only a failure takes the write lock.
+        try:
+            self._shard.optimize()
+        except Exception as exc:
+            with self._write_lock:
+                raise self._write_failed("optimize segments", exc) from exc
         self._flush_pending()
 
     def close(self) -> None:
         with self._write_lock:
-            self._shard.flush()
-            self._shard.close()
-        self._lock_file.close()
+            try:
+                self._shard.flush()
+                self._shard.close()
+            except Exception as exc:  # a broken shard: nothing more to save
+                log.error("closing the Qdrant Edge shard failed: %s", exc)
+            finally:
+                self._lock_file.close()
 
     @staticmethod
     def _to_found(points: list[qe.ScoredPoint]) -> list[Found]:

@@ -6,13 +6,17 @@ acknowledge. One collection holds every tenant; `tenant` is a keyword index with
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
+from memory_service.core.errors import StoreUnavailable
 from memory_service.store.base import (
     DENSE,
+    PROBE_TENANT,
     SPARSE,
     Condition,
     Found,
@@ -24,10 +28,24 @@ from memory_service.store.base import (
     StoredPoint,
     VectorStore,
     Where,
+    check_payload,
 )
 from memory_service.store.schema import FLOAT_FIELDS, KEYWORD_FIELDS, TENANT_KEY
 
 RRF_K = 60
+PROBE_POINT_ID = "00000000-0000-4000-8000-00000000beef"
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def _call(what: str, operation: Callable[[], T]) -> T:
+    """A server call whose failure (server down, refused request) becomes a 503."""
+    try:
+        return operation()
+    except Exception as exc:
+        log.warning("Qdrant server failed to %s: %s", what, exc)
+        raise StoreUnavailable(f"the Qdrant server failed to {what}: {exc}") from exc
 
 
 def to_qdrant_filter(where: Where) -> qm.Filter:
@@ -64,6 +82,7 @@ class ServerStore(VectorStore):
     def __init__(self, client: QdrantClient, collection: str, dim: int) -> None:
         self._client = client
         self._collection = collection
+        self._dim = dim
         self._ensure_collection(dim)
 
     @classmethod
@@ -94,12 +113,16 @@ class ServerStore(VectorStore):
         for p in points:
             if p.payload.get(TENANT_KEY) != tenant:
                 raise ValueError("point payload tenant differs from the caller's tenant")
+            check_payload(p.payload)
             vector: dict[str, Any] = {
                 DENSE: p.dense,
                 SPARSE: qm.SparseVector(indices=p.sparse.indices, values=p.sparse.values),
             }
             structs.append(qm.PointStruct(id=p.point_id, vector=vector, payload=p.payload))
-        self._client.upsert(self._collection, points=structs, wait=True)
+        _call(
+            "store points",
+            lambda: self._client.upsert(self._collection, points=structs, wait=True),
+        )
 
     def scroll(
         self,
@@ -109,13 +132,16 @@ class ServerStore(VectorStore):
         cursor: str | None = None,
         with_dense: bool = False,
     ) -> tuple[list[Found], str | None]:
-        records, next_offset = self._client.scroll(
-            self._collection,
-            scroll_filter=to_qdrant_filter(self.scoped(tenant, where)),
-            limit=limit,
-            offset=cursor,
-            with_payload=True,
-            with_vectors=[DENSE] if with_dense else False,
+        records, next_offset = _call(
+            "read points",
+            lambda: self._client.scroll(
+                self._collection,
+                scroll_filter=to_qdrant_filter(self.scoped(tenant, where)),
+                limit=limit,
+                offset=cursor,
+                with_payload=True,
+                with_vectors=[DENSE] if with_dense else False,
+            ),
         )
         found = [
             Found(point_id=str(r.id), payload=r.payload or {}, dense=_dense_of(r.vector))
@@ -124,10 +150,10 @@ class ServerStore(VectorStore):
         return found, None if next_offset is None else str(next_offset)
 
     def count(self, tenant: str, where: Where | None) -> int:
-        result = self._client.count(
-            self._collection,
-            count_filter=to_qdrant_filter(self.scoped(tenant, where)),
-            exact=True,
+        flt = to_qdrant_filter(self.scoped(tenant, where))
+        result = _call(
+            "count points",
+            lambda: self._client.count(self._collection, count_filter=flt, exact=True),
         )
         return result.count
 
@@ -140,12 +166,15 @@ class ServerStore(VectorStore):
         )
 
     def _delete(self, selector: qm.Filter) -> int:
-        n = self._client.count(self._collection, count_filter=selector, exact=True).count
-        if n:
-            self._client.delete(
-                self._collection, points_selector=qm.FilterSelector(filter=selector), wait=True
-            )
-        return n
+        def run() -> int:
+            n = self._client.count(self._collection, count_filter=selector, exact=True).count
+            if n:
+                self._client.delete(
+                    self._collection, points_selector=qm.FilterSelector(filter=selector), wait=True
+                )
+            return n
+
+        return _call("delete points", run)
 
     def search(self, tenant: str, spec: SearchSpec) -> list[Found]:
         return self.search_many(tenant, [spec])[0]
@@ -154,7 +183,10 @@ class ServerStore(VectorStore):
         if not specs:
             return []
         requests = [self._request(tenant, s) for s in specs]
-        responses = self._client.query_batch_points(self._collection, requests=requests)
+        responses = _call(
+            "search",
+            lambda: self._client.query_batch_points(self._collection, requests=requests),
+        )
         return [
             [
                 Found(
@@ -173,6 +205,21 @@ class ServerStore(VectorStore):
 
     def maintain(self) -> None:
         """The server runs its own optimizers."""
+
+    def readiness(self) -> str | None:
+        probe = qm.PointStruct(
+            id=PROBE_POINT_ID,
+            vector={DENSE: [1.0] + [0.0] * (self._dim - 1)},
+            payload={TENANT_KEY: PROBE_TENANT},
+        )
+        try:
+            _call(
+                "take a write",
+                lambda: self._client.upsert(self._collection, points=[probe], wait=True),
+            )
+        except StoreUnavailable as exc:
+            return exc.message
+        return None
 
     def close(self) -> None:
         self._client.close()

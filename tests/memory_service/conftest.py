@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from memory_service.core.config import MemorySettings
@@ -43,12 +44,17 @@ def settings_for(data_dir: Path, **overrides: object) -> MemorySettings:
 
 @pytest.fixture(scope="session")
 def embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
+    """One model for the whole session, handed to every app the tests build."""
     return embedder_for(settings_for(tmp_path_factory.mktemp("unused")))
+
+
+def app_for(data_dir: Path, embedder: Embedder, **overrides: object) -> FastAPI:
+    return create_app(settings_for(data_dir, **overrides), embedder=embedder)
 
 
 @pytest.fixture
 def client(tmp_path: Path, embedder: Embedder) -> Iterator[TestClient]:
-    with TestClient(create_app(settings_for(tmp_path))) as c:
+    with TestClient(app_for(tmp_path, embedder)) as c:
         yield c
 
 

@@ -6,36 +6,13 @@ import itertools
 import json
 
 from fastapi.testclient import TestClient
-from hypothesis import given
-from hypothesis import strategies as st
 
-from memory_service.services.chunking import chunk_spans
 from tests.memory_service.conftest import auth
 
 DOCUMENT = " ".join(
     f"Paragraph {i}: the {w} committee reviewed item {i * 13} and agreed on next steps."
     for i, w in enumerate(["budget", "safety", "hiring", "travel", "security", "ethics"] * 5)
 )
-
-
-@given(
-    text=st.text(alphabet=st.sampled_from("ab c\n"), min_size=1, max_size=600),
-    size=st.integers(min_value=10, max_value=200),
-    overlap_ratio=st.floats(min_value=0, max_value=0.9),
-)
-def test_chunk_spans_cover_all_text_in_order_within_size(
-    text: str, size: int, overlap_ratio: float
-) -> None:
-    overlap = int(size * overlap_ratio)
-    spans = chunk_spans(text, size, overlap)
-    covered = set()
-    for start, end in spans:
-        assert 0 <= start < end <= len(text)
-        assert end - start <= size
-        covered.update(range(start, end))
-    assert [s for s, _ in spans] == sorted(s for s, _ in spans)
-    non_space = {i for i, ch in enumerate(text) if not ch.isspace()}
-    assert non_space <= covered
 
 
 def test_ingested_document_is_split_into_overlapping_chunks_with_position_metadata(

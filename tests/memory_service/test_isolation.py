@@ -13,9 +13,8 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from memory_service.main import create_app
 from memory_service.services.embeddings import Embedder
-from tests.memory_service.conftest import auth, settings_for
+from tests.memory_service.conftest import app_for, auth
 
 A_NAMESPACES = ["user:1", "shared", "default", "tenant", "acme"]
 A_TEXTS = [
@@ -31,7 +30,7 @@ def two_tenants(
     tmp_path_factory: pytest.TempPathFactory, embedder: Embedder
 ) -> Iterator[tuple[TestClient, list[str]]]:
     data_dir: Path = tmp_path_factory.mktemp("isolation")
-    with TestClient(create_app(settings_for(data_dir))) as client:
+    with TestClient(app_for(data_dir, embedder)) as client:
         items = [
             {"namespace": ns, "text": f"{t} ({ns})", "metadata": {"tenant": "acme", "k": i}}
             for ns in A_NAMESPACES

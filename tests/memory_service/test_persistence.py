@@ -6,20 +6,19 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from memory_service.main import create_app
 from memory_service.services.embeddings import Embedder
-from tests.memory_service.conftest import auth, settings_for
+from tests.memory_service.conftest import app_for, auth
 
 
 def test_memories_and_history_persist_across_restart(tmp_path: Path, embedder: Embedder) -> None:
-    with TestClient(create_app(settings_for(tmp_path))) as c:
+    with TestClient(app_for(tmp_path, embedder)) as c:
         m = c.post(
             "/v1/memories",
             json={"namespace": "user:1", "text": "Bob lives in Oslo"},
             headers=auth(),
         ).json()
         c.patch(f"/v1/memories/{m['id']}", json={"text": "Bob lives in Bergen"}, headers=auth())
-    with TestClient(create_app(settings_for(tmp_path))) as c:
+    with TestClient(app_for(tmp_path, embedder)) as c:
         got = c.get(f"/v1/memories/{m['id']}", headers=auth()).json()
         assert got["text"] == "Bob lives in Bergen"
         assert got["version"] == 2

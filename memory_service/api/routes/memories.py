@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
@@ -18,6 +17,7 @@ from memq.contracts import (
     MemoryCreate,
     MemoryFilter,
     MemoryHistoryResponse,
+    MemoryId,
     MemoryKind,
     MemoryListResponse,
     MemoryPublic,
@@ -25,6 +25,7 @@ from memq.contracts import (
     MemorySearchResponse,
     MemoryUpdate,
     Namespace,
+    UtcDatetime,
 )
 
 ERRORS: dict[int | str, dict[str, object]] = {
@@ -78,8 +79,12 @@ def list_memories(
     service: Service,
     namespace: Annotated[Namespace, Query()],
     kind: Annotated[list[MemoryKind] | None, Query(description="Only these kinds.")] = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
+    created_after: Annotated[
+        UtcDatetime | None, Query(description="Created at or after (naive = UTC).")
+    ] = None,
+    created_before: Annotated[
+        UtcDatetime | None, Query(description="Created before (naive = UTC).")
+    ] = None,
     metadata: Annotated[
         str | None,
         Query(description='A JSON `MemoryFilter`, e.g. `{"all_of":[{"key":"lang","eq":"en"}]}`.'),
@@ -101,27 +106,27 @@ def list_memories(
 
 
 @router.get("/{memory_id}", response_model=MemoryPublic)
-def get_memory(memory_id: str, tenant: Tenant, service: Service) -> MemoryPublic:
+def get_memory(memory_id: MemoryId, tenant: Tenant, service: Service) -> MemoryPublic:
     """One memory by id."""
     return service.get(tenant, memory_id)
 
 
 @router.get("/{memory_id}/history", response_model=MemoryHistoryResponse)
-def memory_history(memory_id: str, tenant: Tenant, service: Service) -> MemoryHistoryResponse:
+def memory_history(memory_id: MemoryId, tenant: Tenant, service: Service) -> MemoryHistoryResponse:
     """Every version of a memory, oldest first."""
     return service.history(tenant, memory_id)
 
 
 @router.patch("/{memory_id}", response_model=MemoryPublic)
 def update_memory(
-    memory_id: str, body: MemoryUpdate, tenant: Tenant, service: Service
+    memory_id: MemoryId, body: MemoryUpdate, tenant: Tenant, service: Service
 ) -> MemoryPublic:
     """Write a new version; the previous one stays readable in the history."""
     return service.update(tenant, memory_id, body)
 
 
 @router.delete("/{memory_id}", response_model=DeleteResponse)
-def delete_memory(memory_id: str, tenant: Tenant, service: Service) -> DeleteResponse:
+def delete_memory(memory_id: MemoryId, tenant: Tenant, service: Service) -> DeleteResponse:
     """Delete one memory and its history."""
     service.delete(tenant, memory_id)
     return DeleteResponse(id=memory_id)

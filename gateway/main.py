@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
+import redis.asyncio
 from fastapi import FastAPI
 
 from gateway.api.routes import health, jobs, memories
@@ -26,6 +27,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = JobStore.from_settings(settings)
+        app.state.aredis = redis.asyncio.Redis.from_url(settings.redis_url)
         app.state.settings = settings
         app.state.jobs = JobService(store, producer_app(settings), settings)
         app.state.memory_http = httpx.AsyncClient(
@@ -37,6 +39,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             yield
         finally:
             await app.state.memory_http.aclose()
+            await app.state.aredis.aclose()
             store.r.close()
 
     app = FastAPI(

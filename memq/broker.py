@@ -19,11 +19,22 @@ from typing import Any
 import redis
 from celery import Celery
 
+from memq.contracts import Priority
 from memq.settings import CommonSettings
 
 UNACKED_KEY = "unacked"
 UNACKED_INDEX_KEY = "unacked_index"
 SCAN_PAGE = 1000
+
+
+def queue_name(settings: CommonSettings, priority: Priority) -> str:
+    """The Celery queue of a priority: `{queue}.high`, `{queue}`, `{queue}.low`."""
+    return settings.queue if priority == Priority.normal else f"{settings.queue}.{priority.value}"
+
+
+def job_queues(settings: CommonSettings) -> list[str]:
+    """Every job queue, in the order workers drain them."""
+    return [queue_name(settings, p) for p in (Priority.high, Priority.normal, Priority.low)]
 
 
 def celery_conf(settings: CommonSettings) -> dict[str, Any]:
@@ -46,6 +57,9 @@ def celery_conf(settings: CommonSettings) -> dict[str, Any]:
             "visibility_timeout": settings.job_timeout_s + 300,
             "unacked_key": UNACKED_KEY,
             "unacked_index_key": UNACKED_INDEX_KEY,
+            # Workers poll the queues in the order given (high, normal, low) every time,
+            # instead of kombu's default round robin, so a higher priority always goes first.
+            "queue_order_strategy": "priority",
         },
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,

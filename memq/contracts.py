@@ -14,6 +14,7 @@ import unicodedata
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -547,6 +548,7 @@ class MemoryHit(BaseModel):
         default=None, description="Cosine similarity between the query and the memory."
     )
     created_at: datetime | None = None
+    version: int | None = Field(default=None, description="The memory's current version.")
 
 
 class MemorySearchResponse(BaseModel):
@@ -556,6 +558,9 @@ class MemorySearchResponse(BaseModel):
 class ForgetResponse(BaseModel):
     namespace: str
     deleted: int
+    cancelled_jobs: int = Field(
+        default=0, description="Queued jobs that would have read the namespace, cancelled."
+    )
 
 
 class DeleteResponse(BaseModel):
@@ -592,6 +597,15 @@ class JobStatus(StrEnum):
     @property
     def terminal(self) -> bool:
         return self in (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
+
+
+class Priority(StrEnum):
+    """Separate queues that workers drain in this order: interactive work stays fast while
+    bulk work waits."""
+
+    high = "high"
+    normal = "normal"
+    low = "low"
 
 
 TEMPERATURE_FLOOR = 0.01
@@ -653,9 +667,25 @@ class GenerationParams(StrictModel):
         return kwargs
 
 
+class PinnedMemory(StrictModel):
+    """A memory given with the job instead of searched for (what a replay uses)."""
+
+    id: Annotated[str, Field(min_length=1, max_length=128)]
+    text: Annotated[str, Field(min_length=1, max_length=20_000)]
+    score: StrictFloat = Field(default=1.0, description="Rank: higher goes first.")
+    version: StrictInt | None = Field(default=None, ge=1)
+    similarity: StrictFloat | None = None
+
+
 class MemoryOptions(StrictModel):
     namespace: Namespace | None = Field(
         default=None, description="Namespace to retrieve from; omit to skip retrieval."
+    )
+    pinned: list[PinnedMemory] | None = Field(
+        default=None,
+        max_length=50,
+        description="Use exactly these memories instead of searching (a replay pins the "
+        "memories its original job saw).",
     )
     top_k: StrictInt = Field(default=5, ge=0, le=50, description="Memories to retrieve (0 = none).")
     min_score: StrictFloat | None = Field(
@@ -671,6 +701,18 @@ JobMetadata = Annotated[
         "values: up to 1,024 chars), echoed back on the job.",
     ),
 ]
+
+
+def _http_url(v: str) -> str:
+    parts = urlsplit(v)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute http:// or https:// URL")
+    if parts.username or parts.password:
+        raise ValueError("must not carry credentials; the body is signed instead")
+    return v
+
+
+CallbackUrl = Annotated[str, Field(min_length=8, max_length=2048), AfterValidator(_http_url)]
 
 
 def _visible(v: str, field: str) -> str:
@@ -690,6 +732,11 @@ class GenerateJobRequest(StrictModel):
     params: GenerationParams = Field(default_factory=GenerationParams)
     memory: MemoryOptions = Field(default_factory=MemoryOptions)
     metadata: JobMetadata = Field(default_factory=dict)
+    priority: Priority = Field(default=Priority.normal, description="Which queue it waits in.")
+    callback_url: CallbackUrl | None = Field(
+        default=None,
+        description="POSTed the finished job (signed, see the README) when it ends.",
+    )
 
     @field_validator("prompt")
     @classmethod
@@ -707,6 +754,11 @@ class SummarizeJobRequest(StrictModel):
     params: GenerationParams = Field(default_factory=lambda: GenerationParams(max_new_tokens=96))
     memory: MemoryOptions = Field(default_factory=lambda: MemoryOptions(top_k=0))
     metadata: JobMetadata = Field(default_factory=dict)
+    priority: Priority = Field(default=Priority.normal, description="Which queue it waits in.")
+    callback_url: CallbackUrl | None = Field(
+        default=None,
+        description="POSTed the finished job (signed, see the README) when it ends.",
+    )
 
     @field_validator("text")
     @classmethod
@@ -721,6 +773,8 @@ class RetrievedMemory(BaseModel):
     id: str
     score: float
     text: str
+    version: int | None = Field(default=None, description="The version the job saw.")
+    similarity: float | None = Field(default=None, description="Cosine similarity to the query.")
     used: bool = Field(description="Whether it fit in the context and was put in the prompt.")
 
 
@@ -742,12 +796,35 @@ class JobTimings(BaseModel):
 class JobResult(BaseModel):
     text: str
     model: str = Field(description="The model that produced the text.")
-    finish_reason: str = Field(description="`length`, `stop` (stop sequence) or `eos`.")
+    finish_reason: str = Field(
+        description="`length`, `stop` (stop sequence), `eos`, or `cancelled` (partial text)."
+    )
     memories: list[RetrievedMemory] = Field(default_factory=list)
     usage: TokenUsage
     timings: JobTimings
     prompt: str = Field(description="The exact assembled model input (memories + user text).")
+    prompt_token_ids: list[int] = Field(
+        default_factory=list, description="The model input as token ids (the final call's)."
+    )
+    params: GenerationParams | None = Field(
+        default=None,
+        description="The sampling parameters applied, with the seed drawn for a sampled job "
+        "that gave none: a replay with them reproduces the output.",
+    )
     chunks: int = Field(default=1, description="Summarize: number of map chunks.")
+
+
+class WebhookAttempt(BaseModel):
+    at: datetime
+    status_code: int | None = Field(default=None, description="The receiver's answer, if any.")
+    error: str | None = None
+
+
+class WebhookDelivery(BaseModel):
+    url: str
+    delivered_at: datetime | None = None
+    attempts: list[WebhookAttempt] = Field(default_factory=list)
+    gave_up: bool = False
 
 
 class JobProgress(BaseModel):
@@ -770,9 +847,32 @@ class JobPublic(BaseModel):
         default=0, description="How many times a worker started it (> 1: a worker was lost)."
     )
     worker: str | None = Field(default=None, description="The worker that ran it last.")
+    replay_of: str | None = Field(default=None, description="The job this one replays.")
     progress: JobProgress | None = None
     result: JobResult | None = None
     error: ErrorResponse | None = None
+    webhook: WebhookDelivery | None = None
+
+
+class JobSummary(BaseModel):
+    """A job in a listing (without its request text or result)."""
+
+    id: str
+    type: JobType
+    status: JobStatus
+    priority: Priority = Priority.normal
+    created_at: datetime
+    timestamps: dict[JobStatus, datetime] = Field(default_factory=dict)
+    metadata: dict[str, str] = Field(default_factory=dict)
+    replay_of: str | None = None
+    error: str | None = Field(default=None, description="Error code of a failed job.")
+
+
+class JobListResponse(BaseModel):
+    items: list[JobSummary]
+    next_cursor: str | None = Field(
+        default=None, description="Pass as `cursor` for the next page; null on the last page."
+    )
 
 
 class JobAccepted(BaseModel):

@@ -7,11 +7,14 @@ committed at most once: every transition is a compare-and-set on the status, don
 Lua script together with its status event and its expiry.
 
 Keys (`JobKeys`; the tenant is in every per-job key):
-    {prefix}:{tenant}:job:{id}            hash: status, record (JobRecord JSON)
+    {prefix}:{tenant}:job:{id}            hash: status, record (JobRecord JSON), summary
+                                          (JobSummary JSON, for listings), partial (flag)
     {prefix}:{tenant}:job:{id}:progress   hash: tokens, text (while running)
     {prefix}:{tenant}:job:{id}:events     stream: status and token events (SSE replays it)
     {prefix}:{tenant}:job:{id}:lease      string: id of the worker holding the job (expires)
-    {prefix}:{tenant}:jobs                zset: job ids by creation time (listing)
+    {prefix}:{tenant}:jobs                zset: job ids by creation time (listing; an id whose
+                                          record is gone has expired: 410)
+    {prefix}:{tenant}:idem:{sha256}       string: "{job id}|{body hash}" of an Idempotency-Key
     {prefix}:{tenant}:active              zset: the tenant's unfinished job ids (quotas)
     {prefix}:active                       zset: "{tenant}/{id}" of every unfinished job
     {prefix}:workers                      zset: worker ids by last heartbeat
@@ -30,6 +33,8 @@ transition (appended atomically with it) and `{"event": "token", "tokens": n,
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import time
 from collections.abc import Iterable, Sequence
@@ -38,6 +43,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
+import redis.asyncio
 
 from memq.contracts import (
     ErrorResponse,
@@ -46,6 +52,7 @@ from memq.contracts import (
     JobRequest,
     JobResult,
     JobStatus,
+    JobSummary,
     JobType,
     ModelInfo,
 )
@@ -53,11 +60,15 @@ from memq.settings import CommonSettings
 
 EVENTS_MAXLEN = 20_000
 """Events kept per job: more than the most tokens one job can stream."""
+IDEMPOTENCY_TTL_S = 24 * 3600
+"""How long an Idempotency-Key names the job it created."""
+TOMBSTONE_S = 30 * 86400
+"""How long after its record expired a job still answers 410 (not 404)."""
 
 # KEYS: job hash, events stream, progress hash, lease, global active zset, tenant active zset.
 # ARGV: JSON list of allowed current statuses, new status, new record JSON,
 #       TTL seconds to set when the new status is terminal (0: none), events maxlen,
-#       worker id (start only, "" otherwise), lease TTL ms, active member, job id.
+#       worker id (start only, "" otherwise), lease TTL ms, active member, job id, summary.
 # Returns 1 when applied, 0 when the current status is not allowed, -1 when unknown,
 # -2 when another worker holds the job's lease (start only).
 _CAS = """
@@ -71,7 +82,7 @@ for _, s in ipairs(allowed) do
       if holder and holder ~= ARGV[6] then return -2 end
       redis.call('SET', KEYS[4], ARGV[6], 'PX', ARGV[7])
     end
-    redis.call('HSET', KEYS[1], 'status', ARGV[2], 'record', ARGV[3])
+    redis.call('HSET', KEYS[1], 'status', ARGV[2], 'record', ARGV[3], 'summary', ARGV[10])
     redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*',
                'event', 'status', 'status', ARGV[2])
     local ttl = tonumber(ARGV[4])
@@ -88,19 +99,43 @@ end
 return 0
 """
 
-# KEYS: job hash, tenant index, global active, tenant active.
+# KEYS: job hash, tenant index, global active, tenant active, idempotency key.
 # ARGV: status, record JSON, created ts, job id, active member, quota (0: none),
-#       safety TTL seconds of the unfinished record.
-# Returns 1 when created, 0 when the tenant already has `quota` unfinished jobs.
+#       safety TTL seconds of the unfinished record, summary JSON,
+#       body hash ("" when no Idempotency-Key), idempotency TTL s, index retention s.
+# Returns {"created", id}, {"quota", ""}, {"same", original id} or {"conflict", original id}.
 _CREATE = """
-if tonumber(ARGV[6]) > 0 and redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[6]) then
-  return 0
+if ARGV[9] ~= '' then
+  local seen = redis.call('GET', KEYS[5])
+  if seen then
+    local sep = string.find(seen, '|', 1, true)
+    local original = string.sub(seen, 1, sep - 1)
+    if string.sub(seen, sep + 1) == ARGV[9] then return {'same', original} end
+    return {'conflict', original}
+  end
 end
-redis.call('HSET', KEYS[1], 'status', ARGV[1], 'record', ARGV[2])
+if tonumber(ARGV[6]) > 0 and redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[6]) then
+  return {'quota', ''}
+end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'record', ARGV[2], 'summary', ARGV[8])
 redis.call('EXPIRE', KEYS[1], ARGV[7])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (tonumber(ARGV[3]) - tonumber(ARGV[11])))
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[5])
 redis.call('ZADD', KEYS[4], ARGV[3], ARGV[4])
+if ARGV[9] ~= '' then
+  redis.call('SET', KEYS[5], ARGV[4] .. '|' .. ARGV[9], 'EX', ARGV[10])
+end
+return {'created', ARGV[4]}
+"""
+
+# KEYS: job hash, events stream. ARGV: record JSON, summary JSON.
+# A cancelled job's partial output is attached once; returns 1 when attached.
+_PARTIAL = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'cancelled' then return 0 end
+if redis.call('HSETNX', KEYS[1], 'partial', '1') == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'record', ARGV[1], 'summary', ARGV[2])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', 20000, '*', 'event', 'partial')
 return 1
 """
 
@@ -121,6 +156,35 @@ return 1
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _parse_events(found: Any) -> list[tuple[str, dict[str, Any]]]:
+    out: list[tuple[str, dict[str, Any]]] = []
+    for _, entries in found or []:
+        for entry_id, fields in entries:
+            event: dict[str, Any] = {_text(k): _text(v) for k, v in fields.items()}
+            for numeric in ("tokens", "offset"):
+                if numeric in event:
+                    event[numeric] = int(event[numeric])
+            out.append((_text(entry_id), event))
+    return out
+
+
+def encode_cursor(position: tuple[float, str]) -> str:
+    return base64.urlsafe_b64encode(f"{position[0]!r}|{position[1]}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    """Raises ValueError for a cursor this store did not issue."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor.encode()).decode()
+        score, _, job_id = raw.partition("|")
+        value = float(score)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError("not a cursor this service issued") from exc
+    if not job_id or value != value:  # NaN
+        raise ValueError("not a cursor this service issued")
+    return value, job_id
 
 
 def _text(value: bytes | str) -> str:
@@ -147,6 +211,10 @@ class JobKeys:
 
     def index(self, tenant: str) -> str:
         return f"{self.prefix}:{tenant}:jobs"
+
+    def idempotency(self, tenant: str, key: str) -> str:
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        return f"{self.prefix}:{tenant}:idem:{digest}"
 
     def tenant_active(self, tenant: str) -> str:
         return f"{self.prefix}:{tenant}:active"
@@ -191,9 +259,38 @@ class JobRecord(JobPublic):
         data["status_url"] = status_url
         return JobPublic.model_validate(data)
 
+    def summary(self) -> JobSummary:
+        return JobSummary(
+            id=self.id,
+            type=self.type,
+            status=self.status,
+            priority=self.request.priority,
+            created_at=self.created_at,
+            timestamps=self.timestamps,
+            metadata=self.request.metadata,
+            replay_of=self.replay_of,
+            error=self.error.error if self.error else None,
+        )
+
 
 class QuotaExceeded(Exception):
     """The tenant already has as many unfinished jobs as its quota allows."""
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used before, with a different request body."""
+
+    def __init__(self, original_id: str) -> None:
+        super().__init__(original_id)
+        self.original_id = original_id
+
+
+@dataclass(frozen=True)
+class Created:
+    """What `create` did: a new job, or (`existing`) the job an Idempotency-Key named."""
+
+    record: JobRecord
+    existing: bool = False
 
 
 @dataclass(frozen=True)
@@ -222,6 +319,7 @@ class JobStore:
         self._cas = self.r.register_script(_CAS)
         self._create = self.r.register_script(_CREATE)
         self._lease = self.r.register_script(_LEASE)
+        self._partial = self.r.register_script(_PARTIAL)
 
     @classmethod
     def from_settings(cls, settings: CommonSettings) -> JobStore:
@@ -237,10 +335,24 @@ class JobStore:
         self.r.ping()
 
     # create / read ------------------------------------------------------------------
-    def create(self, tenant: str, job_id: str, request: JobRequest, *, quota: int = 0) -> JobRecord:
-        """Record a queued job; raises QuotaExceeded when the tenant already has `quota`
-        unfinished jobs (0: no quota). The record of an unfinished job expires after
-        `max_unfinished_age_s` + `ttl_s` at the latest, so nothing lives forever."""
+    def create(
+        self,
+        tenant: str,
+        job_id: str,
+        request: JobRequest,
+        *,
+        quota: int = 0,
+        idempotency_key: str | None = None,
+        replay_of: str | None = None,
+    ) -> Created:
+        """Record a queued job.
+
+        Raises QuotaExceeded when the tenant already has `quota` unfinished jobs (0: no
+        quota). With an `idempotency_key` seen in the last `IDEMPOTENCY_TTL_S` the job it
+        created is returned instead (`existing=True`) when the request is the same, and
+        IdempotencyConflict is raised when it differs. An unfinished record expires after
+        `max_unfinished_age_s` + `ttl_s` at the latest, so nothing lives forever.
+        """
         now = utcnow()
         record = JobRecord(
             id=job_id,
@@ -250,13 +362,19 @@ class JobStore:
             created_at=now,
             timestamps={JobStatus.queued: now},
             request=request,
+            replay_of=replay_of,
         )
-        created = self._create(
+        body_hash = ""
+        if idempotency_key is not None:
+            canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True)
+            body_hash = hashlib.sha256(canonical.encode()).hexdigest()
+        outcome, found = self._create(
             keys=[
                 self.keys.job(tenant, job_id),
                 self.keys.index(tenant),
                 self.keys.active(),
                 self.keys.tenant_active(tenant),
+                self.keys.idempotency(tenant, idempotency_key or ""),
             ],
             args=[
                 record.status.value,
@@ -266,14 +384,38 @@ class JobStore:
                 self.keys.active_member(tenant, job_id),
                 quota,
                 self.max_unfinished_age_s + self.ttl_s,
+                record.summary().model_dump_json(),
+                body_hash,
+                IDEMPOTENCY_TTL_S,
+                self.index_retention_s,
             ],
         )
-        if created != 1:
+        outcome, found = _text(outcome), _text(found)
+        if outcome == "quota":
             raise QuotaExceeded(f"tenant {tenant!r} already has {quota} unfinished jobs")
-        return record
+        if outcome == "conflict":
+            raise IdempotencyConflict(found)
+        if outcome == "same":
+            existing = self.get(tenant, found)
+            if existing is None:  # expired since: the key is stale, forget it
+                self.r.delete(self.keys.idempotency(tenant, idempotency_key or ""))
+                return self.create(
+                    tenant, job_id, request, quota=quota, idempotency_key=idempotency_key
+                )
+            return Created(existing, existing=True)
+        return Created(record)
 
-    def delete(self, tenant: str, job_id: str) -> None:
+    @property
+    def index_retention_s(self) -> int:
+        """How long a job id stays in its tenant's index: past its record's expiry, so an
+        expired job answers 410 rather than 404 for a while."""
+        return self.max_unfinished_age_s + self.ttl_s + TOMBSTONE_S
+
+    def delete(self, tenant: str, job_id: str, idempotency_key: str | None = None) -> None:
+        """Remove every trace of a job that was never accepted (its dispatch failed)."""
         pipe = self.r.pipeline(transaction=True)
+        if idempotency_key is not None:
+            pipe.delete(self.keys.idempotency(tenant, idempotency_key))
         pipe.delete(
             self.keys.job(tenant, job_id),
             self.keys.progress(tenant, job_id),
@@ -298,6 +440,60 @@ class JobStore:
                 tokens=int(progress.get(b"tokens", 0)), text=_text(progress.get(b"text", b""))
             )
         return record
+
+    def expired(self, tenant: str, job_id: str) -> bool:
+        """True for a job this tenant had whose record has expired (and not for an id the
+        tenant never had)."""
+        known = self.r.zscore(self.keys.index(tenant), job_id) is not None
+        return known and not self.r.exists(self.keys.job(tenant, job_id))
+
+    def list_jobs(
+        self,
+        tenant: str,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        statuses: Sequence[JobStatus] = (),
+        types: Sequence[JobType] = (),
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+    ) -> tuple[list[JobSummary], str | None]:
+        """The tenant's jobs, newest first, filtered; `cursor` continues a listing.
+        Raises ValueError for a cursor this store did not issue."""
+        high: float | str = f"({created_before.timestamp()}" if created_before else "+inf"
+        low: float | str = created_after.timestamp() if created_after else "-inf"
+        after = decode_cursor(cursor) if cursor else None
+        if after is not None:
+            high = after[0]
+        found: list[JobSummary] = []
+        offset, page = 0, max(limit * 2, 50)
+        while True:
+            entries: Any = self.r.zrevrangebyscore(
+                self.keys.index(tenant), high, low, start=offset, num=page, withscores=True
+            )
+            offset += len(entries)
+            candidates = [
+                (_text(member), float(score))
+                for member, score in entries
+                # entries at the cursor's instant up to its id were listed already
+                if after is None or score != after[0] or _text(member) < after[1]
+            ]
+            pipe = self.r.pipeline(transaction=False)
+            for job_id, _ in candidates:
+                pipe.hget(self.keys.job(tenant, job_id), "summary")
+            for (job_id, score), raw in zip(candidates, pipe.execute(), strict=True):
+                if raw is None:
+                    continue  # expired
+                summary = JobSummary.model_validate_json(raw)
+                if (statuses and summary.status not in statuses) or (
+                    types and summary.type not in types
+                ):
+                    continue
+                found.append(summary)
+                if len(found) == limit:
+                    return found, encode_cursor((score, job_id))
+            if len(entries) < page:
+                return found, None
 
     def status(self, tenant: str, job_id: str) -> JobStatus | None:
         raw = self.r.hget(self.keys.job(tenant, job_id), "status")
@@ -344,6 +540,7 @@ class JobStore:
                 self.lease_ttl_ms,
                 self.keys.active_member(tenant, job_id),
                 job_id,
+                record.summary().model_dump_json(),
             ],
         )
         return result
@@ -421,6 +618,23 @@ class JobStore:
             return record
         return None
 
+    def attach_partial(self, record: JobRecord, result: JobResult) -> bool:
+        """Keep what a cancelled job had generated (once; the job stays cancelled)."""
+        current = self.get(record.tenant, record.id)
+        if current is None or current.status != JobStatus.cancelled:
+            return False
+        record = current
+        record.result = result
+        record.progress = None
+        attached = self._partial(
+            keys=[
+                self.keys.job(record.tenant, record.id),
+                self.keys.events(record.tenant, record.id),
+            ],
+            args=[record.model_dump_json(), record.summary().model_dump_json()],
+        )
+        return bool(attached == 1)
+
     # leases and workers -------------------------------------------------------------------
     def take_lease(self, tenant: str, job_id: str, worker: str) -> bool:
         """Lease a job for `worker` unless another worker holds it."""
@@ -466,13 +680,18 @@ class JobStore:
         pipe.zrangebyscore(self.keys.workers(), cutoff, "+inf")
         return [_text(w) for w in pipe.execute()[1]]
 
-    def active_jobs(self, limit: int = 100_000) -> list[tuple[str, str]]:
-        """(tenant, job id) of unfinished jobs, oldest first."""
+    def active_jobs(
+        self, limit: int = 100_000, *, tenant: str | None = None
+    ) -> list[tuple[str, str]]:
+        """(tenant, job id) of unfinished jobs (of one tenant, if given), oldest first."""
+        if tenant is not None:
+            ids: Any = self.r.zrange(self.keys.tenant_active(tenant), 0, limit - 1)
+            return [(tenant, _text(i)) for i in ids]
         members: Any = self.r.zrange(self.keys.active(), 0, limit - 1)
         out = []
         for m in members:
-            tenant, _, job_id = _text(m).partition("/")
-            out.append((tenant, job_id))
+            owner, _, job_id = _text(m).partition("/")
+            out.append((owner, job_id))
         return out
 
     def drop_active(self, tenant: str, job_id: str) -> None:
@@ -519,15 +738,19 @@ class JobStore:
         """Events after the stream id `after` ("0": from the start), waiting up to
         `block_ms` for the first one when given. Returns (event id, event) pairs."""
         found: Any = self.r.xread({self.keys.events(tenant, job_id): after}, block=block_ms)
-        out: list[tuple[str, dict[str, Any]]] = []
-        for _, entries in found or []:
-            for entry_id, fields in entries:
-                event: dict[str, Any] = {_text(k): _text(v) for k, v in fields.items()}
-                for numeric in ("tokens", "offset"):
-                    if numeric in event:
-                        event[numeric] = int(event[numeric])
-                out.append((_text(entry_id), event))
-        return out
+        return _parse_events(found)
+
+    async def read_events_async(
+        self,
+        client: redis.asyncio.Redis,
+        tenant: str,
+        job_id: str,
+        after: str = "0",
+        block_ms: int | None = None,
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """`read_events` on an asyncio client (the gateway's SSE streams wait here)."""
+        found: Any = await client.xread({self.keys.events(tenant, job_id): after}, block=block_ms)
+        return _parse_events(found)
 
     # model info -------------------------------------------------------------------------
     def publish_model(self, info: ModelInfo) -> None:

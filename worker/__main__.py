@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 
+from memq.broker import job_queues
 from memq.logs import configure_logging
 from memq.settings import load_settings
 from worker.celery_app import create_celery_app
@@ -20,7 +21,7 @@ def main() -> None:
             "worker",
             "--pool=threads",
             f"--concurrency={settings.celery_concurrency}",
-            f"--queues={settings.queue}",
+            f"--queues={','.join(job_queues(settings))}",
             f"--loglevel={settings.log_level}",
             "--without-gossip",
             "--without-mingle",

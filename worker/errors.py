@@ -10,6 +10,7 @@ MemoryRequestRejected (memq.errors).
 
 from __future__ import annotations
 
+from memq.contracts import JobResult
 from memq.errors import WorkerError
 
 
@@ -19,6 +20,10 @@ class ModelUnavailable(WorkerError):
 
 class JobCancelled(WorkerError):
     code = "cancelled"
+
+    def __init__(self, message: str, partial: JobResult | None = None) -> None:
+        super().__init__(message)
+        self.partial = partial
 
 
 class SummaryDidNotConverge(WorkerError):

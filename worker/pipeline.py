@@ -9,6 +9,7 @@ Celery, Redis or a model.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -104,6 +105,24 @@ class _Outcome:
     rounds: int = 0
 
 
+class _Interrupted(Exception):
+    """A model call stopped because the job was cancelled; carries what it had made."""
+
+    def __init__(self, outcome: _Outcome) -> None:
+        super().__init__("cancelled")
+        self.outcome = outcome
+
+
+def applied(request: JobRequest) -> JobRequest:
+    """The request as it runs: a sampled job without a seed gets one drawn now, so its
+    result names every parameter needed to reproduce it."""
+    params = request.params
+    if params.greedy or params.seed is not None:
+        return request
+    seeded = params.model_copy(update={"seed": secrets.randbits(32)})
+    return request.model_copy(update={"params": seeded})
+
+
 class JobRunner:
     def __init__(
         self,
@@ -125,46 +144,76 @@ class JobRunner:
         self.retrieval_query_chars = retrieval_query_chars
 
     def run(self, record: JobRecord) -> JobResult:
+        """The job's result; raises JobCancelled (carrying the partial result) when it was
+        cancelled while running, MemoryUnavailable for the task to retry, or a MemqError."""
         started = time.monotonic()
         queued_at = record.timestamps.get(JobStatus.queued) or record.created_at
         running_at = record.timestamps.get(JobStatus.running) or record.created_at
-        request = record.request
+        request = applied(record.request)
         t0 = time.monotonic()
         hits = self.retrieve(record.tenant, request)
         retrieval_s = time.monotonic() - t0
         t1 = time.monotonic()
+
+        def result(outcome: _Outcome) -> JobResult:
+            used = set(outcome.prompt.used_memory_ids)
+            return JobResult(
+                text=outcome.text,
+                model=self.lm.name,
+                finish_reason=outcome.finish_reason,
+                memories=[
+                    RetrievedMemory(
+                        id=h.id,
+                        score=h.score,
+                        text=h.text,
+                        version=h.version,
+                        similarity=h.similarity,
+                        used=h.id in used,
+                    )
+                    for h in hits
+                ],
+                usage=outcome.calls.usage(),
+                timings=JobTimings(
+                    queue_wait_s=max((running_at - queued_at).total_seconds(), 0.0),
+                    retrieval_s=retrieval_s,
+                    generation_s=time.monotonic() - t1,
+                    total_s=time.monotonic() - started,
+                ),
+                prompt=self.lm.tokenizer.decode(outcome.prompt.input_ids),
+                prompt_token_ids=outcome.prompt.input_ids,
+                params=request.params,
+                chunks=outcome.chunks,
+            )
+
         try:
             if isinstance(request, GenerateJobRequest):
                 outcome = self._generate(record, request, hits)
             else:
                 outcome = self._summarize(record, request, hits)
+        except _Interrupted as stop:
+            partial = result(stop.outcome)
+            raise JobCancelled("the job was cancelled while running", partial) from None
         finally:
             self.progress.flush()
             self.progress.forget(record.tenant, record.id)
-        generation_s = time.monotonic() - t1
-        used = set(outcome.prompt.used_memory_ids)
-        return JobResult(
-            text=outcome.text,
-            model=self.lm.name,
-            finish_reason=outcome.finish_reason,
-            memories=[
-                RetrievedMemory(id=h.id, score=h.score, text=h.text, used=h.id in used)
-                for h in hits
-            ],
-            usage=outcome.calls.usage(),
-            timings=JobTimings(
-                queue_wait_s=max((running_at - queued_at).total_seconds(), 0.0),
-                retrieval_s=retrieval_s,
-                generation_s=generation_s,
-                total_s=time.monotonic() - started,
-            ),
-            prompt=self.lm.tokenizer.decode(outcome.prompt.input_ids),
-            chunks=outcome.chunks,
-        )
+        return result(outcome)
 
     def retrieve(self, tenant: str, request: JobRequest) -> list[MemoryHit]:
-        """The memories the job asked for; raises MemoryUnavailable / MemoryRequestRejected."""
+        """The memories the job asked for (pinned ones as given); raises MemoryUnavailable /
+        MemoryRequestRejected."""
         opts = request.memory
+        if opts.pinned is not None:
+            return [
+                MemoryHit(
+                    id=m.id,
+                    score=m.score,
+                    text=m.text,
+                    namespace=opts.namespace or "pinned",
+                    similarity=m.similarity,
+                    version=m.version,
+                )
+                for m in opts.pinned
+            ]
         if not opts.namespace or opts.top_k == 0:
             return []
         query = request.prompt if isinstance(request, GenerateJobRequest) else request.text
@@ -198,7 +247,9 @@ class JobRunner:
         finally:
             self.cancels.unwatch(tenant, job_id)
         if out.finish_reason == "cancelled":
-            raise JobCancelled("job was cancelled while running")
+            calls = _Calls()
+            calls.add(prompt, out)
+            raise _Interrupted(_Outcome(out.text, "cancelled", prompt, calls))
         return out
 
     def _generate(

@@ -11,7 +11,8 @@ import redis
 from celery import Task
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from memq.contracts import RUN_JOB_TASK, ErrorResponse
+from memq.broker import job_queues, queue_name
+from memq.contracts import RUN_JOB_TASK, ErrorResponse, Priority
 from memq.errors import MemoryUnavailable, MemqError
 from memq.logs import bind_job_id
 from worker.errors import JobCancelled
@@ -44,14 +45,20 @@ class JobTask(Task):  # type: ignore[misc]
                 if self._runtime is None:
                     from worker.runtime import Runtime
 
-                    self._runtime = Runtime(self.settings, self.send_job, [self.settings.queue])
+                    queues = job_queues(self.settings)
+                    self._runtime = Runtime(self.settings, self.send_job, queues)
                     JobTask._runtimes.append(self._runtime)
         return self._runtime
 
     def send_job(self, tenant: str, job_id: str) -> None:
-        """(Re)send a job's message; its id stays the job id."""
+        """Send a job's message again (the reconciler); its id stays the job id."""
+        record = self.runtime.store.get(tenant, job_id)
+        priority = record.request.priority if record else Priority.normal
         self.app.send_task(
-            RUN_JOB_TASK, args=[job_id, tenant], task_id=job_id, queue=self.settings.queue
+            RUN_JOB_TASK,
+            args=[job_id, tenant],
+            task_id=job_id,
+            queue=queue_name(self.settings, priority),
         )
 
     def commit(self, write: Callable[[], bool]) -> bool:
@@ -113,7 +120,10 @@ class RunJob(JobTask):
             error = exc.to_response()
             self.commit(lambda: rt.store.fail(record, error))
             return
-        except JobCancelled:
+        except JobCancelled as exc:
+            if exc.partial is not None:
+                partial = exc.partial
+                self.commit(lambda: rt.store.attach_partial(record, partial))
             return
         except MemqError as exc:
             error = exc.to_response()

@@ -7,6 +7,7 @@ import secrets
 from typing import Annotated
 
 import httpx
+import redis.asyncio
 from fastapi import Depends, Header, Request
 
 from gateway.core.config import GatewaySettings
@@ -29,6 +30,11 @@ def get_jobs(request: Request) -> JobService:
 def get_store(request: Request) -> JobStore:
     store: JobStore = request.app.state.jobs.store
     return store
+
+
+def get_async_redis(request: Request) -> redis.asyncio.Redis:
+    client: redis.asyncio.Redis = request.app.state.aredis
+    return client
 
 
 def get_memory_http(request: Request) -> httpx.AsyncClient:
@@ -63,4 +69,5 @@ Tenant = Annotated[str, Depends(authenticate)]
 Jobs = Annotated[JobService, Depends(get_jobs)]
 Store = Annotated[JobStore, Depends(get_store)]
 MemoryHttp = Annotated[httpx.AsyncClient, Depends(get_memory_http)]
+AsyncRedis = Annotated[redis.asyncio.Redis, Depends(get_async_redis)]
 Settings = Annotated[GatewaySettings, Depends(get_settings)]

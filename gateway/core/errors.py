@@ -2,7 +2,12 @@
 handlers: the shared mapping of `memq.errors` plus Redis being down.
 
 GatewayError (memq.errors)
- └── TooManyJobs (429)             the tenant's unfinished-job quota is full
+ ├── JobExpired (410)              the job existed but its record expired
+ ├── JobNotCancellable (409)       cancel of a finished job
+ ├── JobNotReplayable (409)        replay of a job without a result
+ ├── IdempotencyKeyReused (422)    same Idempotency-Key, different body
+ ├── TooManyJobs (429)             the tenant's unfinished-job quota is full
+ └── RateLimited (429)             too many requests for this API key
 Shared branches the gateway raises: Unauthorized (401), JobNotFound (404),
 PromptTooLong (422), QueueUnavailable (503), MemoryUnavailable (503).
 """
@@ -19,6 +24,35 @@ from memq.errors import GatewayError, QueueUnavailable, error_response
 from memq.errors import register_error_handlers as register_common
 
 log = logging.getLogger("memq.gateway")
+
+
+class JobExpired(GatewayError):
+    status_code = 410
+    code = "job_expired"
+
+
+class JobNotCancellable(GatewayError):
+    status_code = 409
+    code = "job_finished"
+
+
+class JobNotReplayable(GatewayError):
+    status_code = 409
+    code = "job_not_replayable"
+
+
+class IdempotencyKeyReused(GatewayError):
+    status_code = 422
+    code = "idempotency_key_reused"
+
+
+class RateLimited(GatewayError):
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.headers = {"Retry-After": str(max(retry_after_s, 1))}
 
 
 class TooManyJobs(GatewayError):

@@ -6,16 +6,33 @@ import hashlib
 import logging
 import threading
 import uuid
+from datetime import datetime
 
 from celery import Celery
 from tokenizers import Tokenizer
 
 from gateway.core.config import GatewaySettings
-from gateway.core.errors import TooManyJobs
+from gateway.core.errors import (
+    IdempotencyKeyReused,
+    JobExpired,
+    JobNotCancellable,
+    JobNotReplayable,
+    TooManyJobs,
+)
+from memq.broker import queue_name
 from memq.budget import check_job_fits
-from memq.contracts import RUN_JOB_TASK, GenerateJobRequest, JobRequest, JobType, ModelInfo
-from memq.errors import JobNotFound, PromptTooLong, QueueUnavailable
-from memq.jobstore import JobRecord, JobStore, QuotaExceeded
+from memq.contracts import (
+    RUN_JOB_TASK,
+    GenerateJobRequest,
+    JobListResponse,
+    JobRequest,
+    JobStatus,
+    JobType,
+    ModelInfo,
+    PinnedMemory,
+)
+from memq.errors import InvalidInput, JobNotFound, PromptTooLong, QueueUnavailable
+from memq.jobstore import Created, IdempotencyConflict, JobRecord, JobStore, QuotaExceeded
 
 log = logging.getLogger("memq.gateway.jobs")
 
@@ -73,12 +90,25 @@ class JobService:
         except PromptTooLong as exc:
             raise PromptTooLong(f"{exc.message} (model: {info.name})") from exc
 
-    def submit(self, tenant: str, request: JobRequest) -> JobRecord:
+    def submit(
+        self,
+        tenant: str,
+        request: JobRequest,
+        *,
+        idempotency_key: str | None = None,
+        replay_of: str | None = None,
+    ) -> Created:
+        """Validate, record and queue a job (or return the one its Idempotency-Key made)."""
         self.validate(request)
         job_id = str(uuid.uuid4())
         try:
-            record = self.store.create(
-                tenant, job_id, request, quota=self.settings.max_unfinished_jobs
+            created = self.store.create(
+                tenant,
+                job_id,
+                request,
+                quota=self.settings.max_unfinished_jobs,
+                idempotency_key=idempotency_key,
+                replay_of=replay_of,
             )
         except QuotaExceeded as exc:
             raise TooManyJobs(
@@ -86,19 +116,115 @@ class JobService:
                 "unfinished jobs (MEMQ_MAX_UNFINISHED_JOBS); wait for some to finish or cancel "
                 "some"
             ) from exc
+        except IdempotencyConflict as exc:
+            raise IdempotencyKeyReused(
+                f"Idempotency-Key was used in the last 24 h for job {exc.original_id} with a "
+                "different request body; use a new key for a new request"
+            ) from exc
+        if created.existing:
+            return created
         try:
             self.celery.send_task(
-                RUN_JOB_TASK, args=[job_id, tenant], task_id=job_id, queue=self.queue
+                RUN_JOB_TASK,
+                args=[job_id, tenant],
+                task_id=job_id,
+                queue=queue_name(self.settings, request.priority),
             )
         except Exception as exc:
             # Not queued means not accepted: remove the record so nothing waits forever.
-            self.store.delete(tenant, job_id)
+            self.store.delete(tenant, job_id, idempotency_key)
             log.exception("dispatch of job %s failed", job_id)
             raise QueueUnavailable(f"the job queue is unavailable, retry later: {exc}") from exc
-        return record
+        return created
 
     def get(self, tenant: str, job_id: str) -> JobRecord:
         record = self.store.get(tenant, job_id)
         if record is None:
-            raise JobNotFound(f"no job {job_id!r} for this tenant (it may have expired)")
+            if self.store.expired(tenant, job_id):
+                raise JobExpired(
+                    f"job {job_id} finished and its record expired: results are kept "
+                    f"{self.settings.job_ttl_seconds:,} s (MEMQ_JOB_TTL_SECONDS)"
+                )
+            raise JobNotFound(f"no job {job_id!r} for this API key's tenant")
         return record
+
+    def list(
+        self,
+        tenant: str,
+        *,
+        limit: int,
+        cursor: str | None,
+        statuses: list[JobStatus],
+        types: list[JobType],
+        created_after: datetime | None,
+        created_before: datetime | None,
+    ) -> JobListResponse:
+        try:
+            items, next_cursor = self.store.list_jobs(
+                tenant,
+                limit=limit,
+                cursor=cursor,
+                statuses=statuses,
+                types=types,
+                created_after=created_after,
+                created_before=created_before,
+            )
+        except ValueError as exc:
+            raise InvalidInput(
+                "cursor is not one this service issued; pass `next_cursor` from the previous page"
+            ) from exc
+        return JobListResponse(items=items, next_cursor=next_cursor)
+
+    def cancel(self, tenant: str, job_id: str) -> JobRecord:
+        """A queued job is cancelled at once and never runs; a running one stops at its next
+        decode step and keeps its partial text; a finished one is a conflict."""
+        cancelled = self.store.cancel(tenant, job_id)
+        if cancelled is not None:
+            return cancelled
+        record = self.get(tenant, job_id)
+        raise JobNotCancellable(
+            f"job {job_id} already {record.status.value}; only queued or running jobs can be "
+            "cancelled"
+        )
+
+    def replay(self, tenant: str, job_id: str) -> Created:
+        """Run a finished job again against what it saw: its exact memories (pinned, even if
+        they changed or were deleted since) and its applied parameters and seed."""
+        original = self.get(tenant, job_id)
+        if original.result is None or original.result.params is None:
+            raise JobNotReplayable(
+                f"job {job_id} is {original.status.value} without a result to replay; only "
+                "jobs that produced a result can be replayed"
+            )
+        request = original.request
+        pinned = [
+            PinnedMemory(
+                id=m.id,
+                text=m.text,
+                score=m.score,
+                version=m.version,
+                similarity=m.similarity,
+            )
+            for m in original.result.memories
+        ]
+        memory = request.memory.model_copy(update={"pinned": pinned})
+        replayed = request.model_copy(
+            update={"params": original.result.params, "memory": memory, "callback_url": None}
+        )
+        return self.submit(tenant, replayed, replay_of=job_id)
+
+    def cancel_queued_reading(self, tenant: str, namespace: str) -> int:
+        """Cancel the tenant's queued jobs that would retrieve from `namespace` (it was
+        forgotten); returns how many."""
+        cancelled = 0
+        for job_tenant, job_id in self.store.active_jobs(tenant=tenant):
+            record = self.store.get(job_tenant, job_id)
+            if (
+                record is not None
+                and record.status == JobStatus.queued
+                and record.request.memory.namespace == namespace
+                and record.request.memory.pinned is None
+                and self.store.cancel(job_tenant, job_id) is not None
+            ):
+                cancelled += 1
+        return cancelled

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import pytest
 import redis
@@ -17,7 +18,14 @@ from memq.contracts import (
     ModelInfo,
     TokenUsage,
 )
-from memq.jobstore import EVENTS_MAXLEN, JobKeys, JobStore, QuotaExceeded, TokenUpdate
+from memq.jobstore import (
+    EVENTS_MAXLEN,
+    IdempotencyConflict,
+    JobKeys,
+    JobStore,
+    QuotaExceeded,
+    TokenUpdate,
+)
 
 
 def _result(text: str) -> JobResult:
@@ -99,7 +107,7 @@ def test_fail_records_the_error_and_ends_the_job(redis_client: redis.Redis) -> N
 
 def test_a_queued_job_can_fail_before_it_ever_ran(redis_client: redis.Redis) -> None:
     store = JobStore(redis_client)
-    record = store.create("acme", "jq", GenerateJobRequest(prompt="hi"))
+    record = store.create("acme", "jq", GenerateJobRequest(prompt="hi")).record
     assert store.fail(record, ErrorResponse(error="x", message="never ran"))
     assert store.status("acme", "jq") == JobStatus.failed
 
@@ -348,3 +356,118 @@ def test_one_worker_at_a_time_holds_the_reconciler_lock(redis_client: redis.Redi
     assert store.try_lock_reconciler("w1", ttl_s=5)
     redis_client.delete(store.keys.reconciler())
     assert store.try_lock_reconciler("w2", ttl_s=5)
+
+
+# ------------------------------------------------------------------- job API bookkeeping
+
+
+def test_an_idempotency_key_returns_the_original_job_for_the_same_body(
+    redis_client: redis.Redis,
+) -> None:
+    store = JobStore(redis_client)
+    first = store.create("acme", "i1", GenerateJobRequest(prompt="hi"), idempotency_key="k")
+    again = store.create("acme", "i2", GenerateJobRequest(prompt="hi"), idempotency_key="k")
+    assert not first.existing and again.existing
+    assert again.record.id == "i1" and store.get("acme", "i2") is None
+    assert 86000 < redis_client.ttl(store.keys.idempotency("acme", "k")) <= 86400
+    with pytest.raises(IdempotencyConflict) as err:
+        store.create("acme", "i3", GenerateJobRequest(prompt="other"), idempotency_key="k")
+    assert err.value.original_id == "i1"
+    other_tenant = store.create("beta", "i4", GenerateJobRequest(prompt="hi"), idempotency_key="k")
+    assert not other_tenant.existing  # keys are per tenant
+
+
+def test_a_failed_dispatch_forgets_the_idempotency_key_too(redis_client: redis.Redis) -> None:
+    store = JobStore(redis_client)
+    store.create("acme", "i5", GenerateJobRequest(prompt="hi"), idempotency_key="k2")
+    store.delete("acme", "i5", idempotency_key="k2")
+    again = store.create("acme", "i6", GenerateJobRequest(prompt="hi"), idempotency_key="k2")
+    assert not again.existing and again.record.id == "i6"
+
+
+def test_an_idempotency_key_whose_job_expired_makes_a_new_job(redis_client: redis.Redis) -> None:
+    store = JobStore(redis_client)
+    store.create("acme", "i7", GenerateJobRequest(prompt="hi"), idempotency_key="k3")
+    redis_client.delete(store.keys.job("acme", "i7"))
+    again = store.create("acme", "i8", GenerateJobRequest(prompt="hi"), idempotency_key="k3")
+    assert not again.existing and store.get("acme", "i8") is not None
+
+
+BASE = float(int(time.time()) - 3600)
+
+
+def _create_at(store: JobStore, job_id: str, offset_s: float, **request: object) -> None:
+    store.create("acme", job_id, GenerateJobRequest.model_validate({"prompt": "hi", **request}))
+    store.r.zadd(store.keys.index("acme"), {job_id: BASE + offset_s})
+
+
+def test_listing_is_newest_first_paged_by_cursor_and_filtered(
+    redis_client: redis.Redis,
+) -> None:
+    store = JobStore(redis_client)
+    for i in range(7):
+        _create_at(store, f"l{i}", i)
+    _create_at(store, "tie-a", 3)  # same instant as l3
+    store.cancel("acme", "l5")
+    pages, cursor = [], None
+    while True:
+        items, cursor = store.list_jobs("acme", limit=3, cursor=cursor)
+        pages.append([i.id for i in items])
+        if cursor is None:
+            break
+    flat = [i for page in pages for i in page]
+    assert flat == ["l6", "l5", "l4", "tie-a", "l3", "l2", "l1", "l0"]
+    assert all(len(p) <= 3 for p in pages)
+    cancelled, _ = store.list_jobs("acme", limit=10, statuses=[JobStatus.cancelled])
+    assert [i.id for i in cancelled] == ["l5"]
+    window, _ = store.list_jobs(
+        "acme",
+        limit=10,
+        created_after=datetime.fromtimestamp(BASE + 2, UTC),
+        created_before=datetime.fromtimestamp(BASE + 5, UTC),
+    )
+    assert [i.id for i in window] == ["l4", "tie-a", "l3", "l2"]
+    none, cursor = store.list_jobs("acme", limit=10, types=[JobType.summarize])
+    assert none == [] and cursor is None
+    assert store.list_jobs("beta", limit=10) == ([], None)
+    with pytest.raises(ValueError, match="not a cursor"):
+        store.list_jobs("acme", limit=3, cursor="garbage")
+
+
+def test_an_expired_record_is_told_apart_from_an_unknown_id(redis_client: redis.Redis) -> None:
+    store = JobStore(redis_client)
+    store.create("acme", "x1", GenerateJobRequest(prompt="hi"))
+    assert not store.expired("acme", "x1")
+    redis_client.delete(store.keys.job("acme", "x1"))
+    assert store.expired("acme", "x1")
+    assert not store.expired("acme", "never") and not store.expired("beta", "x1")
+    items, _ = store.list_jobs("acme", limit=10)
+    assert items == []  # expired records are skipped in listings
+
+
+def test_a_cancelled_job_keeps_its_partial_result_once(redis_client: redis.Redis) -> None:
+    store = JobStore(redis_client)
+    store.create("acme", "p2", GenerateJobRequest(prompt="hi"))
+    running = store.start("acme", "p2", worker="w1", engine="e").record
+    assert running is not None
+    assert not store.attach_partial(running, _result("too early"))  # still running
+    store.cancel("acme", "p2")
+    assert store.attach_partial(running, _result("half"))
+    assert not store.attach_partial(running, _result("again"))
+    job = store.get("acme", "p2")
+    assert job is not None and job.status == JobStatus.cancelled
+    assert job.result is not None and job.result.text == "half"
+    events = [e["event"] for _, e in store.read_events("acme", "p2")]
+    assert events == ["status", "status", "partial"]
+
+
+def test_the_summary_follows_every_transition(redis_client: redis.Redis) -> None:
+    store = JobStore(redis_client)
+    _create_at(store, "s9", 5, metadata={"team": "a"}, priority="high")
+    running = store.start("acme", "s9", worker="w1", engine="e").record
+    assert running is not None
+    store.fail(running, ErrorResponse(error="boom", message="m"))
+    (item,), _ = store.list_jobs("acme", limit=1)
+    assert (item.status, item.error, item.priority.value) == (JobStatus.failed, "boom", "high")
+    assert item.metadata == {"team": "a"}
+    assert set(item.timestamps) == {JobStatus.queued, JobStatus.running, JobStatus.failed}

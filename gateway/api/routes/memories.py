@@ -15,8 +15,9 @@ from typing import Annotated, Any
 import httpx
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
-from gateway.api.deps import MemoryHttp, Tenant
+from gateway.api.deps import Jobs, MemoryHttp, Tenant
 from memq.clients import TENANT_HEADER
 from memq.contracts import (
     DeleteResponse,
@@ -160,9 +161,19 @@ async def delete_memory(memory_id: MemoryId, tenant: Tenant, http: MemoryHttp) -
 
 
 @router.delete("/v1/namespaces/{namespace}", response_model=ForgetResponse)
-async def forget_namespace(namespace: Namespace, tenant: Tenant, http: MemoryHttp) -> Response:
-    """Delete every memory of a namespace; returns how many were deleted."""
-    return await _send(http, tenant, "DELETE", f"/v1/namespaces/{namespace}")
+async def forget_namespace(
+    namespace: Namespace, tenant: Tenant, http: MemoryHttp, jobs: Jobs
+) -> Response:
+    """Delete every memory of a namespace, and cancel the tenant's queued jobs that would
+    read it; says how many of each."""
+    response = await _send(http, tenant, "DELETE", f"/v1/namespaces/{namespace}")
+    if response.status_code != 200:
+        return response
+    forgotten = ForgetResponse.model_validate_json(bytes(response.body))
+    forgotten.cancelled_jobs = await run_in_threadpool(
+        jobs.cancel_queued_reading, tenant, namespace
+    )
+    return Response(forgotten.model_dump_json(), media_type="application/json")
 
 
 @router.get(

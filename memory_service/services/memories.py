@@ -321,6 +321,7 @@ class MemoryService:
                     metadata=p.get("metadata") or {},
                     similarity=similarity,
                     created_at=p["created_at"],
+                    version=p.get("version"),
                 )
             )
             if len(hits) == req.top_k:

@@ -167,3 +167,130 @@ def test_generate_limit_leaves_one_token_of_input() -> None:
 def test_generate_needs_its_prompt_length() -> None:
     with pytest.raises(ValueError, match="prompt_tokens"):
         check_job_fits(JobType.generate, max_new_tokens=1, context_window=10)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "new", "window", "template", "message"),
+    [
+        (
+            61,
+            40,
+            100,
+            0,
+            "prompt is 61 tokens and max_new_tokens is 40: 101 tokens, but the model context "
+            "is 100. Shorten the prompt to at most 60 tokens or lower max_new_tokens to at "
+            "most 39.",
+        ),
+        (
+            56,
+            40,
+            100,
+            5,
+            "prompt is 56 tokens + 5 template and max_new_tokens is 40: 101 tokens, but the model "
+            "context is 100. Shorten the prompt to at most 55 tokens or lower max_new_tokens to "
+            "at most 39.",
+        ),
+        (
+            5,
+            99,
+            100,
+            0,
+            "prompt is 5 tokens and max_new_tokens is 99: 104 tokens, but the model context is "
+            "100. Shorten the prompt to at most 1 tokens or lower max_new_tokens to at most 95.",
+        ),
+        (
+            99,
+            5,
+            100,
+            0,
+            "prompt is 99 tokens and max_new_tokens is 5: 104 tokens, but the model context is "
+            "100. Shorten the prompt to at most 95 tokens or lower max_new_tokens to at most 1.",
+        ),
+        (
+            1200,
+            10,
+            1024,
+            0,
+            "prompt is 1,200 tokens and max_new_tokens is 10: 1,210 tokens, but the model context "
+            "is 1,024. Shorten the prompt to at most 1,014 tokens. For long documents use a "
+            "summarize job, which splits them.",
+        ),
+        (
+            2,
+            2,
+            3,
+            1,
+            "prompt is 2 tokens + 1 template and max_new_tokens is 2: 5 tokens, but the model "
+            "context is 3. Shorten the prompt to at most 1 tokens with max_new_tokens=1. For long "
+            "documents use a summarize job, which splits them.",
+        ),
+        (
+            0,
+            1,
+            2,
+            2,
+            "prompt is 0 tokens + 2 template and max_new_tokens is 1: 3 tokens, but the model "
+            "context is 2. This model cannot run such a job at all.",
+        ),
+    ],
+)
+def test_generate_rejection_message_in_full(
+    prompt: int, new: int, window: int, template: int, message: str
+) -> None:
+    with pytest.raises(PromptTooLong) as err:
+        _generate(prompt, new, window, template)
+    assert err.value.message == message
+
+
+@pytest.mark.parametrize(
+    ("new", "window", "template", "message"),
+    [
+        (
+            70,
+            100,
+            5,
+            "max_new_tokens=70 leaves 25 tokens of text per chunk in the model context of 100 "
+            "tokens (the template takes 5); a summary needs at least 32. Use max_new_tokens of "
+            "at most 63.",
+        ),
+        (
+            1000,
+            1024,
+            5,
+            "max_new_tokens=1,000 leaves 19 tokens of text per chunk in the model context of "
+            "1,024 tokens (the template takes 5); a summary needs at least 32. Use "
+            "max_new_tokens of at most 987.",
+        ),
+        (
+            200,
+            100,
+            5,
+            "max_new_tokens=200 leaves 0 tokens of text per chunk in the model context of 100 "
+            "tokens (the template takes 5); a summary needs at least 32. Use max_new_tokens of "
+            "at most 63.",
+        ),
+    ],
+)
+def test_summarize_rejection_message_in_full(
+    new: int, window: int, template: int, message: str
+) -> None:
+    with pytest.raises(PromptTooLong) as err:
+        check_job_fits(
+            JobType.summarize, max_new_tokens=new, context_window=window, template_tokens=template
+        )
+    assert err.value.message == message
+
+
+def test_without_template_tokens_the_template_counts_as_empty() -> None:
+    check_job_fits(JobType.generate, max_new_tokens=40, context_window=100, prompt_tokens=60)
+    with pytest.raises(PromptTooLong, match="101 tokens"):
+        check_job_fits(JobType.generate, max_new_tokens=40, context_window=100, prompt_tokens=61)
+    check_job_fits(JobType.summarize, max_new_tokens=68, context_window=100)
+    with pytest.raises(PromptTooLong, match="at most 68"):
+        check_job_fits(JobType.summarize, max_new_tokens=69, context_window=100)
+
+
+def test_a_generate_check_without_prompt_length_says_so() -> None:
+    with pytest.raises(ValueError) as err:
+        check_job_fits(JobType.generate, max_new_tokens=1, context_window=10)
+    assert str(err.value) == "a generate job's check needs prompt_tokens"

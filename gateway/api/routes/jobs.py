@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
@@ -29,7 +30,7 @@ JobId = Annotated[str, Path(pattern=r"^[A-Za-z0-9\-]{1,64}$", description="The j
 _errors: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (401, 404, 410, 413, 422, 429, 503)
 }
-PARTIAL_WAIT_MS = 5000
+PARTIAL_WAIT_S = 5.0
 
 
 def _accepted(created: Created, jobs: Jobs, settings: Settings, response: Response) -> JobAccepted:
@@ -165,10 +166,14 @@ async def job_events(
                 return
             if record.status.terminal:
                 if record.status == JobStatus.cancelled and ran and record.result is None:
-                    await jobs.store.read_events_async(
-                        aredis, tenant, job_id, position, block_ms=PARTIAL_WAIT_MS
-                    )
-                    record = await run_in_threadpool(jobs.store.get, tenant, job_id) or record
+                    # The worker stops at its next decode step and attaches what it had.
+                    deadline = time.monotonic() + PARTIAL_WAIT_S
+                    while record.result is None and time.monotonic() < deadline:
+                        late = await jobs.store.read_events_async(
+                            aredis, tenant, job_id, position, block_ms=500
+                        )
+                        position = late[-1][0] if late else position
+                        record = await run_in_threadpool(jobs.store.get, tenant, job_id) or record
                 public = record.public(status_url=jobs.status_url(settings, job_id))
                 yield {"id": position, "event": "result", "data": public.model_dump_json()}
                 return

@@ -441,7 +441,9 @@ class Stack:
             time.sleep(0.2)
 
     def wait_model(self, timeout: float) -> str:
-        """Wait until a worker has published the model it serves; return its name."""
+        """Wait until one of this stack's workers has loaded its model (it heartbeats once
+        it is ready: a model record left by an earlier run does not count); return the
+        model's name."""
         client = redis.Redis.from_url(self.redis_url)
         store = JobStore(client, prefix=self.key_prefix)
         deadline = time.monotonic() + timeout
@@ -449,8 +451,10 @@ class Stack:
             while True:
                 self.check_alive()
                 with contextlib.suppress(redis.ConnectionError):
+                    ours = {f":{w.pid}:" for w in self.workers if w.pid is not None}
+                    live = store.live_workers(within_s=60)
                     info = store.model_info()
-                    if info is not None:
+                    if info is not None and any(p in w for w in live for p in ours):
                         self.model = info.name
                         return info.name
                 if time.monotonic() > deadline:

@@ -154,6 +154,12 @@ class EdgeStore(VectorStore):
             return operation()
         except Exception as exc:
             log.warning("Qdrant Edge %s failed: %s", what, exc)
+            if self._broken is not None:
+                raise StoreUnavailable(
+                    f"the store failed to {what}: it refuses writes ({self._broken}) and its "
+                    "shard could not be reopened; restart the memory service, and if it cannot "
+                    "start, restore the namespace exports into an empty MEMQ_DATA_DIR"
+                ) from exc
             raise StoreUnavailable(f"the store failed to {what}: {exc}") from exc
 
     def _write_failed(self, what: str, exc: Exception) -> StoreUnavailable:

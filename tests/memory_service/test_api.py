@@ -4,23 +4,49 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
+from memory_service.core.config import MemorySettings
 from memq.contracts import MemoryCreate
+from memq.logs import package_version
 from tests.memory_service.conftest import auth, service_of
 
 
-def test_healthz_reports_backend_model_and_dimension_without_auth(client: TestClient) -> None:
-    r = client.get("/healthz")
-    assert r.status_code == 200
-    assert r.json() == {
+def test_readyz_and_healthz_report_backend_model_and_dimension_without_auth(
+    client: TestClient,
+) -> None:
+    expected = {
         "status": "ok",
         "backend": "edge",
         "embedding_model": "all-MiniLM-L6-v2",
         "dim": 384,
         "embedding_backend": "onnx",
     }
+    for path in ("/readyz", "/healthz"):
+        r = client.get(path)
+        assert r.status_code == 200
+        assert r.json() == expected
+    assert client.get("/livez").json() == {"status": "ok"}
+
+
+def test_version_comes_from_the_package_metadata(client: TestClient) -> None:
+    assert client.get("/openapi.json").json()["info"]["version"] == package_version()
+
+
+def test_settings_require_a_service_token_and_bind_localhost(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="MEMQ_SERVICE_TOKEN is not set"):
+        MemorySettings(data_dir=tmp_path, _env_file=None)  # type: ignore[call-arg]
+    settings = MemorySettings(
+        data_dir=tmp_path,
+        service_token="s3cret",  # type: ignore[arg-type]
+        _env_file=None,  # type: ignore[call-arg]
+    )
+    assert settings.memory_host == "127.0.0.1"
+    assert settings.token == "s3cret"
 
 
 def test_missing_or_wrong_service_token_is_rejected_with_401(client: TestClient) -> None:
@@ -158,7 +184,7 @@ def test_forget_namespace_deletes_only_that_namespace_and_counts(
         add(t, namespace="user:7")
     kept = add("unrelated fact about boats", namespace="user:8")
     r = client.delete("/v1/namespaces/user:7", headers=auth())
-    assert r.json() == {"namespace": "user:7", "deleted": 3}
+    assert r.json() == {"namespace": "user:7", "deleted": 3, "cancelled_jobs": 0}
     assert client.get(f"/v1/memories/{kept['id']}", headers=auth()).status_code == 200
     assert client.delete("/v1/namespaces/user:7", headers=auth()).json()["deleted"] == 0
 

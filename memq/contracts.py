@@ -558,9 +558,6 @@ class MemorySearchResponse(BaseModel):
 class ForgetResponse(BaseModel):
     namespace: str
     deleted: int
-    cancelled_jobs: int = Field(
-        default=0, description="Queued jobs that would have read the namespace, cancelled."
-    )
 
 
 class DeleteResponse(BaseModel):
@@ -873,6 +870,13 @@ class JobListResponse(BaseModel):
     next_cursor: str | None = Field(
         default=None, description="Pass as `cursor` for the next page; null on the last page."
     )
+
+
+class NamespaceForgotten(ForgetResponse):
+    """The gateway's answer to forgetting a namespace: the memories deleted, and the
+    tenant's queued jobs that would have read it, cancelled."""
+
+    cancelled_jobs: int = Field(default=0, description="Queued jobs cancelled.")
 
 
 class JobAccepted(BaseModel):

@@ -235,6 +235,18 @@ class JobKeys:
     def model(self) -> str:
         return f"{self.prefix}:model"
 
+    def api_key(self, key_id: str) -> str:
+        """Hash of one API key (`memq.keystore`): digest, tenant, name, created_at."""
+        return f"{self.prefix}:apikey:{key_id}"
+
+    def api_keys(self) -> str:
+        """Zset of every API key id by creation time."""
+        return f"{self.prefix}:apikeys"
+
+    def rate_limits(self) -> str:
+        """Prefix of the rate limiter's counters (the `limits` library names the rest)."""
+        return f"{self.prefix}:ratelimit"
+
 
 @dataclass(frozen=True)
 class TokenUpdate:
@@ -496,7 +508,7 @@ class JobStore:
                 return found, None
 
     def status(self, tenant: str, job_id: str) -> JobStatus | None:
-        raw = self.r.hget(self.keys.job(tenant, job_id), "status")
+        raw: Any = self.r.hget(self.keys.job(tenant, job_id), "status")
         return JobStatus(_text(raw)) if raw is not None else None
 
     def statuses(self, jobs: Sequence[tuple[str, str]]) -> list[JobStatus | None]:
@@ -703,7 +715,8 @@ class JobStore:
         pipe.execute()
 
     def unfinished_count(self, tenant: str) -> int:
-        return int(self.r.zcard(self.keys.tenant_active(tenant)))
+        count: Any = self.r.zcard(self.keys.tenant_active(tenant))
+        return int(count)
 
     def try_lock_reconciler(self, worker: str, ttl_s: float) -> bool:
         """Hold the reconciler lock for `ttl_s` (taken or renewed); one worker reconciles."""
@@ -757,5 +770,5 @@ class JobStore:
         self.r.set(self.keys.model(), info.model_dump_json())
 
     def model_info(self) -> ModelInfo | None:
-        raw = self.r.get(self.keys.model())
+        raw: Any = self.r.get(self.keys.model())
         return ModelInfo.model_validate_json(raw) if raw else None

@@ -24,7 +24,6 @@ from memq.contracts import (
     DocumentIngest,
     DocumentIngestResponse,
     ErrorResponse,
-    ForgetResponse,
     ImportResponse,
     MemoryBatchCreate,
     MemoryBatchResponse,
@@ -38,6 +37,7 @@ from memq.contracts import (
     MemorySearchResponse,
     MemoryUpdate,
     Namespace,
+    NamespaceForgotten,
 )
 from memq.errors import MemoryUnavailable
 
@@ -160,7 +160,7 @@ async def delete_memory(memory_id: MemoryId, tenant: Tenant, http: MemoryHttp) -
     return await _send(http, tenant, "DELETE", f"/v1/memories/{memory_id}")
 
 
-@router.delete("/v1/namespaces/{namespace}", response_model=ForgetResponse)
+@router.delete("/v1/namespaces/{namespace}", response_model=NamespaceForgotten)
 async def forget_namespace(
     namespace: Namespace, tenant: Tenant, http: MemoryHttp, jobs: Jobs
 ) -> Response:
@@ -169,7 +169,7 @@ async def forget_namespace(
     response = await _send(http, tenant, "DELETE", f"/v1/namespaces/{namespace}")
     if response.status_code != 200:
         return response
-    forgotten = ForgetResponse.model_validate_json(bytes(response.body))
+    forgotten = NamespaceForgotten.model_validate_json(bytes(response.body))
     forgotten.cancelled_jobs = await run_in_threadpool(
         jobs.cancel_queued_reading, tenant, namespace
     )

@@ -14,10 +14,13 @@ from fastapi import FastAPI
 from gateway.api.routes import health, jobs, memories
 from gateway.core.config import GatewaySettings
 from gateway.core.errors import register_error_handlers
+from gateway.core.limits import Limits
+from gateway.services.auth import Authenticator
 from gateway.services.jobs import JobService
 from memq.asgi import BodySizeLimit
 from memq.broker import producer_app
 from memq.jobstore import JobStore
+from memq.keystore import ApiKeyStore
 from memq.logs import package_version
 
 log = logging.getLogger("memq.gateway")
@@ -30,6 +33,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.state.aredis = redis.asyncio.Redis.from_url(settings.redis_url)
         app.state.settings = settings
         app.state.jobs = JobService(store, producer_app(settings), settings)
+        app.state.auth = Authenticator.from_settings(
+            settings, ApiKeyStore(store.r, settings.key_prefix)
+        )
+        app.state.limits = Limits.from_settings(settings, store.r)
         app.state.memory_http = httpx.AsyncClient(
             base_url=settings.memory_url,
             timeout=settings.memory_timeout_s,

@@ -1,20 +1,24 @@
 """Typed dependencies: settings, services and the caller's tenant. Routes reach the
-application's long-lived objects only through these."""
+application's long-lived objects only through these.
+
+Every route that takes `Tenant` is authenticated and rate limited; the open ones (`/livez`,
+`/readyz`, `/docs`, `/openapi.json`, `/metrics`) simply do not take it."""
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated
 
 import httpx
 import redis.asyncio
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from gateway.core.config import GatewaySettings
+from gateway.core.limits import Limits
+from gateway.services.auth import Authenticator, Caller
 from gateway.services.jobs import JobService
 from memq.errors import Unauthorized
 from memq.jobstore import JobStore
-from memq.settings import DEFAULT_TENANT
 
 
 def get_settings(request: Request) -> GatewaySettings:
@@ -42,30 +46,62 @@ def get_memory_http(request: Request) -> httpx.AsyncClient:
     return client
 
 
+def get_authenticator(request: Request) -> Authenticator:
+    auth: Authenticator = request.app.state.auth
+    return auth
+
+
+def get_limits(request: Request) -> Limits:
+    limits: Limits = request.app.state.limits
+    return limits
+
+
+# Declared as security schemes so the OpenAPI document (and /docs' Authorize button) shows
+# how to authenticate; the headers are read below to give precise 401 messages.
+_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <API key>`")
+_api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="The API key, as an alternative header."
+)
+
+
 def authenticate(
-    settings: Annotated[GatewaySettings, Depends(get_settings)],
-    authorization: Annotated[str | None, Header()] = None,
-    x_api_key: Annotated[str | None, Header()] = None,
+    request: Request,
+    auth: Annotated[Authenticator, Depends(get_authenticator)],
+    _bearer_scheme: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    x_api_key: Annotated[str | None, Depends(_api_key_header)],
+) -> Caller:
+    """The caller behind the request's API key (`Authorization: Bearer` or `X-API-Key`)."""
+    key = x_api_key.strip() if x_api_key else None
+    authorization = request.headers.get("authorization")
+    if authorization:
+        scheme, _, credentials = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer":
+            raise Unauthorized(
+                f"the Authorization header uses {scheme[:20]!r}; send `Authorization: Bearer <key>`"
+            )
+        key = credentials.strip()
+    return auth.authenticate(key or None)
+
+
+def caller_tenant(
+    caller: Annotated[Caller, Depends(authenticate)],
+    limits: Annotated[Limits, Depends(get_limits)],
 ) -> str:
-    """Resolve the caller's tenant from its API key (`Authorization: Bearer` or `X-API-Key`)."""
-    if not settings.api_keys:
-        return DEFAULT_TENANT
-    key = x_api_key
-    if authorization and authorization.lower().startswith("bearer "):
-        key = authorization[7:].strip()
-    if not key:
-        raise Unauthorized("missing API key: send `Authorization: Bearer <key>`")
-    found = None
-    # Compare against every key, so the time taken does not tell which one nearly matched.
-    for known, tenant in settings.api_keys.items():
-        if secrets.compare_digest(known.encode(), key.encode()):
-            found = tenant
-    if found is None:
-        raise Unauthorized("unknown API key")
-    return found
+    """The caller's tenant, once its request is counted against the rate limit."""
+    limits.hit(caller.limit_key)
+    return caller.tenant
 
 
-Tenant = Annotated[str, Depends(authenticate)]
+def require_queue_room(
+    _: Annotated[str, Depends(caller_tenant)],
+    limits: Annotated[Limits, Depends(get_limits)],
+) -> None:
+    """503 `queue_full` (after authentication) while the job queues are past their bound."""
+    limits.queue.check()
+
+
+Tenant = Annotated[str, Depends(caller_tenant)]
+QueueRoom = Depends(require_queue_room)
 Jobs = Annotated[JobService, Depends(get_jobs)]
 Store = Annotated[JobStore, Depends(get_store)]
 MemoryHttp = Annotated[httpx.AsyncClient, Depends(get_memory_http)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
+import limits
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
@@ -18,8 +19,10 @@ class GatewaySettings(ServiceSettings):
     # NoDecode: the validator below parses both documented forms, not only JSON.
     api_keys: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,
-        description='API key → tenant, as JSON (`{"key1": "acme"}`) or `key1:acme,key2:beta`. '
-        "Empty: no authentication, every caller is tenant `default`.",
+        description='Bootstrap API key → tenant, as JSON (`{"key1": "acme"}`) or '
+        "`key1:acme,key2:beta`; keys made with `memq keys create` work too. With neither "
+        "(and MEMQ_REQUIRE_API_KEY off) there is no authentication: every caller is tenant "
+        "`default`.",
     )
     memory_timeout_s: float = Field(default=30.0, gt=0)
     max_body_bytes: int = Field(
@@ -33,12 +36,52 @@ class GatewaySettings(ServiceSettings):
         ge=64 * 1024,
         description="Largest body of `POST /v1/namespaces/{ns}/import`.",
     )
+    require_api_key: bool = Field(
+        default=False,
+        description="Require an API key even while no key exists (every request is then "
+        "401 until `memq keys create`). Authentication is on anyway as soon as any key exists.",
+    )
+    api_key_cache_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=300,
+        description="How long the gateway trusts a resolved API key without asking Redis: a "
+        "revoked key stops working at most this long after `memq keys revoke`.",
+    )
+    rate_limit: str = Field(
+        default="",
+        description="Requests allowed per API key (per tenant when authentication is off), "
+        "e.g. `600/minute` or `20/second`; beyond it 429 with Retry-After. Empty: no limit.",
+    )
+    max_queue_depth: int = Field(
+        default=100_000,
+        ge=1,
+        description="Messages the job queues (all priorities) may hold; while they hold this "
+        "many, `POST /v1/jobs` and replays answer 503 `queue_full` with Retry-After.",
+    )
     max_unfinished_jobs: int = Field(
         default=10_000,
         ge=1,
         description="Per tenant: unfinished (queued or running) jobs beyond this are refused "
         "with 429 until some finish.",
     )
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit_parses(cls, v: str) -> str:
+        text = v.strip()
+        if text:
+            try:
+                amount = limits.parse(text).amount
+            except ValueError:
+                amount = 0
+            if amount < 1:
+                raise ValueError(
+                    f"MEMQ_RATE_LIMIT {text!r} is not a rate: write `<count>/<unit>` with a "
+                    "count of at least 1, e.g. `600/minute`, `20/second`, `10000/hour`, or "
+                    "leave it empty for no limit"
+                )
+        return text
 
     @field_validator("api_keys")
     @classmethod

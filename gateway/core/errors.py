@@ -7,7 +7,8 @@ GatewayError (memq.errors)
  ├── JobNotReplayable (409)        replay of a job without a result
  ├── IdempotencyKeyReused (422)    same Idempotency-Key, different body
  ├── TooManyJobs (429)             the tenant's unfinished-job quota is full
- └── RateLimited (429)             too many requests for this API key
+ ├── RateLimited (429)             too many requests for this API key
+ └── QueueFull (503)               the job queues hold MEMQ_MAX_QUEUE_DEPTH messages
 Shared branches the gateway raises: Unauthorized (401), JobNotFound (404),
 PromptTooLong (422), QueueUnavailable (503), MemoryUnavailable (503).
 """
@@ -49,6 +50,15 @@ class IdempotencyKeyReused(GatewayError):
 class RateLimited(GatewayError):
     status_code = 429
     code = "rate_limited"
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.headers = {"Retry-After": str(max(retry_after_s, 1))}
+
+
+class QueueFull(GatewayError):
+    status_code = 503
+    code = "queue_full"
 
     def __init__(self, message: str, retry_after_s: int) -> None:
         super().__init__(message)

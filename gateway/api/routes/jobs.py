@@ -12,7 +12,7 @@ from fastapi import APIRouter, Body, Header, Path, Query, Response, status
 from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
-from gateway.api.deps import AsyncRedis, Jobs, Settings, Tenant
+from gateway.api.deps import AsyncRedis, Jobs, QueueRoom, Settings, Tenant
 from memq.contracts import (
     ErrorResponse,
     JobAccepted,
@@ -43,7 +43,11 @@ def _accepted(created: Created, jobs: Jobs, settings: Settings, response: Respon
 
 
 @router.post(
-    "", status_code=status.HTTP_202_ACCEPTED, response_model=JobAccepted, responses=_errors
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobAccepted,
+    responses=_errors,
+    dependencies=[QueueRoom],
 )
 def submit_job(
     tenant: Tenant,
@@ -112,6 +116,7 @@ def cancel_job(job_id: JobId, tenant: Tenant, jobs: Jobs, settings: Settings) ->
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobAccepted,
     responses={**_errors, 409: {"model": ErrorResponse}},
+    dependencies=[QueueRoom],
 )
 def replay_job(
     job_id: JobId, tenant: Tenant, jobs: Jobs, settings: Settings, response: Response

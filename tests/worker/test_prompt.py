@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from transformers import AutoTokenizer
 
-from memq.contracts import MemoryHit
+from memq.contracts import JobType, MemoryHit
 from memq.errors import PromptTooLong
-from worker.prompt import assemble, encode, split_tokens
+from worker.prompt import TLDR, assemble, encode, split_tokens, template_tokens
 
 
 @pytest.fixture(scope="module")
@@ -63,3 +65,155 @@ def test_split_tokens_covers_everything_with_overlap() -> None:
     assert chunks[1][:2] == [8, 9]
     assert chunks[-1][-1] == 24
     assert all(len(c) <= 10 for c in chunks)
+
+
+class CharTokenizer:
+    """One token per character; adds a BOS token (id 0) only when asked to."""
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        return ([0] if add_special_tokens else []) + [ord(c) for c in text]
+
+
+def _text(ids: list[int]) -> str:
+    return "".join(chr(i) for i in ids)
+
+
+def test_context_layout_is_header_memory_lines_blank_line_then_user_text(tok) -> None:  # type: ignore[no-untyped-def]
+    hits = [_hit(1, "Bob   owns\na cat.", 0.2), _hit(2, " Alice lives in Paris. ", 0.9)]
+    user = encode(tok, "Where does Alice live?")
+
+    out = assemble(tok, user, hits, max_new_tokens=10, context_window=1024)
+
+    assert tok.decode(out.input_ids) == (
+        "Relevant memories:\n- Alice lives in Paris.\n- Bob owns a cat.\n\nWhere does Alice live?"
+    )
+
+
+def test_suffix_follows_the_user_text_and_counts_as_context() -> None:
+    tok = CharTokenizer()
+    hits = [_hit(1, "x y", 0.5)]
+    user, suffix = encode(tok, "hello"), encode(tok, TLDR)
+
+    out = assemble(tok, user, hits, max_new_tokens=5, context_window=200, suffix_ids=suffix)
+
+    context = "Relevant memories:\n- x y\n\n"
+    assert _text(out.input_ids) == context + "hello" + TLDR
+    assert out.prompt_tokens == 5
+    assert out.context_tokens == len(context) + len(TLDR)
+    assert out.used_memory_ids == ["m1"]
+
+
+def test_encode_adds_no_special_tokens() -> None:
+    # A BOS token in the middle of an assembled prompt would corrupt it.
+    assert encode(CharTokenizer(), "ab") == [ord("a"), ord("b")]
+
+
+def test_summarize_template_is_gpt2s_tldr_cue_after_a_blank_line(tok) -> None:  # type: ignore[no-untyped-def]
+    assert TLDR == "\n\nTL;DR:"
+    assert template_tokens(tok) == {
+        JobType.generate: 0,
+        JobType.summarize: len(encode(tok, "\n\nTL;DR:")),
+    }
+
+
+def _frame(tok: CharTokenizer, *memories: str) -> int:
+    """Tokens that memories take in the context: header, one line each, footer."""
+    lines = sum(len(f"- {m}\n") for m in memories)
+    return len(encode(tok, "Relevant memories:\n")) + lines + len(encode(tok, "\n"))
+
+
+@pytest.mark.parametrize("suffix", ["", TLDR])
+def test_a_memory_that_fills_the_room_exactly_is_used_one_token_less_room_is_not(
+    suffix: str,
+) -> None:
+    tok = CharTokenizer()
+    user, suffix_ids = encode(tok, "question?"), encode(tok, suffix)
+    hits = [_hit(1, "first memory", 0.9), _hit(2, "second", 0.8)]
+    exact = len(user) + len(suffix_ids) + 7 + _frame(tok, "first memory", "second")
+
+    both = assemble(tok, user, hits, max_new_tokens=7, context_window=exact, suffix_ids=suffix_ids)
+    one = assemble(
+        tok, user, hits, max_new_tokens=7, context_window=exact - 1, suffix_ids=suffix_ids
+    )
+
+    assert both.used_memory_ids == ["m1", "m2"]
+    assert len(both.input_ids) + 7 == exact
+    assert one.used_memory_ids == ["m1"]
+    assert len(one.input_ids) + 7 == exact - len("- second\n")
+
+
+def test_a_lower_scored_memory_that_fits_is_used_after_a_bigger_one_did_not() -> None:
+    tok = CharTokenizer()
+    user = encode(tok, "q")
+    hits = [_hit(1, "big " * 20, 0.9), _hit(2, "small", 0.5), _hit(3, "tiny", 0.1)]
+    window = len(user) + 3 + _frame(tok, "small", "tiny")
+
+    out = assemble(tok, user, hits, max_new_tokens=3, context_window=window)
+
+    assert out.used_memory_ids == ["m2", "m3"]
+    assert _text(out.input_ids) == "Relevant memories:\n- small\n- tiny\n\nq"
+
+
+def test_no_memory_fits_means_no_header_either() -> None:
+    tok = CharTokenizer()
+    user = encode(tok, "question")
+    window = len(user) + 4 + _frame(tok, "abc") - 1
+
+    out = assemble(tok, user, [_hit(1, "abc", 0.9)], max_new_tokens=4, context_window=window)
+
+    assert out.input_ids == user and out.used_memory_ids == [] and out.context_tokens == 0
+
+
+@given(
+    texts=st.lists(st.text("abc ", min_size=1, max_size=40), max_size=8),
+    user_len=st.integers(1, 60),
+    new=st.integers(1, 60),
+    spare=st.integers(0, 200),
+)
+def test_assembled_prompt_never_exceeds_the_window_and_keeps_the_user_text(
+    texts: list[str], user_len: int, new: int, spare: int
+) -> None:
+    tok = CharTokenizer()
+    user = encode(tok, "u" * user_len)
+    hits = [_hit(i, t, score=1.0 - i / 10) for i, t in enumerate(texts)]
+    window = user_len + new + spare
+
+    out = assemble(tok, user, hits, max_new_tokens=new, context_window=window)
+
+    assert len(out.input_ids) + new <= window
+    assert out.input_ids[-user_len:] == user
+    assert out.prompt_tokens + out.context_tokens == len(out.input_ids)
+    used = [int(i[1:]) for i in out.used_memory_ids]
+    assert used == sorted(used)  # best score first
+    if _frame(tok, *(" ".join(t.split()) for t in texts)) <= spare:
+        assert len(used) == len(texts)  # everything fits: nothing left out
+
+
+def test_split_tokens_without_overlap_cuts_consecutive_chunks() -> None:
+    ids = list(range(25))
+
+    assert split_tokens(ids, 10) == [ids[0:10], ids[10:20], ids[20:25]]
+    assert split_tokens(ids[:20], 10) == [ids[0:10], ids[10:20]]
+    assert split_tokens([], 10) == []
+
+
+@pytest.mark.parametrize(
+    ("n", "chunk", "overlap", "starts"),
+    [(25, 10, 2, [0, 8, 16]), (18, 10, 2, [0, 8]), (10, 10, 3, [0]), (11, 4, 3, list(range(8)))],
+)
+def test_split_tokens_chunks_overlap_and_the_last_one_reaches_the_end(
+    n: int, chunk: int, overlap: int, starts: list[int]
+) -> None:
+    ids = list(range(n))
+
+    assert split_tokens(ids, chunk, overlap) == [ids[s : s + chunk] for s in starts]
+
+
+@pytest.mark.parametrize(("chunk", "overlap"), [(3, 3), (2, 5)])
+def test_split_tokens_rejects_an_overlap_not_smaller_than_the_chunk(
+    chunk: int, overlap: int
+) -> None:
+    with pytest.raises(ValueError) as err:
+        split_tokens(list(range(10)), chunk, overlap)
+    assert str(err.value) == "chunk must be larger than overlap"
+    assert split_tokens(list(range(10)), overlap + 1, overlap)[0] == list(range(overlap + 1))

@@ -184,7 +184,7 @@ def test_forget_namespace_deletes_only_that_namespace_and_counts(
         add(t, namespace="user:7")
     kept = add("unrelated fact about boats", namespace="user:8")
     r = client.delete("/v1/namespaces/user:7", headers=auth())
-    assert r.json() == {"namespace": "user:7", "deleted": 3, "cancelled_jobs": 0}
+    assert r.json() == {"namespace": "user:7", "deleted": 3}
     assert client.get(f"/v1/memories/{kept['id']}", headers=auth()).status_code == 200
     assert client.delete("/v1/namespaces/user:7", headers=auth()).json()["deleted"] == 0
 

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     Strict,
@@ -244,7 +245,14 @@ def _utc(value: datetime) -> datetime:
     return value
 
 
-UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+def _not_a_number(value: Any) -> Any:
+    # Lax pydantic reads a bare number as a Unix timestamp; the API takes ISO 8601 only.
+    if isinstance(value, int | float):
+        raise ValueError("must be an ISO 8601 date-time string, e.g. 2024-05-01T12:00:00Z")
+    return value
+
+
+UtcDatetime = Annotated[datetime, BeforeValidator(_not_a_number), AfterValidator(_utc)]
 """A datetime that has a POSIX timestamp; naive values are read as UTC."""
 
 
@@ -582,6 +590,7 @@ RUN_JOB_TASK = "memq.run_job"
 class JobType(StrEnum):
     generate = "generate"
     summarize = "summarize"
+    chat = "chat"
 
 
 class JobStatus(StrEnum):
@@ -604,6 +613,10 @@ class Priority(StrEnum):
     normal = "normal"
     low = "low"
 
+
+SUMMARY_REPETITION_PENALTY = 1.3
+"""Summarize's default: without it GPT-2-sized models loop on one phrase (measured, see
+bench/results/summaries.md)."""
 
 TEMPERATURE_FLOOR = 0.01
 """Below this a softmax over float32 logits under- or overflows: such temperatures are
@@ -678,6 +691,13 @@ class MemoryOptions(StrictModel):
     namespace: Namespace | None = Field(
         default=None, description="Namespace to retrieve from; omit to skip retrieval."
     )
+    namespaces: list[Namespace] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=8,
+        description="Several namespaces to retrieve from (merged best first); chat jobs "
+        "default to the session's and the user's.",
+    )
     pinned: list[PinnedMemory] | None = Field(
         default=None,
         max_length=50,
@@ -685,9 +705,24 @@ class MemoryOptions(StrictModel):
         "memories its original job saw).",
     )
     top_k: StrictInt = Field(default=5, ge=0, le=50, description="Memories to retrieve (0 = none).")
-    min_score: StrictFloat | None = Field(
-        default=None, ge=-1.0, le=1.0, description="Leave out memories below this cosine."
+    min_similarity: StrictFloat | None = Field(
+        default=None,
+        ge=-1.0,
+        le=1.0,
+        description="Memories whose cosine similarity to the query is below this are left "
+        "out of the prompt (and reported as such); default MEMQ_MIN_SIMILARITY.",
     )
+
+    @model_validator(mode="after")
+    def _one_way_to_name_namespaces(self) -> MemoryOptions:
+        if self.namespace is not None and self.namespaces is not None:
+            raise ValueError("give `namespace` or `namespaces`, not both")
+        return self
+
+    def search_namespaces(self) -> list[str]:
+        if self.namespaces is not None:
+            return list(self.namespaces)
+        return [self.namespace] if self.namespace is not None else []
 
 
 JobMetadata = Annotated[
@@ -721,6 +756,104 @@ def _visible(v: str, field: str) -> str:
     return v
 
 
+SESSION_ID_PATTERN = r"^[A-Za-z0-9_.@\-]{1,100}$"
+SessionId = Annotated[
+    str,
+    Field(
+        pattern=SESSION_ID_PATTERN,
+        description="A conversation's id (1-100 letters, digits, `_ . @ -`); its turns live in "
+        "the namespace `session:{id}`.",
+        examples=["chat-2024-alice"],
+    ),
+]
+UserId = Annotated[
+    str,
+    Field(
+        pattern=SESSION_ID_PATTERN,
+        description="The end user's id; long-term memories live in `user:{id}`.",
+        examples=["alice"],
+    ),
+]
+
+
+def session_namespace(session_id: str) -> str:
+    return f"session:{session_id}"
+
+
+def user_namespace(user_id: str) -> str:
+    return f"user:{user_id}"
+
+
+class ChatRole(StrEnum):
+    system = "system"
+    user = "user"
+    assistant = "assistant"
+
+
+class ChatMessage(StrictModel):
+    role: ChatRole
+    content: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
+
+    @field_validator("content")
+    @classmethod
+    def _content_visible(cls, v: str) -> str:
+        return _visible(v, "content")
+
+
+CHAT_MAX_NEW_TOKENS = 256
+
+
+class ChatJobRequest(StrictModel):
+    """One turn of a conversation: the new message(s), with the session's recent turns, its
+    rolling summary and long-term memories put in front of the model by memq."""
+
+    type: Literal["chat"] = "chat"
+    messages: list[ChatMessage] = Field(
+        min_length=1,
+        max_length=256,
+        description="The conversation so far as the client has it, ending with a user "
+        "message. With a `session_id`, sending only the new user message is enough: memq "
+        "adds the session's earlier turns.",
+    )
+    session_id: SessionId | None = None
+    user_id: UserId | None = None
+    write_back: bool = Field(
+        default=True,
+        description="With a session: store the user's message and the reply as `message` "
+        "memories of the session once the job succeeds (exactly once).",
+    )
+    params: GenerationParams = Field(
+        default_factory=lambda: GenerationParams(max_new_tokens=CHAT_MAX_NEW_TOKENS)
+    )
+    memory: MemoryOptions = Field(default_factory=MemoryOptions)
+    metadata: JobMetadata = Field(default_factory=dict)
+    priority: Priority = Field(default=Priority.normal, description="Which queue it waits in.")
+    callback_url: CallbackUrl | None = Field(
+        default=None,
+        description="POSTed the finished job (signed, see the README) when it ends.",
+    )
+
+    @model_validator(mode="after")
+    def _ends_with_the_user(self) -> ChatJobRequest:
+        if self.messages[-1].role != ChatRole.user:
+            raise ValueError("the last message must be the user's (role `user`)")
+        return self
+
+    @property
+    def prompt(self) -> str:
+        """The newest user message: the retrieval query and the text never cut."""
+        return self.messages[-1].content
+
+    def memory_namespaces(self) -> list[str]:
+        """Where long-term memories are searched: as given, else the session's and the
+        user's namespaces."""
+        given = self.memory.search_namespaces()
+        if given or self.memory.pinned is not None:
+            return given
+        found = [session_namespace(self.session_id)] if self.session_id else []
+        return found + ([user_namespace(self.user_id)] if self.user_id else [])
+
+
 class GenerateJobRequest(StrictModel):
     type: Literal["generate"] = "generate"
     prompt: str = Field(
@@ -748,7 +881,14 @@ class SummarizeJobRequest(StrictModel):
         max_length=MAX_SUMMARIZE_CHARS,
         description="Text to summarize; longer than the context is map-reduced over chunks.",
     )
-    params: GenerationParams = Field(default_factory=lambda: GenerationParams(max_new_tokens=96))
+    params: GenerationParams = Field(
+        default_factory=lambda: GenerationParams(
+            max_new_tokens=96, repetition_penalty=SUMMARY_REPETITION_PENALTY
+        )
+    )
+    sentences: StrictInt = Field(
+        default=3, ge=1, le=20, description="Instruct models: how many sentences to write."
+    )
     memory: MemoryOptions = Field(default_factory=lambda: MemoryOptions(top_k=0))
     metadata: JobMetadata = Field(default_factory=dict)
     priority: Priority = Field(default=Priority.normal, description="Which queue it waits in.")
@@ -763,16 +903,27 @@ class SummarizeJobRequest(StrictModel):
         return _visible(v, "text")
 
 
-JobRequest = Annotated[GenerateJobRequest | SummarizeJobRequest, Field(discriminator="type")]
+JobRequest = Annotated[
+    GenerateJobRequest | SummarizeJobRequest | ChatJobRequest, Field(discriminator="type")
+]
+
+
+class LeftOut(StrEnum):
+    below_similarity_floor = "below_similarity_floor"
+    did_not_fit = "did_not_fit"
 
 
 class RetrievedMemory(BaseModel):
     id: str
-    score: float
+    score: float = Field(description="Rank score of the search (fusion score in hybrid mode).")
     text: str
+    namespace: str | None = None
     version: int | None = Field(default=None, description="The version the job saw.")
     similarity: float | None = Field(default=None, description="Cosine similarity to the query.")
-    used: bool = Field(description="Whether it fit in the context and was put in the prompt.")
+    used: bool = Field(description="Whether it was put in the prompt.")
+    left_out: LeftOut | None = Field(
+        default=None, description="Why it was not used: below the similarity floor, or no room."
+    )
 
 
 class TokenUsage(BaseModel):
@@ -839,7 +990,7 @@ class JobPublic(BaseModel):
     timestamps: dict[JobStatus, datetime] = Field(
         default_factory=dict, description="When the job entered each state."
     )
-    request: GenerateJobRequest | SummarizeJobRequest
+    request: JobRequest
     attempts: int = Field(
         default=0, description="How many times a worker started it (> 1: a worker was lost)."
     )
@@ -894,4 +1045,7 @@ class ModelInfo(BaseModel):
     template_tokens: dict[JobType, int] = Field(
         default_factory=dict,
         description="Tokens each job type's prompt template adds around the user's text.",
+    )
+    chat_template: bool = Field(
+        default=False, description="Whether prompts use the model's chat template."
     )

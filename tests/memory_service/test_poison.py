@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from memory_service.services.embeddings import Embedder
 from memq.contracts import (
@@ -289,6 +291,16 @@ def test_dates_outside_the_calendar_in_utc_are_422_on_list_and_search(
     assert_rejected(search, 422, "created_before")
 
 
+def test_dates_are_iso_strings_never_numbers(client: TestClient) -> None:
+    for when in (0, 1_700_000_000, True):
+        r = client.post(
+            "/v1/memories/search",
+            json={"namespace": "n", "query": "q", "created_before": when},
+            headers=auth(),
+        )
+        assert_rejected(r, 422, "ISO 8601")
+
+
 def test_filters_are_bounded_in_depth_and_size(client: TestClient) -> None:
     condition = {"key": "a", "eq": 1}
     four: dict[str, Any] = {"all_of": [condition]}
@@ -417,6 +429,35 @@ def test_import_validates_every_line_like_a_write_and_writes_nothing_on_error(
     assert_rejected(r, 422, "line 3", message)
     listed = client.get("/v1/memories", params={"namespace": "imp"}, headers=auth()).json()
     assert listed["items"] == []  # the good first line was not written either
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    field=st.sampled_from(
+        ["id", "text", "kind", "metadata", "source", "created_at", "updated_at", "expires_at",
+         "version", "content_hash", "history", "namespace", "deduplicated", "extra"]
+    ),
+    value=JSON_VALUES,
+)  # fmt: skip
+def test_import_of_any_value_in_any_field_is_accepted_or_422_never_5xx(
+    client: TestClient, field: str, value: Any
+) -> None:
+    line = json.dumps({**json.loads(exported_line()), field: value})  # NaN/Infinity included
+    r = client.post("/v1/namespaces/imp/import", content=line.encode(), headers=auth())
+    assert r.status_code in (200, 422), r.text
 
 
 def test_import_rejects_lines_that_are_not_json_objects(client: TestClient) -> None:

@@ -7,8 +7,17 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
+
 from memory_service.store.base import Condition, Match, MatchAny, Payload, Range, Where
-from memq.contracts import MemoryFilter, MemoryKind, MemoryRecord, MetadataCondition
+from memq.contracts import (
+    MemoryFilter,
+    MemoryKind,
+    MemoryPublic,
+    MemoryRecord,
+    MemoryVersion,
+    MetadataCondition,
+)
 
 _POINT_NAMESPACE = uuid.UUID("6f1c3b9e-2a51-4d8e-9c0f-5b7a1e3d4c21")
 
@@ -50,10 +59,35 @@ def to_payload(record: MemoryRecord) -> Payload:
     return payload
 
 
+class _StoredVersion(BaseModel):
+    version: int
+    text: str
+    kind: MemoryKind
+    metadata: dict[str, Any] = {}
+    source: str | None = None
+    content_hash: str
+    updated_at: datetime
+
+
 def from_payload(payload: Payload) -> MemoryRecord:
     fields: dict[str, Any] = {k: v for k, v in payload.items() if not k.endswith("_ts")}
     fields["id"] = fields.pop("memory_id")
-    return MemoryRecord.model_validate(fields)
+    try:
+        return MemoryRecord.model_validate(fields)
+    except ValidationError:
+        return _stored_before_the_bounds(fields)
+
+
+def _stored_before_the_bounds(fields: dict[str, Any]) -> MemoryRecord:
+    """A memory written before the current write bounds (deeper metadata, a longer history,
+    an id an old import took) stays readable, updatable, exportable and deletable; importing
+    its export applies the bounds, with a 422 naming what to fix."""
+    public = MemoryPublic.model_validate(fields)
+    history = [
+        MemoryVersion.model_construct(**_StoredVersion.model_validate(v).model_dump())
+        for v in fields.get("history") or []
+    ]
+    return MemoryRecord.model_construct(**public.model_dump(), history=history)
 
 
 def alive(now: datetime) -> Condition:

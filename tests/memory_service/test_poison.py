@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,10 @@ from memq.contracts import (
     METADATA_MAX_BYTES,
     METADATA_MAX_DEPTH,
     RECENCY_HALF_LIFE_MAX_S,
+    MemoryKind,
+    MemoryRecord,
 )
-from tests.memory_service.conftest import app_for, auth
+from tests.memory_service.conftest import app_for, auth, service_of
 
 JSON = {"Content-Type": "application/json"}
 Add = Callable[..., dict[str, Any]]
@@ -484,6 +487,43 @@ def test_import_recomputes_the_content_hash_and_keeps_the_rest(client: TestClien
     assert dedup.status_code == 200 and dedup.json()["id"] == got["id"]
     assert got["version"] == 3 and got["tenant"] == "acme"
     assert got["created_at"] == "2024-01-01T00:00:00Z"
+
+
+# ------------------------------------------------------------------------- legacy data
+
+
+def test_memories_stored_before_the_bounds_stay_readable(client: TestClient) -> None:
+    service = service_of(client)
+    legacy = MemoryRecord.model_construct(
+        id="x" * 300,
+        tenant="acme",
+        namespace="old",
+        kind=MemoryKind.fact,
+        text="\u200b",
+        metadata=nested(12),
+        source=None,
+        created_at=datetime(2020, 1, 1, tzinfo=UTC),
+        updated_at=datetime(2020, 1, 1, tzinfo=UTC),
+        expires_at=None,
+        version=1,
+        content_hash="0" * 64,
+        deduplicated=False,
+        history=[],
+    )
+    vector = service.embedder.embed(["legacy"])[0]
+    service.store.upsert("acme", [service._point(legacy, vector)])
+    listed = client.get("/v1/memories", params={"namespace": "old"}, headers=auth())
+    assert listed.status_code == 200, listed.text
+    assert listed.json()["items"][0]["metadata"] == nested(12)
+    search = client.post(
+        "/v1/memories/search", json={"namespace": "old", "query": "legacy"}, headers=auth()
+    )
+    assert search.status_code == 200 and len(search.json()["hits"]) == 1
+    exported = client.get("/v1/namespaces/old/export", headers=auth())
+    assert exported.status_code == 200
+    reimport = client.post("/v1/namespaces/old/import", content=exported.content, headers=auth())
+    assert_rejected(reimport, 422, "line 1")
+    assert client.delete("/v1/namespaces/old", headers=auth()).json()["deleted"] == 1
 
 
 # ------------------------------------------------------------------------------ history

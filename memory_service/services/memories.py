@@ -174,6 +174,75 @@ class MemoryService:
         chunks = self.add_many(tenant, items, near_dedup=False)
         return DocumentIngestResponse(document_id=document_id, chunks=chunks)
 
+    def put(self, tenant: str, memory_id: str, item: MemoryCreate) -> tuple[MemoryPublic, bool]:
+        """Create the memory under the caller's id, or make `item` its current version.
+
+        Idempotent (what chat write-back relies on): putting the same content again changes
+        nothing. No dedup against other memories: the id is the identity. Returns the memory
+        and whether it was created.
+        """
+        vector = self.embedder.embed([item.text])[0]
+        with self._write_lock:
+            now = self.clock()
+            try:
+                current: MemoryRecord | None = self._get_with_vector(tenant, memory_id, now)[0]
+            except MemoryNotFound:
+                current = None
+            expires = now + timedelta(seconds=item.ttl_seconds) if item.ttl_seconds else None
+            if current is None:
+                record = MemoryRecord(
+                    id=memory_id,
+                    tenant=tenant,
+                    namespace=item.namespace,
+                    kind=item.kind,
+                    text=item.text,
+                    metadata=item.metadata,
+                    source=item.source,
+                    created_at=now,
+                    updated_at=now,
+                    expires_at=expires,
+                    version=1,
+                    content_hash=content_hash(item.text),
+                )
+                self.store.upsert(tenant, [self._point(record, vector)])
+                created = True
+            else:
+                if current.namespace != item.namespace:
+                    raise InvalidRequest(
+                        f"memory {memory_id!r} belongs to namespace {current.namespace!r}; a PUT "
+                        "cannot move it (delete it and create it in the other namespace)"
+                    )
+                same = (
+                    current.text == item.text
+                    and current.kind == item.kind
+                    and current.metadata == item.metadata
+                    and current.source == item.source
+                )
+                if same:
+                    return _public(current), False
+                if len(current.history) >= MAX_HISTORY_VERSIONS:
+                    raise InvalidRequest(
+                        f"memory {memory_id!r} already keeps {MAX_HISTORY_VERSIONS} earlier "
+                        "versions, the most one memory holds"
+                    )
+                record = current.model_copy(
+                    update={
+                        "kind": item.kind,
+                        "text": item.text,
+                        "metadata": item.metadata,
+                        "source": item.source,
+                        "content_hash": content_hash(item.text),
+                        "expires_at": expires if item.ttl_seconds else current.expires_at,
+                        "updated_at": now,
+                        "version": current.version + 1,
+                        "history": [*current.history, _version_of(current)],
+                    }
+                )
+                self.store.upsert(tenant, [self._point(record, vector)])
+                created = False
+        self.store.wait_durable()
+        return _public(record), created
+
     def update(self, tenant: str, memory_id: str, change: MemoryUpdate) -> MemoryPublic:
         """New version of a memory; the previous one is appended to its history, never lost."""
         new_vector = self.embedder.embed([change.text])[0] if change.text is not None else None

@@ -117,6 +117,23 @@ def memory_history(memory_id: MemoryId, tenant: Tenant, service: Service) -> Mem
     return service.history(tenant, memory_id)
 
 
+@router.put(
+    "/{memory_id}",
+    response_model=MemoryPublic,
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"model": MemoryPublic, "description": "It existed: now this version."}},
+)
+def put_memory(
+    memory_id: MemoryId, body: MemoryCreate, tenant: Tenant, service: Service, response: Response
+) -> MemoryPublic:
+    """Create a memory under your own id (201), or make this its current version (200;
+    putting the same content again changes nothing)."""
+    memory, created = service.put(tenant, memory_id, body)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return memory
+
+
 @router.patch("/{memory_id}", response_model=MemoryPublic)
 def update_memory(
     memory_id: MemoryId, body: MemoryUpdate, tenant: Tenant, service: Service

@@ -11,16 +11,19 @@ import httpx
 import redis.asyncio
 from fastapi import FastAPI
 
-from gateway.api.routes import health, jobs, memories
+from gateway.api.routes import health, jobs, memories, metrics, openai, sessions, webhooks
 from gateway.core.config import GatewaySettings
 from gateway.core.errors import register_error_handlers
 from gateway.core.limits import Limits
 from gateway.services.auth import Authenticator
 from gateway.services.jobs import JobService
+from gateway.services.openai import OpenAIService
+from gateway.services.sessions import SessionService
 from memq.asgi import BodySizeLimit
 from memq.broker import producer_app
 from memq.jobstore import JobStore
 from memq.keystore import ApiKeyStore
+from memq.log_context import BindJobId
 from memq.logs import package_version
 
 log = logging.getLogger("memq.gateway")
@@ -33,15 +36,17 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.state.aredis = redis.asyncio.Redis.from_url(settings.redis_url)
         app.state.settings = settings
         app.state.jobs = JobService(store, producer_app(settings), settings)
+        app.state.openai = OpenAIService(app.state.jobs, app.state.aredis, settings)
         app.state.auth = Authenticator.from_settings(
             settings, ApiKeyStore(store.r, settings.key_prefix)
         )
         app.state.limits = Limits.from_settings(settings, store.r)
-        app.state.memory_http = httpx.AsyncClient(
+        app.state.memory_http = memory_http = httpx.AsyncClient(
             base_url=settings.memory_url,
             timeout=settings.memory_timeout_s,
             headers={"Authorization": f"Bearer {settings.token}"},
         )
+        app.state.sessions = SessionService(app.state.jobs, memory_http)
         try:
             yield
         finally:
@@ -60,8 +65,13 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         max_bytes=settings.max_body_bytes,
         route_limits=[(r"/v1/namespaces/[^/]+/import", settings.max_import_bytes)],
     )
+    app.add_middleware(BindJobId, path=r"^/v1/jobs/([^/]+)")
     register_error_handlers(app)
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(memories.router)
+    app.include_router(openai.router)
+    app.include_router(sessions.router)
+    app.include_router(webhooks.router)
+    app.include_router(metrics.router)
     return app

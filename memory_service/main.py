@@ -18,6 +18,7 @@ from memory_service.services.memories import MemoryService
 from memory_service.store import build_store
 from memq.asgi import BodySizeLimit
 from memq.errors import register_error_handlers
+from memq.log_context import JOB_ID_HEADER, BindJobId
 from memq.logs import package_version
 
 log = logging.getLogger("memory_service")
@@ -68,6 +69,8 @@ def create_app(settings: MemorySettings, *, embedder: Embedder | None = None) ->
         max_bytes=settings.memory_max_body_bytes,
         route_limits=[(IMPORT_PATH, settings.memory_max_import_bytes)],
     )
+    # Outermost, so the job id is bound for everything below (a 413 included).
+    app.add_middleware(BindJobId, header=JOB_ID_HEADER, log_requests=True)
     return app
 
 

@@ -681,7 +681,7 @@ class PinnedMemory(StrictModel):
     """A memory given with the job instead of searched for (what a replay uses)."""
 
     id: Annotated[str, Field(min_length=1, max_length=128)]
-    text: Annotated[str, Field(min_length=1, max_length=20_000)]
+    text: Annotated[str, Field(min_length=1, max_length=MAX_MEMORY_TEXT_CHARS)]
     score: StrictFloat = Field(default=1.0, description="Rank: higher goes first.")
     version: StrictInt | None = Field(default=None, ge=1)
     similarity: StrictFloat | None = None
@@ -837,6 +837,11 @@ class ChatJobRequest(StrictModel):
     def _ends_with_the_user(self) -> ChatJobRequest:
         if self.messages[-1].role != ChatRole.user:
             raise ValueError("the last message must be the user's (role `user`)")
+        if self.session_id and self.write_back and len(self.prompt) > MAX_MEMORY_TEXT_CHARS:
+            raise ValueError(
+                f"the last user message is {len(self.prompt):,} characters; a session stores "
+                f"at most {MAX_MEMORY_TEXT_CHARS:,} per turn: shorten it or set write_back to false"
+            )
         return self
 
     @property
@@ -1028,6 +1033,32 @@ class NamespaceForgotten(ForgetResponse):
     tenant's queued jobs that would have read it, cancelled."""
 
     cancelled_jobs: int = Field(default=0, description="Queued jobs cancelled.")
+
+
+class SessionTurn(BaseModel):
+    turn: int
+    role: ChatRole
+    content: str
+    memory_id: str
+    created_at: datetime
+
+
+class SessionSummary(BaseModel):
+    text: str
+    version: int = Field(description="Each time the summary grows it gets a new version.")
+    through_turn: int = Field(description="The turns it covers: 1 through this one.")
+
+
+class SessionPublic(BaseModel):
+    session_id: str
+    turns: list[SessionTurn] = Field(description="Every stored turn, oldest first.")
+    summary: SessionSummary | None = None
+
+
+class SessionForgotten(BaseModel):
+    session_id: str
+    deleted_memories: int
+    cancelled_jobs: int = Field(description="Its queued or running chat jobs, cancelled.")
 
 
 class JobAccepted(BaseModel):

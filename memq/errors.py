@@ -152,20 +152,41 @@ def _where(loc: Any) -> str:
     return ".".join(str(p) for p in loc if p != "body")
 
 
-def register_error_handlers(app: FastAPI, log: logging.Logger) -> None:
-    """The one place where errors become HTTP answers, for every memq service."""
+def register_error_handlers(
+    app: FastAPI, log: logging.Logger, openai_paths: tuple[str, ...] = ()
+) -> None:
+    """The one place where errors become HTTP answers, for every memq service. Paths under
+    `openai_paths` answer in OpenAI's error shape (`{"error": {"message", "type", "code"}}`)
+    so the official client reads them."""
     from fastapi import Request
     from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
+    def answer(
+        request: Request,
+        status: int,
+        code: str,
+        message: str,
+        details: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> JSONResponse:
+        if openai_paths and request.url.path.startswith(openai_paths):
+            from memq.openai_protocol import openai_error
+
+            param = _where(details[0]["loc"]) if details else None
+            body = openai_error(status, code, message, param or None)
+            return JSONResponse(body, status_code=status, headers=headers)
+        return error_response(status, code, message, details, headers)
+
     @app.exception_handler(MemqError)
-    async def _memq_error(_: Request, exc: MemqError) -> JSONResponse:
+    async def _memq_error(request: Request, exc: MemqError) -> JSONResponse:
         if exc.status_code >= 500:
             log.warning("%s: %s", exc.code, exc.message)
-        return error_response(exc.status_code, exc.code, exc.message, headers=exc.headers)
+        return answer(request, exc.status_code, exc.code, exc.message, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         details = [
             {"loc": list(e.get("loc", ())), "msg": str(e.get("msg")), "type": str(e.get("type"))}
             for e in exc.errors()
@@ -174,17 +195,17 @@ def register_error_handlers(app: FastAPI, log: logging.Logger) -> None:
             f"{_where(d['loc'])}: {d['msg']}" if _where(d["loc"]) else str(d["msg"])
             for d in details[:5]
         )
-        return error_response(422, "validation_error", f"fix the request: {summary}", details)
+        return answer(request, 422, "validation_error", f"fix the request: {summary}", details)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(
             exc.status_code, "http_error"
         )
         headers = dict(exc.headers) if exc.headers else None
-        return error_response(exc.status_code, code, str(exc.detail), headers=headers)
+        return answer(request, exc.status_code, code, str(exc.detail), headers=headers)
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error", exc_info=exc)
-        return error_response(500, "internal_error", f"{app.title} failed; see its log")
+        return answer(request, 500, "internal_error", f"{app.title} failed; see its log")

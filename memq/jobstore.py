@@ -8,18 +8,25 @@ Lua script together with its status event and its expiry.
 
 Keys (`JobKeys`; the tenant is in every per-job key):
     {prefix}:{tenant}:job:{id}            hash: status, record (JobRecord JSON), summary
-                                          (JobSummary JSON, for listings), partial (flag)
+                                          (JobSummary JSON, for listings), partial (flag),
+                                          webhook (WebhookDelivery JSON: its own field, so
+                                          delivery bookkeeping never races a transition)
     {prefix}:{tenant}:job:{id}:progress   hash: tokens, text (while running)
     {prefix}:{tenant}:job:{id}:events     stream: status and token events (SSE replays it)
     {prefix}:{tenant}:job:{id}:lease      string: id of the worker holding the job (expires)
     {prefix}:{tenant}:jobs                zset: job ids by creation time (listing; an id whose
                                           record is gone has expired: 410)
     {prefix}:{tenant}:idem:{sha256}       string: "{job id}|{body hash}" of an Idempotency-Key
+    {prefix}:{tenant}:session:{id}        hash: next_turn, summarized_through, summarizing,
+                                          job:{job id} → the first turn number of that job
     {prefix}:{tenant}:active              zset: the tenant's unfinished job ids (quotas)
     {prefix}:active                       zset: "{tenant}/{id}" of every unfinished job
     {prefix}:workers                      zset: worker ids by last heartbeat
     {prefix}:reconciler                   string: lock of the worker running the reconciler
     {prefix}:model                        ModelInfo JSON published by workers
+    {prefix}:{tenant}:webhook_secret      hash: secret, created_at, previous, previous_until
+    {prefix}:metrics                      hash: Prometheus counters and histogram buckets
+                                          (memq.metrics), incremented by every process
 
 Delivery (see docs/reliability.md): a worker takes a job's *lease* when the broker hands
 it the message and renews it while it holds the job; a job that is unfinished, not
@@ -36,8 +43,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -45,6 +53,7 @@ from typing import Any
 import redis
 import redis.asyncio
 
+from memq import metrics
 from memq.contracts import (
     ErrorResponse,
     JobProgress,
@@ -55,8 +64,13 @@ from memq.contracts import (
     JobSummary,
     JobType,
     ModelInfo,
+    WebhookAttempt,
+    WebhookDelivery,
 )
 from memq.settings import CommonSettings
+from memq.webhooks import ROTATION_OVERLAP_S, WebhookSecret, new_secret
+
+log = logging.getLogger("memq.jobstore")
 
 EVENTS_MAXLEN = 20_000
 """Events kept per job: more than the most tokens one job can stream."""
@@ -139,6 +153,67 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', 20000, '*', 'event', 'partial')
 return 1
 """
 
+# KEYS: job hash. ARGV: WebhookDelivery JSON. Records a pending delivery once per job, and
+# only on a record that still exists (HSETNX alone would recreate an expired one, forever).
+_WEBHOOK_BEGIN = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+return redis.call('HSETNX', KEYS[1], 'webhook', ARGV[1])
+"""
+
+# KEYS: job hash. ARGV: the webhook field as read, its new value. A compare-and-set of the
+# field alone: 1 when written, 0 when it changed since it was read, -1 when gone.
+_WEBHOOK_UPDATE = """
+local current = redis.call('HGET', KEYS[1], 'webhook')
+if not current then return -1 end
+if current ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'webhook', ARGV[2])
+return 1
+"""
+
+# KEYS: secret hash. ARGV: mode ("get": create when missing; "rotate"), new secret, now
+# (ISO 8601), previous_until (ISO 8601, rotate only). Returns the hash's fields.
+_WEBHOOK_SECRET = """
+if ARGV[1] == 'rotate' then
+  local current = redis.call('HGET', KEYS[1], 'secret')
+  if current then
+    redis.call('HSET', KEYS[1], 'previous', current, 'previous_until', ARGV[4])
+  end
+  redis.call('HSET', KEYS[1], 'secret', ARGV[2], 'created_at', ARGV[3])
+elseif redis.call('HSETNX', KEYS[1], 'secret', ARGV[2]) == 1 then
+  redis.call('HSET', KEYS[1], 'created_at', ARGV[3])
+end
+return redis.call('HMGET', KEYS[1], 'secret', 'created_at', 'previous', 'previous_until')
+"""
+
+# KEYS: session hash. ARGV: "job:{id}" field, count. Returns the job's first turn number.
+_RESERVE_TURNS = """
+local first = redis.call('HGET', KEYS[1], ARGV[1])
+if first then return tonumber(first) end
+local after = redis.call('HINCRBY', KEYS[1], 'next_turn', tonumber(ARGV[2]))
+first = after - tonumber(ARGV[2]) + 1
+redis.call('HSET', KEYS[1], ARGV[1], first)
+return first
+"""
+
+# KEYS: session hash. ARGV: claim TTL seconds. The claim is a timestamp field.
+_CLAIM_SUMMARY = """
+local now = redis.call('TIME')[1]
+local held = redis.call('HGET', KEYS[1], 'summarizing')
+if held and tonumber(held) > tonumber(now) then return 0 end
+redis.call('HSET', KEYS[1], 'summarizing', tonumber(now) + tonumber(ARGV[1]))
+return 1
+"""
+
+# KEYS: session hash. ARGV: turn. Moves summarized_through forward and drops the claim.
+_ADVANCE_SUMMARY = """
+local current = tonumber(redis.call('HGET', KEYS[1], 'summarized_through') or '0')
+if tonumber(ARGV[1]) > current then
+  redis.call('HSET', KEYS[1], 'summarized_through', ARGV[1])
+end
+redis.call('HDEL', KEYS[1], 'summarizing')
+return 1
+"""
+
 # KEYS: lease. ARGV: worker id, TTL ms, mode ("take": only when free or ours;
 # "renew": only when ours; "release": delete when ours). Returns 1 when done.
 _LEASE = """
@@ -212,6 +287,9 @@ class JobKeys:
     def index(self, tenant: str) -> str:
         return f"{self.prefix}:{tenant}:jobs"
 
+    def session(self, tenant: str, session_id: str) -> str:
+        return f"{self.prefix}:{tenant}:session:{session_id}"
+
     def idempotency(self, tenant: str, key: str) -> str:
         digest = hashlib.sha256(key.encode()).hexdigest()
         return f"{self.prefix}:{tenant}:idem:{digest}"
@@ -246,6 +324,12 @@ class JobKeys:
     def rate_limits(self) -> str:
         """Prefix of the rate limiter's counters (the `limits` library names the rest)."""
         return f"{self.prefix}:ratelimit"
+
+    def webhook_secret(self, tenant: str) -> str:
+        return f"{self.prefix}:{tenant}:webhook_secret"
+
+    def metrics(self) -> str:
+        return f"{self.prefix}:metrics"
 
 
 @dataclass(frozen=True)
@@ -332,6 +416,13 @@ class JobStore:
         self._create = self.r.register_script(_CREATE)
         self._lease = self.r.register_script(_LEASE)
         self._partial = self.r.register_script(_PARTIAL)
+        self._reserve = self.r.register_script(_RESERVE_TURNS)
+        self._claim = self.r.register_script(_CLAIM_SUMMARY)
+        self._advance = self.r.register_script(_ADVANCE_SUMMARY)
+        self._webhook_begin = self.r.register_script(_WEBHOOK_BEGIN)
+        self._webhook_update = self.r.register_script(_WEBHOOK_UPDATE)
+        self._webhook_secret = self.r.register_script(_WEBHOOK_SECRET)
+        self._terminal_hooks: list[Callable[[JobRecord], None]] = []
 
     @classmethod
     def from_settings(cls, settings: CommonSettings) -> JobStore:
@@ -441,12 +532,14 @@ class JobStore:
 
     def get(self, tenant: str, job_id: str) -> JobRecord | None:
         pipe = self.r.pipeline(transaction=False)
-        pipe.hget(self.keys.job(tenant, job_id), "record")
+        pipe.hmget(self.keys.job(tenant, job_id), "record", "webhook")
         pipe.hgetall(self.keys.progress(tenant, job_id))
-        raw, progress = pipe.execute()
+        (raw, webhook), progress = pipe.execute()
         if raw is None:
             return None
         record = JobRecord.model_validate_json(raw)
+        if webhook is not None:
+            record.webhook = WebhookDelivery.model_validate_json(webhook)
         if record.status == JobStatus.running and progress:
             record.progress = JobProgress(
                 tokens=int(progress.get(b"tokens", 0)), text=_text(progress.get(b"text", b""))
@@ -555,6 +648,8 @@ class JobStore:
                 record.summary().model_dump_json(),
             ],
         )
+        if result == 1 and new.terminal:
+            self._ended(record)
         return result
 
     def start(
@@ -646,6 +741,35 @@ class JobStore:
             args=[record.model_dump_json(), record.summary().model_dump_json()],
         )
         return bool(attached == 1)
+
+    # chat sessions --------------------------------------------------------------------------
+    def reserve_turns(self, tenant: str, session_id: str, job_id: str, count: int) -> int:
+        """The first of `count` consecutive turn numbers for a job's messages in a session;
+        the same numbers again for the same job (a redelivery writes the same turns)."""
+        first: Any = self._reserve(
+            keys=[self.keys.session(tenant, session_id)], args=[f"job:{job_id}", count]
+        )
+        return int(first)
+
+    def session_state(self, tenant: str, session_id: str) -> tuple[int, int]:
+        """(turns so far, turns covered by the rolling summary)."""
+        raw: Any = self.r.hmget(
+            self.keys.session(tenant, session_id), "next_turn", "summarized_through"
+        )
+        return int(raw[0] or 0), int(raw[1] or 0)
+
+    def claim_summary(self, tenant: str, session_id: str, ttl_s: int) -> bool:
+        """One rolling-summary job per session at a time (the claim expires by itself)."""
+        key = self.keys.session(tenant, session_id)
+        claimed: Any = self._claim(keys=[key], args=[ttl_s])
+        return bool(claimed)
+
+    def summarized(self, tenant: str, session_id: str, through_turn: int) -> None:
+        """The rolling summary now covers turns up to `through_turn` (never moves back)."""
+        self._advance(keys=[self.keys.session(tenant, session_id)], args=[through_turn])
+
+    def forget_session(self, tenant: str, session_id: str) -> None:
+        self.r.delete(self.keys.session(tenant, session_id))
 
     # leases and workers -------------------------------------------------------------------
     def take_lease(self, tenant: str, job_id: str, worker: str) -> bool:
@@ -772,3 +896,111 @@ class JobStore:
     def model_info(self) -> ModelInfo | None:
         raw: Any = self.r.get(self.keys.model())
         return ModelInfo.model_validate_json(raw) if raw else None
+
+    # job ends: metrics and hooks ----------------------------------------------------------
+    def on_terminal(self, hook: Callable[[JobRecord], None]) -> None:
+        """Call `hook(record)` after each terminal transition this store makes. Only the
+        transition that won the compare-and-set calls it, so once per job whoever ends it."""
+        self._terminal_hooks.append(hook)
+
+    def _ended(self, record: JobRecord) -> None:
+        # The transition is committed: an observer that fails must neither undo nor repeat it.
+        try:
+            self.add_metrics(metrics.job_ended(record))
+        except redis.RedisError as exc:
+            log.warning("job %s: not counted in the metrics (%s)", record.id, exc)
+        for hook in self._terminal_hooks:
+            try:
+                hook(record)
+            except Exception:
+                log.exception("job %s: what follows its end (%r) failed", record.id, hook)
+
+    # webhooks -----------------------------------------------------------------------------
+    def begin_webhook(self, tenant: str, job_id: str, url: str) -> bool:
+        """Record the job's webhook as pending; False when it was already recorded (the
+        caller queues the delivery only on True) or the job's record is gone."""
+        pending = WebhookDelivery(url=url).model_dump_json()
+        return bool(self._webhook_begin(keys=[self.keys.job(tenant, job_id)], args=[pending]))
+
+    def webhook(self, tenant: str, job_id: str) -> WebhookDelivery | None:
+        raw: Any = self.r.hget(self.keys.job(tenant, job_id), "webhook")
+        return WebhookDelivery.model_validate_json(raw) if raw is not None else None
+
+    def record_webhook_attempt(
+        self, tenant: str, job_id: str, attempt: WebhookAttempt, *, delivered: bool, gave_up: bool
+    ) -> WebhookDelivery | None:
+        """Append one delivery attempt (and its outcome) to the job's webhook; rewrites only
+        that field, retrying when it changed meanwhile. None when the job's record is gone."""
+        key = self.keys.job(tenant, job_id)
+        while True:
+            raw: Any = self.r.hget(key, "webhook")
+            if raw is None:
+                return None
+            delivery = WebhookDelivery.model_validate_json(raw)
+            delivery.attempts.append(attempt)
+            if delivered:
+                delivery.delivered_at = attempt.at
+            delivery.gave_up = gave_up
+            written = self._webhook_update(keys=[key], args=[raw, delivery.model_dump_json()])
+            if written == 1:
+                return delivery
+            if written == -1:
+                return None
+
+    def webhook_secret(self, tenant: str, *, rotate: bool = False) -> WebhookSecret:
+        """The tenant's webhook signing secret, created on first use. `rotate` replaces it;
+        the replaced one keeps signing for `ROTATION_OVERLAP_S` (one previous secret is kept:
+        rotating twice in that window retires the older one at once)."""
+        now = utcnow()
+        until = datetime.fromtimestamp(now.timestamp() + ROTATION_OVERLAP_S, UTC)
+        found: Any = self._webhook_secret(
+            keys=[self.keys.webhook_secret(tenant)],
+            args=["rotate" if rotate else "get", new_secret(), now.isoformat(), until.isoformat()],
+        )
+        secret, created_at, _, previous_until = (_text(v) if v else None for v in found)
+        valid_until = datetime.fromisoformat(previous_until) if previous_until else None
+        assert secret is not None and created_at is not None  # the script set both
+        return WebhookSecret(
+            secret=secret,
+            created_at=datetime.fromisoformat(created_at),
+            previous_valid_until=valid_until if valid_until and valid_until > now else None,
+        )
+
+    def webhook_signing_secrets(self, tenant: str) -> list[str]:
+        """The secrets a delivery is signed with: the current one, and the one it replaced
+        while the rotation overlap lasts."""
+        current = self.webhook_secret(tenant)
+        secrets = [current.secret]
+        if current.previous_valid_until is not None:
+            previous: Any = self.r.hget(self.keys.webhook_secret(tenant), "previous")
+            if previous:
+                secrets.append(_text(previous))
+        return secrets
+
+    # metrics ------------------------------------------------------------------------------
+    def add_metrics(self, update: metrics.MetricUpdate) -> None:
+        """Count `update` into the shared metrics (atomically: a scrape sees all or none)."""
+        if not update:
+            return
+        key = self.keys.metrics()
+        pipe = self.r.pipeline(transaction=True)
+        for field, amount in update.counts.items():
+            pipe.hincrby(key, field, amount)
+        for field, value in update.sums.items():
+            pipe.hincrbyfloat(key, field, value)
+        pipe.execute()
+
+    def read_metrics(self) -> dict[str, float]:
+        raw: Any = self.r.hgetall(self.keys.metrics())
+        return {_text(k): float(v) for k, v in raw.items()}
+
+    def queue_depths(self, queues: Mapping[str, str]) -> dict[str, int]:
+        """Messages waiting in each queue (label → Redis list of the queue)."""
+        pipe = self.r.pipeline(transaction=False)
+        for queue in queues.values():
+            pipe.llen(queue)
+        return {label: int(n) for label, n in zip(queues, pipe.execute(), strict=True)}
+
+    def unfinished_total(self) -> int:
+        count: Any = self.r.zcard(self.keys.active())
+        return int(count)

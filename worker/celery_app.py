@@ -24,12 +24,13 @@ class MemqCelery(Celery):  # type: ignore[misc]
 
 
 def create_celery_app(settings: WorkerSettings) -> MemqCelery:
-    from worker.tasks import JobTask, RunJob
+    from worker.tasks import DeliverWebhook, JobTask, RunJob
 
     app = MemqCelery("memq", broker=settings.redis_url, set_as_current=False)
     app.settings = settings
     app.conf.update(celery_conf(settings))
     run_job = app.register_task(RunJob())
+    app.register_task(DeliverWebhook())
 
     def load_runtime(sender: Any, **_: Any) -> None:
         if getattr(sender, "app", None) is not app:
@@ -51,6 +52,7 @@ def create_celery_app(settings: WorkerSettings) -> MemqCelery:
     def close_runtime(sender: Any, **_: Any) -> None:
         if getattr(sender, "app", None) is app:
             JobTask.close_all()
+            DeliverWebhook.close_all()
 
     def lease_on_receipt(sender: Any, request: Any = None, **_: Any) -> None:
         # The broker just handed this worker the message: hold the job's lease from now,

@@ -46,6 +46,14 @@ class WorkerSettings(ServiceSettings):
         default=5, ge=0, le=20, description="Task retries when the memory service is down."
     )
     memory_timeout_s: float = Field(default=10.0, gt=0, description="Per-request timeout.")
+    min_similarity: float | None = Field(
+        default=0.3,
+        ge=-1.0,
+        le=1.0,
+        description="Retrieved memories below this cosine similarity are left out of the "
+        "prompt (a job's `memory.min_similarity` overrides it; chosen on the eval set, "
+        "bench/results/eval.md).",
+    )
     progress_interval_s: float = Field(
         default=0.05, ge=0.0, description="How often token progress is written to Redis."
     )
@@ -66,6 +74,30 @@ class WorkerSettings(ServiceSettings):
     )
     map_threads: int = Field(
         default=8, ge=1, le=64, description="Concurrent map calls of one summarize job."
+    )
+    webhook_max_attempts: int = Field(
+        default=10,
+        ge=1,
+        le=30,
+        description="Delivery attempts of a job's webhook before giving up (with the default "
+        "backoff, 10 attempts span about 15 minutes).",
+    )
+    webhook_timeout_s: float = Field(
+        default=10.0, gt=0, le=120, description="Per-attempt timeout of a webhook POST."
+    )
+    webhook_backoff_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=600,
+        description="Wait before the second attempt; it doubles after each failed attempt.",
+    )
+    webhook_backoff_max_s: float = Field(
+        default=300.0, gt=0, le=3600, description="The longest wait between two attempts."
+    )
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Deliver webhooks to loopback, private and link-local addresses too (off: "
+        "a callback_url that resolves to one is refused, against SSRF).",
     )
 
     @property

@@ -1,9 +1,9 @@
 """What a job does, independent of Celery: retrieve → assemble → generate → result.
 
 `JobRunner.run(record)` is the whole job; the Celery task only starts the record, calls
-it and commits the outcome. Every collaborator (model, engine, memory client, progress
-publisher, cancel watcher, thread pool) is handed in, so the runner is tested without
-Celery, Redis or a model.
+it and commits the outcome. Every collaborator (model, engine, prompt strategy, memory
+client, session history, progress publisher, cancel watcher, thread pool) is handed in,
+so the runner is tested without Celery, Redis or a model.
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ import logging
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from memq.budget import check_job_fits
 from memq.contracts import (
+    ChatJobRequest,
     GenerateJobRequest,
     GenerationParams,
     JobRequest,
@@ -35,7 +36,8 @@ from memq.jobstore import JobRecord
 from worker.engine.base import Engine, GenerationOutput, GenerationRequest
 from worker.errors import JobCancelled, SummaryDidNotConverge
 from worker.model_loader import LoadedModel
-from worker.prompt import TLDR, AssembledPrompt, assemble, encode, split_tokens
+from worker.prompt import AssembledPrompt, split_tokens
+from worker.prompting import Prompts, Turn
 
 log = logging.getLogger("memq.worker.pipeline")
 
@@ -51,6 +53,19 @@ SUMMARY_SEPARATOR = "\n"
 
 class MemorySearcher(Protocol):
     def search(self, tenant: str, request: MemorySearchRequest) -> MemorySearchResponse: ...
+
+
+@dataclass
+class SessionContext:
+    """What a chat job sees of its session: the turns not yet summarized (oldest first)
+    and the rolling summary of the ones before."""
+
+    turns: list[Turn] = field(default_factory=list)
+    summary: str | None = None
+
+
+class SessionSource(Protocol):
+    def context(self, tenant: str, session_id: str) -> SessionContext: ...
 
 
 class TokenSink(Protocol):
@@ -133,7 +148,10 @@ class JobRunner:
         cancels: CancelSource,
         map_pool: ThreadPoolExecutor,
         *,
+        prompts: Prompts,
+        sessions: SessionSource | None = None,
         retrieval_query_chars: int,
+        min_similarity: float | None = None,
     ) -> None:
         self.lm = lm
         self.engine = engine
@@ -141,7 +159,10 @@ class JobRunner:
         self.progress = progress
         self.cancels = cancels
         self.map_pool = map_pool
+        self.prompts = prompts
+        self.sessions = sessions
         self.retrieval_query_chars = retrieval_query_chars
+        self.min_similarity = min_similarity
 
     def run(self, record: JobRecord) -> JobResult:
         """The job's result; raises JobCancelled (carrying the partial result) when it was
@@ -166,9 +187,11 @@ class JobRunner:
                         id=h.id,
                         score=h.score,
                         text=h.text,
+                        namespace=h.namespace,
                         version=h.version,
                         similarity=h.similarity,
                         used=h.id in used,
+                        left_out=None if h.id in used else outcome.prompt.left_out.get(h.id),
                     )
                     for h in hits
                 ],
@@ -188,6 +211,8 @@ class JobRunner:
         try:
             if isinstance(request, GenerateJobRequest):
                 outcome = self._generate(record, request, hits)
+            elif isinstance(request, ChatJobRequest):
+                outcome = self._chat(record, request, hits)
             else:
                 outcome = self._summarize(record, request, hits)
         except _Interrupted as stop:
@@ -199,8 +224,9 @@ class JobRunner:
         return result(outcome)
 
     def retrieve(self, tenant: str, request: JobRequest) -> list[MemoryHit]:
-        """The memories the job asked for (pinned ones as given); raises MemoryUnavailable /
-        MemoryRequestRejected."""
+        """The memories the job asked for, best first (pinned ones as given): each
+        namespace is searched with the tail of the job's text, the hits merged by cosine
+        similarity. Raises MemoryUnavailable / MemoryRequestRejected."""
         opts = request.memory
         if opts.pinned is not None:
             return [
@@ -214,16 +240,31 @@ class JobRunner:
                 )
                 for m in opts.pinned
             ]
-        if not opts.namespace or opts.top_k == 0:
+        if isinstance(request, ChatJobRequest):
+            namespaces, query = request.memory_namespaces(), request.prompt
+        elif isinstance(request, GenerateJobRequest):
+            namespaces, query = opts.search_namespaces(), request.prompt
+        else:
+            namespaces, query = opts.search_namespaces(), request.text
+        if not namespaces or opts.top_k == 0:
             return []
-        query = request.prompt if isinstance(request, GenerateJobRequest) else request.text
-        search = MemorySearchRequest(
-            namespace=opts.namespace,
-            query=query[-self.retrieval_query_chars :],
-            top_k=opts.top_k,
-            min_score=opts.min_score,
+        hits: dict[str, MemoryHit] = {}
+        for namespace in namespaces:
+            search = MemorySearchRequest(
+                namespace=namespace, query=query[-self.retrieval_query_chars :], top_k=opts.top_k
+            )
+            for hit in self.memory.search(tenant, search).hits:
+                hits.setdefault(hit.id, hit)
+        ranked = sorted(
+            hits.values(),
+            key=lambda h: h.similarity if h.similarity is not None else h.score,
+            reverse=True,
         )
-        return self.memory.search(tenant, search).hits
+        return ranked[: opts.top_k]
+
+    def _floor(self, request: JobRequest) -> float | None:
+        given = request.memory.min_similarity
+        return given if given is not None else self.min_similarity
 
     # ------------------------------------------------------------------------------------
     def _call(
@@ -255,17 +296,34 @@ class JobRunner:
     def _generate(
         self, record: JobRecord, request: GenerateJobRequest, hits: list[MemoryHit]
     ) -> _Outcome:
-        prompt = assemble(
-            self.lm.tokenizer,
-            encode(self.lm.tokenizer, request.prompt),
-            hits,
-            max_new_tokens=request.params.max_new_tokens,
-            context_window=self.lm.context_window,
+        prompt = self.prompts.generate(
+            request.prompt, hits, request.params.max_new_tokens, self._floor(request)
         )
         out = self._call(record, prompt, request.params, stream=True)
         calls = _Calls()
         calls.add(prompt, out)
         return _Outcome(out.text, out.finish_reason, prompt, calls)
+
+    def _chat(self, record: JobRecord, request: ChatJobRequest, hits: list[MemoryHit]) -> _Outcome:
+        context = SessionContext()
+        if request.session_id is not None and self.sessions is not None:
+            context = self.sessions.context(record.tenant, request.session_id)
+        params = request.params
+        stops = [s for s in self.prompts.chat_stop() if s not in params.stop]
+        if stops:
+            params = params.model_copy(update={"stop": [*params.stop, *stops][:8]})
+        prompt = self.prompts.chat(
+            request,
+            context.turns,
+            context.summary,
+            hits,
+            params.max_new_tokens,
+            self._floor(request),
+        )
+        out = self._call(record, prompt, params, stream=True)
+        calls = _Calls()
+        calls.add(prompt, out)
+        return _Outcome(out.text.strip(), out.finish_reason, prompt, calls)
 
     def _summarize(
         self, record: JobRecord, request: SummarizeJobRequest, hits: list[MemoryHit]
@@ -278,21 +336,18 @@ class JobRunner:
         at most ceil(k · 11/32) chunks of `room` ≥ 32 tokens: fewer than k for every k ≥ 2.
         Rounds are capped anyway, and a round that fails to shrink fails the job.
         """
-        tok = self.lm.tokenizer
         params = request.params
-        window = self.lm.context_window
-        suffix = encode(tok, TLDR)
         check_job_fits(
             JobType.summarize,
             max_new_tokens=params.max_new_tokens,
-            context_window=window,
-            template_tokens=len(suffix),
+            context_window=self.lm.context_window,
+            template_tokens=self.prompts.template_tokens()[JobType.summarize],
         )
-        room = window - params.max_new_tokens - len(suffix)
-        separator = encode(tok, SUMMARY_SEPARATOR)
+        room = self.prompts.summary_room(params.max_new_tokens)
+        separator = self.prompts.encode(SUMMARY_SEPARATOR)
         calls = _Calls()
         pieces = split_tokens(
-            encode(tok, request.text), room, overlap=min(MAP_OVERLAP_TOKENS, room // 8)
+            self.prompts.encode(request.text), room, overlap=min(MAP_OVERLAP_TOKENS, room // 8)
         )
         n_map, rounds, is_user_text = len(pieces), 0, True
         while len(pieces) > 1:
@@ -302,7 +357,7 @@ class JobRunner:
                     f"the text still spans {len(pieces)} chunks after {MAX_SUMMARY_ROUNDS} "
                     "summary rounds; split it or raise max_new_tokens' room by lowering it"
                 )
-            summaries = self._summarize_round(record, pieces, params, suffix, calls, is_user_text)
+            summaries = self._summarize_round(record, pieces, request, calls, is_user_text)
             joined: list[int] = []
             for ids in summaries:
                 joined += (separator if joined else []) + ids
@@ -313,13 +368,12 @@ class JobRunner:
                 )
             pieces = split_tokens(joined or separator, room)
             is_user_text = False
-        final = assemble(
-            tok,
+        final = self.prompts.summarize(
             pieces[0] if pieces else [],
             hits,
-            max_new_tokens=params.max_new_tokens,
-            context_window=window,
-            suffix_ids=suffix,
+            params.max_new_tokens,
+            request.sentences,
+            self._floor(request),
         )
         if not is_user_text:  # intermediate summaries are context, not the user's text
             final.context_tokens += final.prompt_tokens
@@ -332,25 +386,17 @@ class JobRunner:
         self,
         record: JobRecord,
         pieces: list[list[int]],
-        params: GenerationParams,
-        suffix: list[int],
+        request: SummarizeJobRequest,
         calls: _Calls,
         is_user_text: bool,
     ) -> list[list[int]]:
         """Summarize every piece (concurrently, so the batched engine decodes them
         together); each summary's token ids, never longer than the model produced."""
-        tok = self.lm.tokenizer
+        params = request.params
         jobs = []
         for piece in pieces:
             cap = max(1, min(params.max_new_tokens, len(piece) // SUMMARY_SHRINK))
-            prompt = assemble(
-                tok,
-                piece,
-                [],
-                max_new_tokens=cap,
-                context_window=self.lm.context_window,
-                suffix_ids=suffix,
-            )
+            prompt = self.prompts.summarize(piece, [], cap, request.sentences, None)
             if not is_user_text:
                 prompt.context_tokens += prompt.prompt_tokens
                 prompt.prompt_tokens = 0
@@ -359,5 +405,5 @@ class JobRunner:
         summaries = []
         for (prompt, _), out in zip(jobs, outs, strict=True):
             calls.add(prompt, out)
-            summaries.append(encode(tok, out.text.strip())[: len(out.token_ids)])
+            summaries.append(self.prompts.encode(out.text.strip())[: len(out.token_ids)])
         return summaries

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from memq.budget import check_job_fits
-from memq.contracts import JobType, MemoryHit
+from memq.contracts import JobType, LeftOut, MemoryHit
 
 TLDR = "\n\nTL;DR:"
 """GPT-2's zero-shot summarization cue, after the text to summarize."""
@@ -27,6 +27,7 @@ class AssembledPrompt:
     prompt_tokens: int
     context_tokens: int
     used_memory_ids: list[str] = field(default_factory=list)
+    left_out: dict[str, LeftOut] = field(default_factory=dict)
 
 
 def encode(tokenizer: Any, text: str) -> list[int]:

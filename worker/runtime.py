@@ -18,8 +18,9 @@ from worker.engine.base import Engine
 from worker.model_loader import LoadedModel, load_model
 from worker.pipeline import JobRunner
 from worker.progress import CancelWatcher, ProgressPublisher
-from worker.prompt import template_tokens
+from worker.prompting import prompts_for
 from worker.reconciler import Housekeeper, LeaseKeeper, Reconciler, SendJob
+from worker.sessions import SessionBook
 
 log = logging.getLogger("memq.worker")
 
@@ -61,6 +62,8 @@ class Runtime:
         self.progress = ProgressPublisher(self.store, settings.progress_interval_s)
         self.cancels = CancelWatcher(self.store, settings.cancel_poll_interval_s)
         self.map_pool = ThreadPoolExecutor(settings.map_threads, thread_name_prefix="memq-map")
+        self.prompts = prompts_for(self.lm.tokenizer, self.lm.context_window)
+        self.sessions = SessionBook(self.memory, self.store)
         self.runner = JobRunner(
             self.lm,
             self.engine,
@@ -68,14 +71,18 @@ class Runtime:
             self.progress,
             self.cancels,
             self.map_pool,
+            prompts=self.prompts,
+            sessions=self.sessions,
             retrieval_query_chars=settings.retrieval_query_chars,
+            min_similarity=settings.min_similarity,
         )
         self.store.publish_model(
             ModelInfo(
                 name=self.lm.name,
                 context_window=self.lm.context_window,
                 tokenizer_json=self.lm.tokenizer_json(),
-                template_tokens=template_tokens(self.lm.tokenizer),
+                template_tokens=self.prompts.template_tokens(),
+                chat_template=self.prompts.chat_template,
             )
         )
         self.housekeeper.start()

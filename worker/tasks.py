@@ -1,4 +1,5 @@
-"""Thin Celery tasks: start the job record, run the pipeline, commit the outcome."""
+"""Thin Celery tasks: start the job record, run the pipeline, commit the outcome; and
+deliver a finished job's webhook (worker.webhooks)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,18 @@ import redis
 from celery import Task
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from memq import metrics
 from memq.broker import job_queues, queue_name
-from memq.contracts import RUN_JOB_TASK, ErrorResponse, Priority
+from memq.contracts import RUN_JOB_TASK, ChatJobRequest, ErrorResponse, JobStatus, Priority
 from memq.errors import MemoryUnavailable, MemqError
 from memq.logs import bind_job_id
+from memq.webhooks import DELIVER_WEBHOOK_TASK, WebhookQueue
 from worker.errors import JobCancelled
 
 if TYPE_CHECKING:
     from worker.config import WorkerSettings
     from worker.runtime import Runtime
+    from worker.webhooks import WebhookSender
 
 log = logging.getLogger("memq.worker.tasks")
 
@@ -47,6 +51,8 @@ class JobTask(Task):  # type: ignore[misc]
 
                     queues = job_queues(self.settings)
                     self._runtime = Runtime(self.settings, self.send_job, queues)
+                    store = self._runtime.store
+                    store.on_terminal(WebhookQueue(self.app, store, self.settings))
                     JobTask._runtimes.append(self._runtime)
         return self._runtime
 
@@ -123,7 +129,10 @@ class RunJob(JobTask):
         except JobCancelled as exc:
             if exc.partial is not None:
                 partial = exc.partial
-                self.commit(lambda: rt.store.attach_partial(record, partial))
+                if self.commit(lambda: rt.store.attach_partial(record, partial)):
+                    tokens = partial.usage.completion_tokens
+                    rt.store.add_metrics(metrics.partial_tokens(record, tokens))
+            log.info("job %s: cancelled while running", job_id)
             return
         except MemqError as exc:
             error = exc.to_response()
@@ -134,5 +143,76 @@ class RunJob(JobTask):
             error = ErrorResponse(error="internal_error", message=repr(exc))
             self.commit(lambda: rt.store.fail(record, error))
             return
+        request = record.request
+        keeps_turns = (
+            isinstance(request, ChatJobRequest) and request.session_id and request.write_back
+        )
+        if keeps_turns:
+            # Before the commit (a crash in between writes the same turns again); undone or
+            # rewritten below if the commit finds another outcome.
+            assert isinstance(request, ChatJobRequest)
+            rt.sessions.write_back(tenant, job_id, request, result)
         if not self.commit(lambda: rt.store.succeed(record, result)):
             log.warning("job %s: result not committed (already finished or cancelled)", job_id)
+            if keeps_turns:
+                self._settle_turns(rt, tenant, job_id)
+            return
+        log.info(
+            "job %s: succeeded (%d tokens, %d memories)",
+            job_id,
+            result.usage.completion_tokens,
+            len(result.memories),
+        )
+
+    @staticmethod
+    def _settle_turns(rt: Runtime, tenant: str, job_id: str) -> None:
+        """The session's turns follow the job's committed outcome: none for a cancelled or
+        failed job, the committed reply for one another attempt finished first."""
+        final = rt.store.get(tenant, job_id)
+        if final is None:
+            return
+        request = final.request
+        if final.status == JobStatus.succeeded and final.result is not None:
+            assert isinstance(request, ChatJobRequest)
+            rt.sessions.write_back(tenant, job_id, request, final.result)
+        elif final.status != JobStatus.succeeded:
+            rt.sessions.undo(tenant, job_id)
+
+
+class DeliverWebhook(Task):  # type: ignore[misc]
+    """One delivery attempt of a finished job's webhook; runs again after the backoff the
+    attempt asks for. Light: it never loads the model."""
+
+    name = DELIVER_WEBHOOK_TASK
+    max_retries = None  # worker.webhooks bounds the attempts (MEMQ_WEBHOOK_MAX_ATTEMPTS)
+    _senders: ClassVar[list[WebhookSender]] = []
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+    _sender: WebhookSender | None = None
+
+    @property
+    def sender(self) -> WebhookSender:
+        if self._sender is None:
+            with self._lock:
+                if self._sender is None:
+                    from worker.webhooks import WebhookSender
+
+                    self._sender = WebhookSender.from_settings(self.app.settings)
+                    DeliverWebhook._senders.append(self._sender)
+        return self._sender
+
+    def run(self, tenant: str, job_id: str, delivery_id: str) -> None:
+        with bind_job_id(job_id):
+            try:
+                wait = self.sender.deliver(tenant, job_id, delivery_id)
+            except redis.RedisError as exc:
+                log.warning("webhook of job %s: redis unavailable (%s); retrying", job_id, exc)
+                wait = 5.0
+        if wait is not None:
+            raise self.retry(countdown=wait)
+
+    @classmethod
+    def close_all(cls) -> None:
+        with cls._lock:
+            for sender in cls._senders:
+                sender.close()
+            cls._senders.clear()

@@ -16,13 +16,15 @@ PromptTooLong (422), QueueUnavailable (503), MemoryUnavailable (503).
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import redis
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from starlette.responses import Response
 
-from memq.errors import GatewayError, QueueUnavailable, error_response
+from memq.errors import GatewayError, MemqError, QueueUnavailable
 from memq.errors import register_error_handlers as register_common
+from memq.openai_protocol import OPENAI_PATHS
 
 log = logging.getLogger("memq.gateway")
 
@@ -72,12 +74,14 @@ class TooManyJobs(GatewayError):
 
 
 def register_error_handlers(app: FastAPI) -> None:
-    register_common(app, log)
+    register_common(app, log, openai_paths=OPENAI_PATHS)
 
     @app.exception_handler(redis.RedisError)
-    async def _redis_down(_: Request, exc: redis.RedisError) -> JSONResponse:
+    async def _redis_down(request: Request, exc: redis.RedisError) -> Response:
         log.warning("redis unavailable: %s", exc)
         error = QueueUnavailable(
             "the job store is unavailable; nothing was accepted, retry shortly"
         )
-        return error_response(503, error.code, error.message, headers=error.headers)
+        handler: Any = app.exception_handlers[MemqError]
+        answer: Response = await handler(request, error)
+        return answer

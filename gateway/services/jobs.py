@@ -23,6 +23,7 @@ from memq.broker import queue_name
 from memq.budget import check_job_fits
 from memq.contracts import (
     RUN_JOB_TASK,
+    ChatJobRequest,
     GenerateJobRequest,
     JobListResponse,
     JobRequest,
@@ -33,6 +34,8 @@ from memq.contracts import (
 )
 from memq.errors import InvalidInput, JobNotFound, PromptTooLong, QueueUnavailable
 from memq.jobstore import Created, IdempotencyConflict, JobRecord, JobStore, QuotaExceeded
+from memq.logs import bind_job_id
+from memq.webhooks import WebhookQueue
 
 log = logging.getLogger("memq.gateway.jobs")
 
@@ -63,6 +66,8 @@ class JobService:
         self.settings = settings
         self.queue = settings.queue
         self.tokens = TokenCounter(store)
+        # A job the gateway ends (cancel, forgetting a namespace) fires its webhook too.
+        store.on_terminal(WebhookQueue(celery, store, settings))
 
     @staticmethod
     def status_url(settings: GatewaySettings, job_id: str) -> str:
@@ -79,6 +84,11 @@ class JobService:
         prompt_tokens = None
         if isinstance(request, GenerateJobRequest):
             prompt_tokens = len(tokenizer.encode(request.prompt, add_special_tokens=False).ids)
+        elif isinstance(request, ChatJobRequest):
+            prompt_tokens = sum(
+                len(tokenizer.encode(m.content, add_special_tokens=False).ids)
+                for m in request.messages
+            )
         try:
             check_job_fits(
                 job_type,
@@ -135,6 +145,8 @@ class JobService:
             self.store.delete(tenant, job_id, idempotency_key)
             log.exception("dispatch of job %s failed", job_id)
             raise QueueUnavailable(f"the job queue is unavailable, retry later: {exc}") from exc
+        with bind_job_id(job_id):
+            log.info("job %s queued (%s, priority %s)", job_id, request.type, request.priority)
         return created
 
     def get(self, tenant: str, job_id: str) -> JobRecord:
@@ -180,6 +192,7 @@ class JobService:
         decode step and keeps its partial text; a finished one is a conflict."""
         cancelled = self.store.cancel(tenant, job_id)
         if cancelled is not None:
+            log.info("job %s cancelled", job_id)
             return cancelled
         record = self.get(tenant, job_id)
         raise JobNotCancellable(

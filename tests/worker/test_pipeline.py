@@ -37,6 +37,7 @@ from worker.errors import JobCancelled, SummaryDidNotConverge
 from worker.model_loader import LoadedModel
 from worker.pipeline import MAX_SUMMARY_ROUNDS, SUMMARY_SHRINK, JobRunner
 from worker.prompt import TLDR, encode
+from worker.prompting import PlainPrompts
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +149,9 @@ def _runner(
         progress or FakeProgress(),
         cancels or FakeCancels(),
         pool,
+        prompts=PlainPrompts(tok, window),
         retrieval_query_chars=query_chars,
+        min_similarity=None,
     )
 
 
@@ -287,14 +290,14 @@ def test_generate_retrieves_with_the_tail_of_the_prompt_and_puts_memories_first(
     request = GenerateJobRequest(
         prompt="x" * 50 + "Where does Alice live?",
         params=GenerationParams(max_new_tokens=3),
-        memory=MemoryOptions(namespace="user:1", top_k=2, min_score=0.1),
+        memory=MemoryOptions(namespace="user:1", top_k=2, min_similarity=0.1),
     )
     result = _runner(
         tok, pool, engine=engine, memory=memory, progress=progress, query_chars=100
     ).run(_record(request, tenant="beta"))
     tenant, search = memory.searches[0]
     assert tenant == "beta"
-    assert (search.namespace, search.top_k, search.min_score) == ("user:1", 2, 0.1)
+    assert (search.namespace, search.top_k) == ("user:1", 2)
     assert search.query == request.prompt[-100:]
     assert [m.used for m in result.memories] == [True, True]
     assert result.prompt.index("Alice lives in Paris.") < result.prompt.index("Bob owns a cat.")

@@ -6,7 +6,7 @@ runtime's model-bound parts are stand-ins."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -14,6 +14,7 @@ import redis
 from celery.exceptions import Retry
 
 from memq.contracts import (
+    ChatJobRequest,
     GenerateJobRequest,
     JobResult,
     JobStatus,
@@ -54,12 +55,29 @@ class StubEngine:
     name: str = "stub"
 
 
+class StubSessions:
+    """Records write-backs the way the session book would make them (one entry per job)."""
+
+    def __init__(self) -> None:
+        self.turns: dict[str, str] = {}
+
+    def write_back(
+        self, tenant: str, job_id: str, request: ChatJobRequest, result: JobResult
+    ) -> list[str]:
+        self.turns[job_id] = result.text
+        return [job_id]
+
+    def undo(self, tenant: str, job_id: str) -> None:
+        self.turns.pop(job_id, None)
+
+
 @dataclass
 class StubRuntime:
     store: JobStore
     runner: StubRunner
     leases: LeaseKeeper
     engine: StubEngine
+    sessions: StubSessions = field(default_factory=StubSessions)
     worker_id: str = "w-test"
 
 
@@ -184,3 +202,67 @@ def test_a_result_is_not_committed_over_a_cancellation(task: tuple[Any, StubRunt
     _call(run_job, "t5")
     job = rt.store.get("acme", "t5")
     assert job is not None and job.status == JobStatus.cancelled and job.result is None
+
+
+def _chat(store: JobStore, job_id: str) -> None:
+    request = ChatJobRequest.model_validate(
+        {"messages": [{"role": "user", "content": "hi"}], "session_id": "s1"}
+    )
+    store.create("acme", job_id, request)
+
+
+def test_a_chat_turn_is_written_back_once_before_its_result_is_committed(
+    task: tuple[Any, StubRuntime],
+) -> None:
+    run_job, rt = task
+    seen_when_written: list[JobStatus | None] = []
+
+    def answer(record: JobRecord) -> JobResult:
+        return _result()
+
+    original = rt.sessions.write_back
+
+    def spy(tenant: str, job_id: str, request: ChatJobRequest, result: JobResult) -> list[str]:
+        seen_when_written.append(rt.store.status(tenant, job_id))
+        return original(tenant, job_id, request, result)
+
+    rt.sessions.write_back = spy  # type: ignore[method-assign]
+    rt.runner.behaviour = answer
+    _chat(rt.store, "c1")
+    _call(run_job, "c1")
+    assert rt.sessions.turns == {"c1": "out"}
+    assert seen_when_written == [JobStatus.running]  # written before the commit
+    assert rt.store.status("acme", "c1") == JobStatus.succeeded
+
+
+def test_a_chat_turn_cancelled_before_its_commit_is_undone(task: tuple[Any, StubRuntime]) -> None:
+    run_job, rt = task
+
+    def cancelled_meanwhile(record: JobRecord) -> JobResult:
+        rt.store.cancel(record.tenant, record.id)
+        return _result()
+
+    rt.runner.behaviour = cancelled_meanwhile
+    _chat(rt.store, "c2")
+    _call(run_job, "c2")
+    assert rt.store.status("acme", "c2") == JobStatus.cancelled
+    assert rt.sessions.turns == {}
+
+
+def test_a_chat_turn_takes_the_reply_another_attempt_committed(
+    task: tuple[Any, StubRuntime],
+) -> None:
+    run_job, rt = task
+
+    def beaten(record: JobRecord) -> JobResult:
+        other = rt.store.get(record.tenant, record.id)
+        assert other is not None
+        first = _result()
+        first.text = "the other attempt's reply"
+        assert rt.store.succeed(other, first)
+        return _result()
+
+    rt.runner.behaviour = beaten
+    _chat(rt.store, "c3")
+    _call(run_job, "c3")
+    assert rt.sessions.turns == {"c3": "the other attempt's reply"}

@@ -1,0 +1,122 @@
+"""Chat sessions seen from the gateway: read a session's transcript and summary, forget a
+session (its memories, its state, and its unfinished chat jobs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from starlette.concurrency import run_in_threadpool
+
+from gateway.services.jobs import JobService
+from memq.clients import TENANT_HEADER
+from memq.contracts import (
+    ChatJobRequest,
+    ChatRole,
+    ForgetResponse,
+    MemoryListResponse,
+    MemoryPublic,
+    SessionForgotten,
+    SessionPublic,
+    SessionSummary,
+    SessionTurn,
+    session_namespace,
+)
+from memq.errors import MemoryUnavailable, NotFound
+from memq.sessions import summary_id
+
+
+class SessionNotFound(NotFound):
+    code = "session_not_found"
+
+
+class SessionService:
+    def __init__(self, jobs: JobService, memory: httpx.AsyncClient) -> None:
+        self.jobs = jobs
+        self.memory = memory
+
+    async def _get(self, tenant: str, path: str, params: dict[str, Any] | None = None) -> Any:
+        try:
+            resp = await self.memory.get(path, params=params, headers={TENANT_HEADER: tenant})
+        except httpx.TransportError as exc:
+            raise MemoryUnavailable(f"the memory service is unreachable: {exc!r}") from exc
+        if resp.status_code == 404:
+            return None
+        if resp.status_code >= 500:
+            raise MemoryUnavailable(f"memory service {resp.status_code}: {resp.text[:200]}")
+        resp.raise_for_status()
+        return resp.json()
+
+    async def read(self, tenant: str, session_id: str) -> SessionPublic:
+        turns_so_far, through = await run_in_threadpool(
+            self.jobs.store.session_state, tenant, session_id
+        )
+        memories: list[MemoryPublic] = []
+        cursor = None
+        while True:
+            params: dict[str, Any] = {
+                "namespace": session_namespace(session_id),
+                "kind": "message",
+                "limit": 1000,
+            }
+            if cursor:
+                params["cursor"] = cursor
+            page = MemoryListResponse.model_validate(
+                await self._get(tenant, "/v1/memories", params)
+            )
+            memories += page.items
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        if not memories and not turns_so_far:
+            raise SessionNotFound(f"no session {session_id!r} for this API key's tenant")
+        turns = sorted(
+            (
+                SessionTurn(
+                    turn=int(m.metadata.get("turn", 0)),
+                    role=ChatRole(m.metadata.get("role", "user")),
+                    content=m.text,
+                    memory_id=m.id,
+                    created_at=m.created_at,
+                )
+                for m in memories
+            ),
+            key=lambda t: t.turn,
+        )
+        summary = None
+        found = await self._get(tenant, f"/v1/memories/{summary_id(session_id)}")
+        if found is not None:
+            memory = MemoryPublic.model_validate(found)
+            summary = SessionSummary(text=memory.text, version=memory.version, through_turn=through)
+        return SessionPublic(session_id=session_id, turns=turns, summary=summary)
+
+    async def forget(self, tenant: str, session_id: str) -> SessionForgotten:
+        cancelled = await run_in_threadpool(self._cancel_jobs, tenant, session_id)
+        try:
+            resp = await self.memory.delete(
+                f"/v1/namespaces/{session_namespace(session_id)}",
+                headers={TENANT_HEADER: tenant},
+            )
+        except httpx.TransportError as exc:
+            raise MemoryUnavailable(f"the memory service is unreachable: {exc!r}") from exc
+        if resp.status_code >= 400:
+            raise MemoryUnavailable(f"memory service {resp.status_code}: {resp.text[:200]}")
+        deleted = ForgetResponse.model_validate(resp.json()).deleted
+        await run_in_threadpool(self.jobs.store.forget_session, tenant, session_id)
+        return SessionForgotten(
+            session_id=session_id, deleted_memories=deleted, cancelled_jobs=cancelled
+        )
+
+    def _cancel_jobs(self, tenant: str, session_id: str) -> int:
+        store = self.jobs.store
+        cancelled = 0
+        for job_tenant, job_id in store.active_jobs(tenant=tenant):
+            record = store.get(job_tenant, job_id)
+            if (
+                record is not None
+                and isinstance(record.request, ChatJobRequest)
+                and record.request.session_id == session_id
+                and store.cancel(job_tenant, job_id) is not None
+            ):
+                cancelled += 1
+        return cancelled

@@ -421,6 +421,95 @@ def _import(w: World) -> None:
     assert _a_state(w) == before
 
 
+A_SESSION = "iso-session-of-a"
+
+
+def _a_session(w: World) -> None:
+    """Tenant A talks in a session once (idempotent across checks)."""
+    if w.a.get(f"/v1/sessions/{A_SESSION}").status_code == 200:
+        return
+    body = {
+        "type": "chat",
+        "messages": [{"role": "user", "content": SECRET_TEXT}],
+        "session_id": A_SESSION,
+        "params": {"max_new_tokens": 3},
+    }
+    resp = w.a.post("/v1/jobs", json=body)
+    assert resp.status_code == 202, resp.text
+    assert _wait(w.a, resp.json()["id"]).status == JobStatus.succeeded
+
+
+@covers("GET", "/v1/sessions/{session_id}")
+def _read_session(w: World) -> None:
+    _a_session(w)
+    assert w.a.get(f"/v1/sessions/{A_SESSION}").json()["turns"][0]["content"] == SECRET_TEXT
+    theirs = w.b.get(f"/v1/sessions/{A_SESSION}", headers=SPOOF)
+    nobody = w.b.get(f"/v1/sessions/never-{uuid.uuid4().hex[:6]}")
+    assert theirs.status_code == nobody.status_code == 404
+    assert theirs.json()["error"] == nobody.json()["error"]
+
+
+@covers("DELETE", "/v1/sessions/{session_id}")
+def _forget_session(w: World) -> None:
+    _a_session(w)
+    before = w.a.get(f"/v1/sessions/{A_SESSION}").json()
+    resp = w.b.delete(f"/v1/sessions/{A_SESSION}", headers=SPOOF)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["deleted_memories"] == 0 and resp.json()["cancelled_jobs"] == 0
+    assert w.a.get(f"/v1/sessions/{A_SESSION}").json() == before
+
+
+@covers("POST", "/v1/chat/completions")
+def _chat_completion(w: World) -> None:
+    _a_session(w)
+    body = {
+        "model": "memq",
+        "messages": [{"role": "user", "content": "What is the vault code?"}],
+        "max_tokens": 3,
+        "temperature": 0,
+        "session_id": A_SESSION,  # B's own session of that name: empty
+        "memory": {"namespaces": [NS], "top_k": 10, "min_similarity": -1},
+    }
+    resp = w.b.post("/v1/chat/completions", json=body, headers=SPOOF)
+    assert resp.status_code == 200, resp.text
+    job = w.b.get(f"/v1/jobs/{resp.json()['memq']['job_id']}").json()
+    assert job["tenant"] == B_TENANT
+    assert SECRET_TEXT not in job["result"]["prompt"]
+    assert not {m["id"] for m in job["result"]["memories"]} & set(w.a_memories)
+
+
+@covers("POST", "/v1/completions")
+def _completion(w: World) -> None:
+    body = {
+        "model": "memq",
+        "prompt": "The vault code is",
+        "max_tokens": 3,
+        "memory": {"namespaces": [NS], "top_k": 10, "min_similarity": -1},
+    }
+    resp = w.b.post("/v1/completions", json=body, headers=SPOOF)
+    assert resp.status_code == 200, resp.text
+    assert not {m["id"] for m in resp.json()["memq"]["memories"]} & set(w.a_memories)
+
+
+@covers("GET", "/v1/models")
+def _models(w: World) -> None:
+    assert w.a.get("/v1/models").json() == w.b.get("/v1/models", headers=SPOOF).json()
+
+
+@covers("GET", "/v1/webhooks/secret")
+def _webhook_secret(w: World) -> None:
+    a = w.a.get("/v1/webhooks/secret").json()
+    b = w.b.get("/v1/webhooks/secret", headers=SPOOF).json()
+    assert a != b and a == w.a.get("/v1/webhooks/secret").json()
+
+
+@covers("POST", "/v1/webhooks/secret/rotate")
+def _rotate_webhook_secret(w: World) -> None:
+    a = w.a.get("/v1/webhooks/secret").json()
+    assert w.b.post("/v1/webhooks/secret/rotate", headers=SPOOF).status_code == 200
+    assert w.a.get("/v1/webhooks/secret").json() == a
+
+
 # ---------------------------------------------------------------------------- the tests
 
 
@@ -472,8 +561,13 @@ def test_every_guarded_route_refuses_a_missing_or_bad_key(world: World) -> None:
             ):
                 resp = anonymous.request(method, url, headers=headers, **body)
                 assert resp.status_code == 401, (method, path, headers, resp.text)
-                assert resp.json()["error"] == "unauthorized"
-                assert says in resp.json()["message"], (method, path, resp.text)
+                error = resp.json()["error"]
+                if isinstance(error, dict):  # the OpenAI-compatible routes' error shape
+                    error = {"error": error["code"], "message": error["message"]}
+                else:
+                    error = resp.json()
+                assert error["error"] == "unauthorized"
+                assert says in error["message"], (method, path, resp.text)
 
 
 def test_open_routes_answer_without_a_key(world: World) -> None:

@@ -22,7 +22,6 @@ Operators (see docs/testing.md):
 from __future__ import annotations
 
 import ast
-import copy
 import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -255,23 +254,22 @@ def _removable(stmt: ast.stmt) -> bool:
     return isinstance(stmt, ast.Raise | ast.Continue | ast.Break | ast.AugAssign)
 
 
-def _replace(tree: ast.Module, index: int, edit: Edit) -> tuple[ast.AST, ast.AST]:
-    """Apply `edit` to the index-th node of `tree` (ast.walk order); return (old, new)."""
+def _replace(tree: ast.Module, index: int, edit: Edit) -> ast.AST:
+    """Apply `edit` to the index-th node of `tree` (ast.walk order); return the new node."""
     target = list(ast.walk(tree))[index]
-    before = copy.deepcopy(target)
     replacement = edit(target)
     if replacement is None:
-        return before, target
+        return target
     for parent in ast.walk(tree):
         for field, value in ast.iter_fields(parent):
             if value is target:
                 setattr(parent, field, replacement)
-                return before, replacement
+                return replacement
             if isinstance(value, list):
                 for pos, child in enumerate(value):
                     if child is target:
                         value[pos] = replacement
-                        return before, replacement
+                        return replacement
     raise LookupError(f"node #{index} has no parent")
 
 
@@ -316,7 +314,7 @@ def generate(source: str, *, strings: bool = False) -> list[Mutant]:
         work_nodes = list(ast.walk(work))
         shown_index = nodes.index(shown_old) if shown_old is not node else index
         shown_work = work_nodes[shown_index]
-        _old, new = _replace(work, index, edit)
+        new = _replace(work, index, edit)
         ast.fix_missing_locations(work)
         text = ast.unparse(work)
         if text in seen:

@@ -10,9 +10,7 @@ import json
 import socket
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -40,6 +38,7 @@ from memq.webhooks import (
     WebhookQueue,
     verify,
 )
+from tests.utils.webhook_receiver import Receiver, webhook_receiver
 from tests.worker.engine_helpers import worker_settings
 from worker.celery_app import create_celery_app
 from worker.tasks import DeliverWebhook
@@ -54,53 +53,11 @@ from worker.webhooks import (
 TENANT = "acme"
 
 
-@dataclass
-class Delivery:
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class Receiver:
-    """Answers each POST with the next scripted status (200 once the script is used up);
-    `hold` makes it wait until released (to provoke the sender's timeout)."""
-
-    url: str
-    statuses: list[int] = field(default_factory=list)
-    headers: dict[str, str] = field(default_factory=dict)
-    received: list[Delivery] = field(default_factory=list)
-    hold: threading.Event | None = None
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    state = Receiver(url="")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("content-length", 0)))
-            state.received.append(Delivery(dict(self.headers.items()), body))
-            if state.hold is not None:
-                state.hold.wait(10)
-            status = state.statuses.pop(0) if state.statuses else 200
-            self.send_response(status)
-            for name, value in state.headers.items():
-                self.send_header(name, value)
-            self.send_header("content-length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/memq"
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield state
-    if state.hold is not None:
-        state.hold.set()
-    server.shutdown()
-    server.server_close()
+    with webhook_receiver() as running:
+        running.url += "/hooks/memq"
+        yield running
 
 
 def _policy(**overrides: Any) -> WebhookPolicy:

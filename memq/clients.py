@@ -1,16 +1,14 @@
-"""HTTP clients: the memory-service client used by the worker, and the memq SDK."""
+"""HTTP clients: the memory-service client used by the worker; the memq SDK is `memq.sdk`
+(`memq.Client`), re-exported here under its old name `MemqClient`."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import httpx
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from memq.contracts import (
-    JobAccepted,
-    JobPublic,
     MemoryCreate,
     MemoryFilter,
     MemoryKind,
@@ -19,9 +17,10 @@ from memq.contracts import (
     MemorySearchRequest,
     MemorySearchResponse,
 )
-from memq.errors import APIError, MemoryRequestRejected, MemoryUnavailable
+from memq.errors import MemoryRequestRejected, MemoryUnavailable
 from memq.log_context import JOB_ID_HEADER
 from memq.logs import job_id_var
+from memq.sdk import Client
 
 TENANT_HEADER = "X-Memq-Tenant"
 
@@ -157,49 +156,5 @@ class MemoryClient:
         return found[:limit]
 
 
-class MemqClient:
-    """Python SDK for the memq gateway."""
-
-    def __init__(self, base_url: str = "http://127.0.0.1:8000", api_key: str | None = None) -> None:
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.Client(base_url=base_url, timeout=30.0, headers=headers)
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> MemqClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        resp = self._http.request(method, path, **kwargs)
-        body = resp.json() if resp.content else None
-        if resp.status_code >= 400:
-            if isinstance(body, dict):
-                code, message = str(body.get("error", "http_error")), str(body.get("message"))
-            else:
-                code, message = "http_error", str(body)
-            raise APIError(resp.status_code, code, message, body)
-        return body
-
-    def add_memory(self, namespace: str, text: str, **fields: Any) -> MemoryPublic:
-        body = {"namespace": namespace, "text": text, **fields}
-        return MemoryPublic.model_validate(self._call("POST", "/v1/memories", json=body))
-
-    def submit(self, job: dict[str, Any]) -> JobAccepted:
-        return JobAccepted.model_validate(self._call("POST", "/v1/jobs", json=job))
-
-    def get(self, job_id: str) -> JobPublic:
-        return JobPublic.model_validate(self._call("GET", f"/v1/jobs/{job_id}"))
-
-    def wait(self, job_id: str, timeout: float = 300.0, poll: float = 0.2) -> JobPublic:
-        deadline = time.monotonic() + timeout
-        while True:
-            job = self.get(job_id)
-            if job.status.terminal:
-                return job
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id} still {job.status} after {timeout:.0f}s")
-            time.sleep(poll)
+# The SDK moved to memq.sdk (`memq.Client`); the old name keeps working.
+MemqClient = Client

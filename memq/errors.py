@@ -14,7 +14,17 @@
      │    ├── JobNotFound
      │    └── MemoryNotFound
      ├── Unauthorized (401)
-     ├── APIError                    SDK: a memq service answered an error (status + its message)
+     ├── APIError                    SDK: a memq service answered an error (status, code, message)
+     │    ├── AuthenticationError    401
+     │    ├── NotFoundError          404 (also another tenant's id)
+     │    ├── ConflictError          409 (e.g. cancelling a finished job)
+     │    ├── GoneError              410 (the job's record expired)
+     │    ├── UnprocessableError     413 / 422: the request can never succeed as sent
+     │    ├── RateLimitError         429, with `retry_after`
+     │    └── ServiceUnavailableError 503, with `retry_after`
+     ├── APIConnectionError          SDK: the gateway could not be reached (memq/sdk.py;
+     │    └── APITimeoutError        also an httpx.TransportError)
+     ├── WaitTimeout                 SDK: a job was not finished by the deadline (a TimeoutError)
      ├── GatewayError                gateway-only errors         (gateway/core/errors.py)
      ├── MemoryServiceError          memory-service-only errors  (memory_service/core/errors.py)
      └── WorkerError                 worker-only errors          (worker/errors.py)
@@ -112,12 +122,78 @@ class Unauthorized(MemqError):
 class APIError(MemqError):
     """An error answer from a memq service, as the SDK raises it."""
 
-    def __init__(self, status_code: int, code: str, message: str, body: Any = None) -> None:
+    def __init__(
+        self,
+        status_code: int,
+        code: str,
+        message: str,
+        body: Any = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(f"{status_code} {code}: {message}")
         self.status_code = status_code
         self.code = code
         self.server_message = message
         self.body = body
+        self.retry_after = retry_after
+
+    @staticmethod
+    def of(
+        status_code: int,
+        code: str,
+        message: str,
+        body: Any = None,
+        retry_after: float | None = None,
+    ) -> APIError:
+        """The most specific subclass for this status."""
+        cls = _API_ERRORS.get(status_code, APIError)
+        return cls(status_code, code, message, body, retry_after)
+
+
+class AuthenticationError(APIError):
+    pass
+
+
+class NotFoundError(APIError):
+    pass
+
+
+class ConflictError(APIError):
+    pass
+
+
+class GoneError(APIError):
+    pass
+
+
+class UnprocessableError(APIError):
+    pass
+
+
+class RateLimitError(APIError):
+    pass
+
+
+class ServiceUnavailableError(APIError):
+    pass
+
+
+_API_ERRORS: dict[int, type[APIError]] = {
+    401: AuthenticationError,
+    404: NotFoundError,
+    409: ConflictError,
+    410: GoneError,
+    413: UnprocessableError,
+    422: UnprocessableError,
+    429: RateLimitError,
+    503: ServiceUnavailableError,
+}
+
+
+class WaitTimeout(MemqError, TimeoutError):
+    """The SDK waited for a job until its deadline; the job goes on."""
+
+    code = "wait_timeout"
 
 
 class GatewayError(MemqError):

@@ -13,14 +13,23 @@ the visibility timeout. The reconciler (worker/reconciler.py) covers both, using
 from __future__ import annotations
 
 import json
+import logging
+import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from celery import Celery
 
-from memq.contracts import Priority
+from memq.contracts import RUN_JOB_TASK, JobRequest, Priority
+from memq.errors import QueueUnavailable
+from memq.logs import bind_job_id
 from memq.settings import CommonSettings
+
+if TYPE_CHECKING:
+    from memq.jobstore import Created, JobStore
+
+log = logging.getLogger("memq.broker")
 
 UNACKED_KEY = "unacked"
 UNACKED_INDEX_KEY = "unacked_index"
@@ -71,6 +80,40 @@ def producer_app(settings: CommonSettings) -> Celery:
     app = Celery("memq-gateway", broker=settings.redis_url, set_as_current=False)
     app.conf.update(celery_conf(settings))
     return app
+
+
+def dispatch(
+    celery: Celery,
+    store: JobStore,
+    settings: CommonSettings,
+    tenant: str,
+    request: JobRequest,
+    **create: Any,
+) -> Created:
+    """Record a job and send its message (task id = job id) to its priority's queue.
+
+    Not queued means not accepted: when the broker refuses the message the record is
+    removed again and QueueUnavailable is raised. `create` goes to `JobStore.create`
+    (quota, idempotency key, replay_of), whose refusals propagate.
+    """
+    job_id = str(uuid.uuid4())
+    created = store.create(tenant, job_id, request, **create)
+    if created.existing:
+        return created
+    try:
+        celery.send_task(
+            RUN_JOB_TASK,
+            args=[job_id, tenant],
+            task_id=job_id,
+            queue=queue_name(settings, request.priority),
+        )
+    except Exception as exc:
+        store.delete(tenant, job_id, create.get("idempotency_key"))
+        log.exception("dispatch of job %s failed", job_id)
+        raise QueueUnavailable(f"the job queue is unavailable, retry later: {exc}") from exc
+    with bind_job_id(job_id):
+        log.info("job %s queued (%s, priority %s)", job_id, request.type, request.priority.value)
+    return created
 
 
 def _task_id(message: Any) -> str | None:

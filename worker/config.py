@@ -46,6 +46,15 @@ class WorkerSettings(ServiceSettings):
         default=5, ge=0, le=20, description="Task retries when the memory service is down."
     )
     memory_timeout_s: float = Field(default=10.0, gt=0, description="Per-request timeout.")
+    session_summary_tokens: int = Field(
+        default=0,
+        ge=0,
+        description="When a session's turns not yet summarized pass this many tokens, the "
+        "oldest are condensed into its rolling summary (0: half the model's context).",
+    )
+    session_recent_turns: int = Field(
+        default=4, ge=0, le=100, description="Newest turns never folded into the summary."
+    )
     min_similarity: float | None = Field(
         default=0.3,
         ge=-1.0,

@@ -16,6 +16,7 @@ again with the committed result.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from memq.clients import MemoryClient
@@ -27,6 +28,9 @@ from memq.contracts import (
     MemoryFilter,
     MemoryKind,
     MetadataCondition,
+    Priority,
+    SessionSummaryTarget,
+    SummarizeJobRequest,
     session_namespace,
 )
 from memq.jobstore import JobStore
@@ -37,6 +41,8 @@ from worker.prompting import Turn
 log = logging.getLogger("memq.worker.sessions")
 
 MAX_TURNS_READ = 400
+SUMMARY_CLAIM_S = 600
+"""A rolling-summary job not done by then may be scheduled again."""
 
 
 @dataclass
@@ -80,6 +86,54 @@ class SessionBook:
             )
             written.append(self.memory.put(tenant, message_id(job_id, role), memory).id)
         return written
+
+    def summary_due(
+        self,
+        tenant: str,
+        session_id: str,
+        count_tokens: Callable[[str], int],
+        budget: int,
+        keep: int,
+    ) -> SummarizeJobRequest | None:
+        """The summarize job that folds the session's oldest unsummarized turns (all but
+        the `keep` newest) into its rolling summary, when they pass `budget` tokens and no
+        such job is already on its way; else None."""
+        context = self.context(tenant, session_id)
+        foldable = context.turns[: max(len(context.turns) - keep, 0)]
+        if not foldable:
+            return None
+        tokens = sum(count_tokens(t.content) for t in context.turns)
+        if tokens <= budget or not self.store.claim_summary(tenant, session_id, SUMMARY_CLAIM_S):
+            return None
+        lines = (
+            [f"Summary of the conversation so far: {context.summary}"] if context.summary else []
+        )
+        for turn in foldable:
+            lines.append(f"{'User' if turn.role == ChatRole.user else 'Assistant'}: {turn.content}")
+        through = self._turn_of(tenant, session_id, foldable[-1])
+        return SummarizeJobRequest(
+            text="\n".join(lines),
+            sentences=4,
+            priority=Priority.low,
+            session_summary=SessionSummaryTarget(session_id=session_id, through_turn=through),
+        )
+
+    def _turn_of(self, tenant: str, session_id: str, turn: Turn) -> int:
+        assert turn.memory_id is not None
+        memory = self.memory.get(tenant, turn.memory_id)
+        return int(memory.metadata.get("turn", 1)) if memory else 1
+
+    def store_summary(self, tenant: str, target: SessionSummaryTarget, text: str) -> None:
+        """Keep a finished summarize job's text as the session's rolling summary (a new
+        version of one memory), then mark the turns it covers."""
+        memory = MemoryCreate(
+            namespace=session_namespace(target.session_id),
+            text=text if text.strip() else "(no summary)",
+            kind=MemoryKind.summary,
+            metadata={"through_turn": target.through_turn},
+        )
+        self.memory.put(tenant, summary_id(target.session_id), memory)
+        self.store.summarized(tenant, target.session_id, target.through_turn)
 
     def undo(self, tenant: str, job_id: str) -> None:
         """Remove a job's written-back turns (its commit found it cancelled)."""

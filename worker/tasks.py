@@ -13,8 +13,18 @@ from celery import Task
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from memq import metrics
-from memq.broker import job_queues, queue_name
-from memq.contracts import RUN_JOB_TASK, ChatJobRequest, ErrorResponse, JobStatus, Priority
+from memq.batches import BatchLines, BatchStore
+from memq.broker import dispatch, job_queues, queue_name
+from memq.contracts import (
+    RUN_JOB_TASK,
+    ChatJobRequest,
+    ErrorResponse,
+    JobRequest,
+    JobResult,
+    JobStatus,
+    Priority,
+    SummarizeJobRequest,
+)
 from memq.errors import MemoryUnavailable, MemqError
 from memq.logs import bind_job_id
 from memq.webhooks import DELIVER_WEBHOOK_TASK, WebhookQueue
@@ -53,6 +63,8 @@ class JobTask(Task):  # type: ignore[misc]
                     self._runtime = Runtime(self.settings, self.send_job, queues)
                     store = self._runtime.store
                     store.on_terminal(WebhookQueue(self.app, store, self.settings))
+                    batches = BatchStore(store.r, self.settings.key_prefix)
+                    store.on_terminal(BatchLines(batches, self.settings.gateway_url))
                     JobTask._runtimes.append(self._runtime)
         return self._runtime
 
@@ -157,12 +169,37 @@ class RunJob(JobTask):
             if keeps_turns:
                 self._settle_turns(rt, tenant, job_id)
             return
+        self._after_success(rt, tenant, request, result)
         log.info(
             "job %s: succeeded (%d tokens, %d memories)",
             job_id,
             result.usage.completion_tokens,
             len(result.memories),
         )
+
+    def _after_success(
+        self, rt: Runtime, tenant: str, request: JobRequest, result: JobResult
+    ) -> None:
+        """Session bookkeeping once a job's result is committed: a finished rolling summary
+        is kept; a chat turn that made the session long enough schedules one."""
+        try:
+            if isinstance(request, SummarizeJobRequest) and request.session_summary:
+                rt.sessions.store_summary(tenant, request.session_summary, result.text)
+            elif isinstance(request, ChatJobRequest) and request.session_id:
+                settings = self.settings
+                budget = settings.session_summary_tokens or rt.lm.context_window // 2
+                due = rt.sessions.summary_due(
+                    tenant,
+                    request.session_id,
+                    lambda text: len(rt.prompts.encode(text)),
+                    budget,
+                    settings.session_recent_turns,
+                )
+                if due is not None:
+                    dispatch(self.app, rt.store, settings, tenant, due)
+        except MemqError as exc:
+            # The job itself succeeded; the summary is scheduled again by a later turn.
+            log.warning("session bookkeeping after job failed: %s", exc)
 
     @staticmethod
     def _settle_turns(rt: Runtime, tenant: str, job_id: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-import uuid
 from datetime import datetime
 
 from celery import Celery
@@ -19,10 +18,9 @@ from gateway.core.errors import (
     JobNotReplayable,
     TooManyJobs,
 )
-from memq.broker import queue_name
+from memq.broker import dispatch
 from memq.budget import check_job_fits
 from memq.contracts import (
-    RUN_JOB_TASK,
     ChatJobRequest,
     GenerateJobRequest,
     JobListResponse,
@@ -32,9 +30,8 @@ from memq.contracts import (
     ModelInfo,
     PinnedMemory,
 )
-from memq.errors import InvalidInput, JobNotFound, PromptTooLong, QueueUnavailable
+from memq.errors import InvalidInput, JobNotFound, PromptTooLong
 from memq.jobstore import Created, IdempotencyConflict, JobRecord, JobStore, QuotaExceeded
-from memq.logs import bind_job_id
 from memq.webhooks import WebhookQueue
 
 log = logging.getLogger("memq.gateway.jobs")
@@ -110,11 +107,12 @@ class JobService:
     ) -> Created:
         """Validate, record and queue a job (or return the one its Idempotency-Key made)."""
         self.validate(request)
-        job_id = str(uuid.uuid4())
         try:
-            created = self.store.create(
+            return dispatch(
+                self.celery,
+                self.store,
+                self.settings,
                 tenant,
-                job_id,
                 request,
                 quota=self.settings.max_unfinished_jobs,
                 idempotency_key=idempotency_key,
@@ -131,23 +129,6 @@ class JobService:
                 f"Idempotency-Key was used in the last 24 h for job {exc.original_id} with a "
                 "different request body; use a new key for a new request"
             ) from exc
-        if created.existing:
-            return created
-        try:
-            self.celery.send_task(
-                RUN_JOB_TASK,
-                args=[job_id, tenant],
-                task_id=job_id,
-                queue=queue_name(self.settings, request.priority),
-            )
-        except Exception as exc:
-            # Not queued means not accepted: remove the record so nothing waits forever.
-            self.store.delete(tenant, job_id, idempotency_key)
-            log.exception("dispatch of job %s failed", job_id)
-            raise QueueUnavailable(f"the job queue is unavailable, retry later: {exc}") from exc
-        with bind_job_id(job_id):
-            log.info("job %s queued (%s, priority %s)", job_id, request.type, request.priority)
-        return created
 
     def get(self, tenant: str, job_id: str) -> JobRecord:
         record = self.store.get(tenant, job_id)

@@ -87,7 +87,8 @@ class SessionService:
         found = await self._get(tenant, f"/v1/memories/{summary_id(session_id)}")
         if found is not None:
             memory = MemoryPublic.model_validate(found)
-            summary = SessionSummary(text=memory.text, version=memory.version, through_turn=through)
+            covers = int(memory.metadata.get("through_turn", through))
+            summary = SessionSummary(text=memory.text, version=memory.version, through_turn=covers)
         return SessionPublic(session_id=session_id, turns=turns, summary=summary)
 
     async def forget(self, tenant: str, session_id: str) -> SessionForgotten:

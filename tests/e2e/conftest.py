@@ -23,6 +23,8 @@ def stack(
             "MEMQ_MODEL": str(tiny_model_dir),
             "MEMQ_MODEL_CACHE_DIR": str(embedding_cache_dir),
             "MEMQ_LOG_LEVEL": "INFO",
+            # Small, so the e2e sessions grow a rolling summary within a few turns.
+            "MEMQ_SESSION_SUMMARY_TOKENS": "150",
         },
         model_timeout=300,
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -70,6 +71,9 @@ class StubSessions:
     def undo(self, tenant: str, job_id: str) -> None:
         self.turns.pop(job_id, None)
 
+    def summary_due(self, *_: object) -> None:
+        return None
+
 
 @dataclass
 class StubRuntime:
@@ -79,6 +83,8 @@ class StubRuntime:
     engine: StubEngine
     sessions: StubSessions = field(default_factory=StubSessions)
     worker_id: str = "w-test"
+    lm: SimpleNamespace = field(default_factory=lambda: SimpleNamespace(context_window=1024))
+    prompts: SimpleNamespace = field(default_factory=lambda: SimpleNamespace(encode=str.split))
 
 
 @pytest.fixture

@@ -11,16 +11,30 @@ import httpx
 import redis.asyncio
 from fastapi import FastAPI
 
-from gateway.api.routes import health, jobs, memories, metrics, openai, sessions, webhooks
+from gateway.api.routes import (
+    batches,
+    files,
+    health,
+    jobs,
+    memories,
+    metrics,
+    openai,
+    sessions,
+    webhooks,
+)
 from gateway.core.config import GatewaySettings
 from gateway.core.errors import register_error_handlers
 from gateway.core.limits import Limits
 from gateway.services.auth import Authenticator
+from gateway.services.batches import BatchService
+from gateway.services.files import FileService
 from gateway.services.jobs import JobService
 from gateway.services.openai import OpenAIService
 from gateway.services.sessions import SessionService
 from memq.asgi import BodySizeLimit
+from memq.batches import BatchStore
 from memq.broker import producer_app
+from memq.files import DirectoryStorage, FileRecords
 from memq.jobstore import JobStore
 from memq.keystore import ApiKeyStore
 from memq.log_context import BindJobId
@@ -47,9 +61,21 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             headers={"Authorization": f"Bearer {settings.token}"},
         )
         app.state.sessions = SessionService(app.state.jobs, memory_http)
+        batch_store = BatchStore(store.r, settings.key_prefix)
+        app.state.files = FileService(
+            FileRecords(store.r, settings.key_prefix),
+            DirectoryStorage(settings.files_path),
+            batch_store,
+            settings,
+        )
+        app.state.batches = BatchService(
+            store, batch_store, app.state.files, app.state.jobs, app.state.jobs.celery, settings
+        )
+        app.state.batches.start()
         try:
             yield
         finally:
+            app.state.batches.close()
             await app.state.memory_http.aclose()
             await app.state.aredis.aclose()
             store.r.close()
@@ -63,7 +89,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.max_body_bytes,
-        route_limits=[(r"/v1/namespaces/[^/]+/import", settings.max_import_bytes)],
+        route_limits=[
+            (r"/v1/namespaces/[^/]+/import", settings.max_import_bytes),
+            # the multipart envelope around the file: boundaries, headers, the purpose field
+            (r"/v1/files", settings.max_file_bytes + 64 * 1024),
+        ],
     )
     app.add_middleware(BindJobId, path=r"^/v1/jobs/([^/]+)")
     register_error_handlers(app)
@@ -74,4 +104,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(sessions.router)
     app.include_router(webhooks.router)
     app.include_router(metrics.router)
+    app.include_router(files.router)
+    app.include_router(batches.router)
     return app

@@ -1241,9 +1241,7 @@ class BatchOutputTokensDetails(BaseModel):
 
 class BatchUsage(BaseModel):
     input_tokens: int = 0
-    input_tokens_details: BatchInputTokensDetails = Field(
-        default_factory=BatchInputTokensDetails
-    )
+    input_tokens_details: BatchInputTokensDetails = Field(default_factory=BatchInputTokensDetails)
     output_tokens: int = 0
     output_tokens_details: BatchOutputTokensDetails = Field(
         default_factory=BatchOutputTokensDetails

@@ -229,6 +229,29 @@ return 1
 """
 
 
+# KEYS: tenant index, global active zset, group hash, then one job hash per job.
+# ARGV: created ts, safety TTL s, index retention s, then per job: id, active member,
+# record JSON, summary JSON, group value. Creates the jobs that do not exist yet (a retried
+# bulk creation makes only what is missing); returns the ids created.
+_CREATE_MANY = """
+local created = {}
+for i = 4, #KEYS do
+  local base = 3 + (i - 4) * 5
+  if redis.call('EXISTS', KEYS[i]) == 0 then
+    redis.call('HSET', KEYS[i], 'status', 'queued', 'record', ARGV[base + 3],
+               'summary', ARGV[base + 4])
+    redis.call('EXPIRE', KEYS[i], ARGV[2])
+    redis.call('ZADD', KEYS[1], ARGV[1], ARGV[base + 1])
+    redis.call('ZADD', KEYS[2], ARGV[1], ARGV[base + 2])
+    redis.call('HSET', KEYS[3], ARGV[base + 1], ARGV[base + 5])
+    created[#created + 1] = ARGV[base + 1]
+  end
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (tonumber(ARGV[1]) - tonumber(ARGV[3])))
+return created
+"""
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -330,6 +353,39 @@ class JobKeys:
 
     def metrics(self) -> str:
         return f"{self.prefix}:metrics"
+
+    # files and batches (memq.files, memq.batches) ------------------------------------------
+    def file(self, tenant: str, file_id: str) -> str:
+        """String: the file's record (FileRecord JSON); its bytes are in the file storage."""
+        return f"{self.prefix}:{tenant}:file:{file_id}"
+
+    def files(self, tenant: str) -> str:
+        """Zset: the tenant's file ids by creation time."""
+        return f"{self.prefix}:{tenant}:files"
+
+    def batch(self, tenant: str, batch_id: str) -> str:
+        """Hash: status, meta (BatchMeta JSON), at:{status} timestamps, counters."""
+        return f"{self.prefix}:{tenant}:batch:{batch_id}"
+
+    def batch_lines(self, tenant: str, batch_id: str) -> str:
+        """Hash: input line number → its output or error line, each written once."""
+        return f"{self.batch(tenant, batch_id)}:lines"
+
+    def batch_pending(self, tenant: str, batch_id: str) -> str:
+        """Hash: job id → input line number, of every line job without its line yet."""
+        return f"{self.batch(tenant, batch_id)}:pending"
+
+    def batch_lease(self, tenant: str, batch_id: str) -> str:
+        """String: the gateway process working on the batch (expires)."""
+        return f"{self.batch(tenant, batch_id)}:lease"
+
+    def batches(self, tenant: str) -> str:
+        """Zset: the tenant's batch ids by creation time."""
+        return f"{self.prefix}:{tenant}:batches"
+
+    def active_batches(self) -> str:
+        """Zset: "{tenant}/{id}" of every batch not yet finished (the gateways' sweeper)."""
+        return f"{self.prefix}:batches:active"
 
 
 @dataclass(frozen=True)
@@ -1004,3 +1060,50 @@ class JobStore:
     def unfinished_total(self) -> int:
         count: Any = self.r.zcard(self.keys.active())
         return int(count)
+
+    # bulk creation and cancellation (batches) ----------------------------------------------
+    def create_many(
+        self, tenant: str, jobs: Sequence[tuple[str, JobRequest, str]], *, group: str
+    ) -> list[str]:
+        """Record queued jobs `(job id, request, group value)` in one round trip, skipping
+        ids that exist already (so a retried batch creation makes only what is missing), and
+        set `group[job id] = group value` for each one created. They are in the tenant's
+        listing and in the unfinished index the reconciler watches, but not in the tenant's
+        unfinished-job quota (a batch is bounded by its own limits). Returns the ids created."""
+        if not jobs:
+            return []
+        now = utcnow()
+        keys = [self.keys.index(tenant), self.keys.active(), group]
+        args: list[Any] = [now.timestamp(), self.max_unfinished_age_s + self.ttl_s]
+        args.append(self.index_retention_s)
+        for job_id, request, value in jobs:
+            record = JobRecord(
+                id=job_id,
+                type=JobType(request.type),
+                status=JobStatus.queued,
+                tenant=tenant,
+                created_at=now,
+                timestamps={JobStatus.queued: now},
+                request=request,
+            )
+            keys.append(self.keys.job(tenant, job_id))
+            args += [
+                job_id,
+                self.keys.active_member(tenant, job_id),
+                record.model_dump_json(),
+                record.summary().model_dump_json(),
+                value,
+            ]
+        created: Any = self.r.register_script(_CREATE_MANY)(keys=keys, args=args)
+        return [_text(c) for c in created]
+
+    def cancel_queued(self, tenant: str, job_id: str) -> JobRecord | None:
+        """queued → cancelled, leaving a running job alone. Returns the cancelled record, or
+        None when the job is unknown, running or finished."""
+        record = self.get(tenant, job_id)
+        if record is None or record.status != JobStatus.queued:
+            return None
+        record.progress = None
+        if self._transition(record, (JobStatus.queued,), JobStatus.cancelled) == 1:
+            return record
+        return None

@@ -38,7 +38,13 @@ from memq.contracts import (
     UserId,
 )
 
-OPENAI_PATHS = ("/v1/completions", "/v1/chat/completions", "/v1/models")
+OPENAI_PATHS = (
+    "/v1/completions",
+    "/v1/chat/completions",
+    "/v1/models",
+    "/v1/files",
+    "/v1/batches",
+)
 COMPLETION_DEFAULT_MAX_TOKENS = 16  # OpenAI's documented default for completions
 
 

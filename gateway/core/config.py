@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import limits
@@ -65,6 +66,42 @@ class GatewaySettings(ServiceSettings):
         description="Per tenant: unfinished (queued or running) jobs beyond this are refused "
         "with 429 until some finish.",
     )
+
+    files_dir: Path | None = Field(
+        default=None,
+        description="Where uploaded files and batch output files are kept (default "
+        "`DATA_DIR/files`).",
+    )
+    max_file_bytes: int = Field(
+        default=200 * MIB,
+        ge=1024,
+        le=8 * 1024 * MIB,
+        description="Largest file `POST /v1/files` accepts (bytes); bigger ones get 413.",
+    )
+    batch_max_lines: int = Field(
+        default=50_000,
+        ge=1,
+        le=1_000_000,
+        description="Most request lines one batch input file may hold (OpenAI's limit: 50,000).",
+    )
+    batch_sweep_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="How often a gateway looks at unfinished batches: creates, cancels, "
+        "expires and finalizes them (any gateway picks up a batch another one left).",
+    )
+    batch_reconcile_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="How often a running batch is checked for line jobs that ended without "
+        "their line being written (their process died in between).",
+    )
+
+    @property
+    def files_path(self) -> Path:
+        return self.files_dir if self.files_dir is not None else self.data_dir / "files"
 
     @field_validator("rate_limit")
     @classmethod

@@ -822,6 +822,12 @@ class ChatJobRequest(StrictModel):
         description="With a session: store the user's message and the reply as `message` "
         "memories of the session once the job succeeds (exactly once).",
     )
+    remember_facts: bool = Field(
+        default=False,
+        description="With a `user_id`: keep the first-person statements of the user's message "
+        '("I live in …", "My sister is …") as `fact` memories of `user:{id}`, so new '
+        "sessions of the user find them (a documented heuristic, no model call).",
+    )
     params: GenerationParams = Field(
         default_factory=lambda: GenerationParams(max_new_tokens=CHAT_MAX_NEW_TOKENS)
     )

@@ -81,6 +81,7 @@ class _Sampling(_Lenient):
     memory: OpenAIMemory | None = None
     session_id: SessionId | None = None
     write_back: bool = True
+    remember_facts: bool = False
     priority: Priority = Priority.normal
     metadata: JobMetadata | None = None
     callback_url: CallbackUrl | None = None
@@ -215,6 +216,7 @@ class ChatCompletionRequest(_Sampling):
             session_id=self.session_id,
             user_id=user_id,
             write_back=self.write_back,
+            remember_facts=self.remember_facts,
             params=params,
             memory=self.memory_options(),
             metadata=self.metadata or {},

@@ -55,6 +55,11 @@ class WorkerSettings(ServiceSettings):
     session_recent_turns: int = Field(
         default=4, ge=0, le=100, description="Newest turns never folded into the summary."
     )
+    prompt_style: Literal["auto", "plain", "template"] = Field(
+        default="auto",
+        description="`auto`: the chat template when the tokenizer has one, else plain text; "
+        "`plain` forces GPT-2-style text prompts (the evaluation's 'before' condition).",
+    )
     min_similarity: float | None = Field(
         default=0.3,
         ge=-1.0,

@@ -355,7 +355,7 @@ class TemplatePrompts(Prompts):
         return self._fill(render, prompt_tokens, history, memories, max_new_tokens, floor)
 
 
-def prompts_for(tokenizer: Any, context_window: int) -> Prompts:
-    if getattr(tokenizer, "chat_template", None):
+def prompts_for(tokenizer: Any, context_window: int, style: str = "auto") -> Prompts:
+    if style == "template" or (style == "auto" and getattr(tokenizer, "chat_template", None)):
         return TemplatePrompts(tokenizer, context_window)
     return PlainPrompts(tokenizer, context_window)

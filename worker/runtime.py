@@ -62,7 +62,7 @@ class Runtime:
         self.progress = ProgressPublisher(self.store, settings.progress_interval_s)
         self.cancels = CancelWatcher(self.store, settings.cancel_poll_interval_s)
         self.map_pool = ThreadPoolExecutor(settings.map_threads, thread_name_prefix="memq-map")
-        self.prompts = prompts_for(self.lm.tokenizer, self.lm.context_window)
+        self.prompts = prompts_for(self.lm.tokenizer, self.lm.context_window, settings.prompt_style)
         self.sessions = SessionBook(self.memory, self.store)
         self.runner = JobRunner(
             self.lm,

@@ -34,7 +34,8 @@ from memq.contracts import (
     session_namespace,
 )
 from memq.jobstore import JobStore
-from memq.sessions import message_id, summary_id
+from memq.sessions import message_id, summary_id, user_namespace
+from worker.facts import as_memory_text, extract_facts
 from worker.pipeline import SessionContext
 from worker.prompting import Turn
 
@@ -63,6 +64,22 @@ class SessionBook:
             Turn(ChatRole(m.metadata.get("role", "user")), m.text, memory_id=m.id) for m in found
         ]
         return SessionContext(turns=turns, summary=summary.text if summary else None)
+
+    def remember_facts(self, tenant: str, request: ChatJobRequest) -> list[str]:
+        """Keep the user's first-person statements in `user:{id}` (deduplicated by the
+        memory service, so a redelivered job adds nothing)."""
+        if not request.user_id:
+            return []
+        kept = []
+        for sentence in extract_facts(request.prompt):
+            memory = MemoryCreate(
+                namespace=user_namespace(request.user_id),
+                text=as_memory_text(sentence),
+                kind=MemoryKind.fact,
+                source=request.session_id,
+            )
+            kept.append(self.memory.add(tenant, memory.model_dump(mode="json")).id)
+        return kept
 
     def write_back(
         self, tenant: str, job_id: str, request: ChatJobRequest, result: JobResult

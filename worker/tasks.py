@@ -185,7 +185,9 @@ class RunJob(JobTask):
         try:
             if isinstance(request, SummarizeJobRequest) and request.session_summary:
                 rt.sessions.store_summary(tenant, request.session_summary, result.text)
-            elif isinstance(request, ChatJobRequest) and request.session_id:
+            if isinstance(request, ChatJobRequest) and request.remember_facts:
+                rt.sessions.remember_facts(tenant, request)
+            if isinstance(request, ChatJobRequest) and request.session_id:
                 settings = self.settings
                 budget = settings.session_summary_tokens or rt.lm.context_window // 2
                 due = rt.sessions.summary_due(

@@ -51,7 +51,7 @@ def _settings(monkeypatch: pytest.MonkeyPatch, service: str, env: dict[str, str]
         monkeypatch.delenv(key)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    return SETTINGS[service](_env_file=None)  # type: ignore[call-arg]
+    return SETTINGS[service](_env_file=None)
 
 
 def test_compose_file_defines_the_stack(services: dict[str, Any]) -> None:

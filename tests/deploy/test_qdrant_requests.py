@@ -73,7 +73,7 @@ def rest_routes() -> list[Route]:
             )
             kw = {k.arg: k.value for k in call.keywords}
             query = {
-                t.slice.value
+                str(t.slice.value)
                 for n in ast.walk(fn)
                 if isinstance(n, ast.Assign)
                 for t in n.targets
@@ -93,14 +93,13 @@ def rest_routes() -> list[Route]:
                 arg = next(a for a in fn.args.args if a.arg == encoded[0])
                 assert arg.annotation is not None
                 body = ast.unparse(arg.annotation).removeprefix("m.")
-            url = kw["url"]
-            method = kw["method"]
+            url, method = kw["url"], kw["method"]
             assert isinstance(url, ast.Constant) and isinstance(method, ast.Constant)
-            pattern = re.sub(r"\\\{[a-z_]+\\\}", "[^/]+", re.escape(url.value))
+            pattern = re.sub(r"\\\{[a-z_]+\\\}", "[^/]+", re.escape(str(url.value)))
             routes.append(
                 Route(
                     fn.name.removeprefix("_build_for_"),
-                    method.value,
+                    str(method.value),
                     re.compile(pattern + "$"),
                     frozenset(query),
                     body,

@@ -62,7 +62,7 @@ LineKind = Literal["o", "e"]
 """Which file a line goes to: output or error."""
 OUTPUT: LineKind = "o"
 ERROR: LineKind = "e"
-LEASE_TTL_S = 30.0
+LEASE_TTL_S = 15.0
 """How long a gateway holds a batch it works on without renewing (then another takes it)."""
 JOB_NAMESPACE = uuid.UUID("6f0d1a52-36c4-4a35-9d7d-2c1b7a1f9e31")
 

@@ -275,6 +275,14 @@ def register_error_handlers(
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # FastAPI's answer to a body it cannot decode at all (not UTF-8, broken multipart);
+            # malformed JSON is already a 422: one documented answer for both.
+            message = (
+                f"fix the request: the body could not be read ({exc.detail}); send UTF-8 JSON, "
+                "or multipart/form-data where a route takes a file"
+            )
+            return answer(request, 422, "validation_error", message)
         code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(
             exc.status_code, "http_error"
         )

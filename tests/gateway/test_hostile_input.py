@@ -200,3 +200,15 @@ def test_status_url_ignores_the_host_header(api: TestClient) -> None:
     assert resp.status_code == 202
     assert resp.json()["status_url"].startswith("http://127.0.0.1:8000/v1/jobs/")
     assert json.dumps(resp.json()).count("evil") == 0
+
+
+@pytest.mark.parametrize("path", ["/v1/jobs", "/v1/memories/search", "/v1/completions"])
+def test_a_body_that_is_not_utf8_is_a_422_like_malformed_json(
+    api: TestClient, redis_client: redis.Redis, path: str
+) -> None:
+    resp = api.post(path, content=b"\x12\xff\x04", headers={"content-type": "application/json"})
+    assert resp.status_code == 422, resp.text
+    body = resp.json()
+    error = body["error"] if isinstance(body["error"], dict) else body  # OpenAI's shape
+    assert "UTF-8 JSON" in error["message"]
+    assert redis_client.llen("memq.hostile") == 0

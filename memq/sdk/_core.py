@@ -74,7 +74,7 @@ def connection_error(exc: httpx.TransportError, base_url: str) -> APIConnectionE
     what = "did not answer in time" if cls is APITimeoutError else "cannot be reached"
     return cls(
         f"the memq gateway at {base_url} {what} ({type(exc).__name__}: {exc}); is it running "
-        "(`memq up`)? Set MEMQ_GATEWAY_URL or pass base_url= to point elsewhere"
+        "(`memq up`)? MEMQ_GATEWAY_URL says where it is (CLI: --gateway, SDK: base_url=)"
     )
 
 

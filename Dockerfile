@@ -16,7 +16,7 @@ COPY pyproject.toml /build/pyproject.toml
 # The dependencies alone, read from pyproject.toml: the source is not copied yet, so editing it
 # does not invalidate this layer. torch==2.13.0 is already satisfied by 2.13.0+cpu.
 RUN python -c "import tomllib; deps = tomllib.load(open('/build/pyproject.toml', 'rb'))['project']['dependencies']; print(*deps, sep=chr(10))" > /build/requirements.txt \
- && pip install -r /build/requirements.txt "setuptools>=68"
+ && pip install -r /build/requirements.txt "setuptools>=70.1"
 
 # --- runtime: the virtualenv, the source, a non-root user ---
 FROM ${PYTHON_IMAGE} AS runtime

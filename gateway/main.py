@@ -20,6 +20,7 @@ from gateway.api.routes import (
     metrics,
     openai,
     sessions,
+    ui,
     webhooks,
 )
 from gateway.core.config import GatewaySettings
@@ -104,6 +105,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(sessions.router)
     app.include_router(webhooks.router)
     app.include_router(metrics.router)
+    app.include_router(ui.router)
     app.include_router(files.router)
     app.include_router(batches.router)
     return app

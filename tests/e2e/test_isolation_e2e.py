@@ -50,6 +50,7 @@ OPEN = {
     "/docs",
     "/docs/oauth2-redirect",
     "/redoc",
+    *("/ui", "/ui/app.js", "/ui/style.css"),  # the playground: static files
 }
 """Routes anyone may call; every other route must authenticate."""
 

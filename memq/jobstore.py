@@ -965,6 +965,8 @@ class JobStore:
             self.add_metrics(metrics.job_ended(record))
         except redis.RedisError as exc:
             log.warning("job %s: not counted in the metrics (%s)", record.id, exc)
+        except Exception:
+            log.exception("job %s: not counted in the metrics", record.id)
         for hook in self._terminal_hooks:
             try:
                 hook(record)

@@ -29,7 +29,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from memq.contracts import JobPublic, JobStatus
+from memq.contracts import ChatJobRequest, JobPublic, JobStatus, MemoryOptions
 
 
 @dataclass(frozen=True)
@@ -146,13 +146,21 @@ def job_ended(job: JobPublic) -> MetricUpdate:
     result = job.result
     if result is not None and job.status == JobStatus.succeeded:
         update.inc(GENERATED_TOKENS, (kind,), result.usage.completion_tokens)
-        memory = job.request.memory
-        searched = memory.pinned is None and memory.namespace is not None and memory.top_k > 0
-        if searched:
+        if _searched(job.request):
             if result.timings.retrieval_s is not None:
                 update.observe(RETRIEVAL, (), result.timings.retrieval_s)
             update.observe(MEMORY_HITS, (), len(result.memories))
     return update
+
+
+def _searched(request: object) -> bool:
+    """Whether the job searched memory (as the worker's pipeline decides)."""
+    memory = getattr(request, "memory", None)  # a consolidate job has no memory options
+    if not isinstance(memory, MemoryOptions) or memory.pinned is not None or memory.top_k == 0:
+        return False
+    if isinstance(request, ChatJobRequest):
+        return bool(request.memory_namespaces())  # a chat job defaults to its session's
+    return bool(memory.search_namespaces())
 
 
 def partial_tokens(job: JobPublic, tokens: int) -> MetricUpdate:

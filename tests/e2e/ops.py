@@ -3,11 +3,16 @@ one stack with authentication on, JSON logs and webhooks allowed to 127.0.0.1.""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import time
+from collections.abc import Iterator
 
 import httpx
 
 from memq.contracts import JobPublic
+from memq.launcher import Stack
 
 OPS_TENANT, OPS_KEY = "ops", "ops-test-key-0123456789"
 FUZZ_TENANT, FUZZ_KEY = "fuzz", "fuzz-test-key-0123456789"
@@ -33,3 +38,15 @@ def submit(http: httpx.Client, **body: object) -> str:
     assert resp.status_code == 202, resp.text
     job_id: str = resp.json()["id"]
     return job_id
+
+
+@contextlib.contextmanager
+def worker_paused(stack: Stack) -> Iterator[None]:
+    """SIGSTOP the worker so jobs stay queued (kept well under the lease TTL)."""
+    pid = stack.procs["worker"].pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)

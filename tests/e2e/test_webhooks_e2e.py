@@ -5,10 +5,7 @@ shows on the job; the secret is the tenant's own and rotates."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
 import time
 from collections.abc import Iterator
 
@@ -18,7 +15,7 @@ import pytest
 from memq.contracts import JobPublic, JobStatus
 from memq.launcher import Stack
 from memq.webhooks import ID_HEADER, verify
-from tests.e2e.ops import FUZZ_KEY, OPS_KEY, submit, wait_for_job
+from tests.e2e.ops import FUZZ_KEY, OPS_KEY, submit, wait_for_job, worker_paused
 from tests.utils.webhook_receiver import Receiver, webhook_receiver
 
 pytestmark = pytest.mark.e2e
@@ -35,18 +32,6 @@ def http(ops_stack: Stack) -> Iterator[httpx.Client]:
 def receiver() -> Iterator[Receiver]:
     with webhook_receiver() as running:
         yield running
-
-
-@contextlib.contextmanager
-def worker_paused(stack: Stack) -> Iterator[None]:
-    """SIGSTOP the worker so jobs stay queued (kept well under the lease TTL)."""
-    pid = stack.procs["worker"].pid
-    assert pid is not None
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(pid, signal.SIGCONT)
 
 
 def _delivery_settled(http: httpx.Client, job_id: str, timeout: float = 60) -> JobPublic:

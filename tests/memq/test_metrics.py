@@ -14,16 +14,21 @@ from prometheus_client.samples import Sample
 
 from memq import metrics
 from memq.contracts import (
+    ChatJobRequest,
+    ChatMessage,
     ErrorResponse,
     GenerateJobRequest,
+    JobPublic,
     JobResult,
+    JobStatus,
     JobTimings,
+    JobType,
     MemoryOptions,
     RetrievedMemory,
     SummarizeJobRequest,
     TokenUsage,
 )
-from memq.jobstore import JobStore
+from memq.jobstore import JobStore, utcnow
 
 
 def _result(tokens: int, hits: int) -> JobResult:
@@ -167,3 +172,31 @@ def test_a_cancelled_jobs_partial_tokens_and_webhook_outcomes_are_counted(
     assert found["memq_webhook_failed_attempts_total{}"] == 2
     assert found['memq_webhook_deliveries_total{outcome="gave_up"}'] == 1
     assert found['memq_webhook_deliveries_total{outcome="delivered"}'] == 1
+
+
+def test_only_jobs_that_searched_memory_are_in_the_retrieval_histograms() -> None:
+    def observed(request: GenerateJobRequest | ChatJobRequest) -> bool:
+        now = utcnow()
+        job = JobPublic(
+            id="j",
+            type=JobType(request.type),
+            status=JobStatus.succeeded,
+            tenant="t",
+            created_at=now,
+            timestamps={JobStatus.succeeded: now},
+            request=request,
+            result=_result(tokens=1, hits=1),
+        )
+        return _sum_field(metrics.RETRIEVAL) in metrics.job_ended(job).sums
+
+    hi = [ChatMessage.model_validate({"role": "user", "content": "hi"})]
+    no_search = MemoryOptions(namespace="a", top_k=0)
+    assert observed(GenerateJobRequest(prompt="x", memory=MemoryOptions(namespaces=["a", "b"])))
+    assert not observed(GenerateJobRequest(prompt="x", memory=no_search))
+    assert not observed(GenerateJobRequest(prompt="x"))
+    assert observed(ChatJobRequest(messages=hi, session_id="s1"))  # its session's memories
+    assert not observed(ChatJobRequest(messages=hi))
+
+
+def _sum_field(histogram: metrics.Histogram) -> str:
+    return json.dumps([histogram.name, [], "sum"], separators=(",", ":"))

@@ -342,8 +342,13 @@ def lost_line(job_id: str, custom_id: str | None) -> dict[str, Any]:
     )
 
 
+# Characters Python's str.splitlines() (and some other readers) take for line breaks, which
+# JSON leaves unescaped: escaped, so every reader sees one line per request.
+_LINE_BREAKS = str.maketrans({"\u0085": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
 def _json_line(line: dict[str, Any]) -> str:
-    return json.dumps(line, ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(line, ensure_ascii=False, separators=(",", ":")).translate(_LINE_BREAKS)
 
 
 # ------------------------------------------------------------------------------ state
@@ -581,8 +586,10 @@ class BatchStore:
                 "at:validating": meta.created_at,
             },
         )
-        pipe.zadd(self.keys.batches(meta.tenant), {meta.id: meta.created_at})
-        pipe.zadd(self.keys.active_batches(), {f"{meta.tenant}/{meta.id}": meta.created_at})
+        # Listed by the exact creation time (created_at is whole seconds, as OpenAI's).
+        now = time.time()
+        pipe.zadd(self.keys.batches(meta.tenant), {meta.id: now})
+        pipe.zadd(self.keys.active_batches(), {f"{meta.tenant}/{meta.id}": now})
         pipe.execute()
 
     def get(self, tenant: str, batch_id: str) -> BatchState | None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -128,7 +129,8 @@ class FileRecords:
                 return False
         else:
             self.r.set(key, record.model_dump_json())
-        self.r.zadd(self.keys.files(record.tenant), {record.id: record.created_at})
+        # Listed by the exact time it was first written (created_at is whole seconds).
+        self.r.zadd(self.keys.files(record.tenant), {record.id: time.time()}, nx=True)
         return True
 
     def get(self, tenant: str, file_id: str) -> FileRecord | None:

@@ -7,6 +7,7 @@ makes nothing twice, pagination, isolation, and the official `openai` client."""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -277,6 +278,11 @@ def test_a_batch_runs_every_line_as_a_low_priority_job_and_writes_openai_lines(
     # every line is a job on the low-priority queue, carrying its custom_id
     assert redis_client.llen("memq.test.low") == 3 and redis_client.llen("memq.test") == 0
     jobs = [line_job_id(created.id, n) for n in (1, 2, 3)]
+    messages = [json.loads(m) for m in redis_client.lrange("memq.test.low", 0, -1)]
+    assert sorted(m["headers"]["id"] for m in messages) == sorted(jobs)  # task id = job id
+    assert {m["headers"]["task"] for m in messages} == {"memq.run_job"}
+    body = json.loads(base64.b64decode(messages[0]["body"]))
+    assert body[0] == [messages[0]["headers"]["id"], "acme"]  # args: (job id, tenant)
     record = worker_store.get("acme", jobs[0])
     assert record is not None and record.request.priority == "low"
     assert record.request.metadata == {"team": "eval", "batch_id": created.id, "custom_id": "req-0"}
@@ -634,3 +640,17 @@ def test_the_official_openai_client_parses_files_and_batches(
     assert [b.id for b in client.batches.list()] == [created.id]
     with pytest.raises(openai.NotFoundError):
         client.batches.retrieve("batch_nope")
+
+
+def test_a_line_whose_text_holds_unicode_line_separators_stays_one_line(
+    api: TestClient, worker_store: JobStore
+) -> None:
+    created = create_batch(api, "\n".join(line(f"r{i}", completion("x")) for i in range(2)))
+    wait_status(api, created.id, "in_progress")
+    odd = " a\u2028b\u2029c\x85d\u00e9"
+    run_job(worker_store, "acme", line_job_id(created.id, 1), odd)
+    run_job(worker_store, "acme", line_job_id(created.id, 2))
+    done = wait_status(api, created.id, "completed")
+    raw = api.get(f"/v1/files/{done.output_file_id}/content", headers=ACME).text
+    assert len(raw.splitlines()) == 2  # str.splitlines breaks at U+2028, U+2029 and U+0085
+    assert json.loads(raw.splitlines()[0])["response"]["body"]["choices"][0]["text"] == odd

@@ -643,6 +643,13 @@ class GenerationParams(StrictModel):
     repetition_penalty: StrictFloat = Field(
         default=1.0, ge=0.5, le=3.0, description="1 = off; > 1 discourages repeats."
     )
+    no_repeat_ngram_size: StrictInt = Field(
+        default=0,
+        ge=0,
+        le=10,
+        description="0 = off; n > 0: no n tokens in a row occur twice in prompt + output "
+        "(Hugging Face's no_repeat_ngram_size).",
+    )
     seed: StrictInt | None = Field(
         default=None, ge=0, le=2**32 - 1, description="Seed of a sampled job (reproducible)."
     )
@@ -669,6 +676,8 @@ class GenerationParams(StrictModel):
             "max_new_tokens": self.max_new_tokens,
             "repetition_penalty": self.repetition_penalty,
         }
+        if self.no_repeat_ngram_size:
+            kwargs["no_repeat_ngram_size"] = self.no_repeat_ngram_size
         if self.greedy:
             kwargs["do_sample"] = False
         else:

@@ -1,10 +1,10 @@
 """Next-token selection equals Hugging Face's logits processors, row by row.
 
 The reference is transformers' own `RepetitionPenaltyLogitsProcessor`,
-`TemperatureLogitsWarper`, `TopKLogitsWarper` and `TopPLogitsWarper`, chained and chosen
-the way `generate` does, then softmax and `torch.multinomial` from a generator seeded
-like the row's. Equal draws over thousands of rows pin the distribution, not just one
-token.
+`NoRepeatNGramLogitsProcessor`, `TemperatureLogitsWarper`, `TopKLogitsWarper` and
+`TopPLogitsWarper`, chained and chosen the way `generate` does, then softmax and
+`torch.multinomial` from a generator seeded like the row's. Equal draws over thousands
+of rows pin the distribution, not just one token.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pytest
 import torch
 from transformers import (
     LogitsProcessorList,
+    NoRepeatNGramLogitsProcessor,
     RepetitionPenaltyLogitsProcessor,
     TemperatureLogitsWarper,
     TopKLogitsWarper,
@@ -23,7 +24,7 @@ from transformers import (
 )
 
 from memq.contracts import GenerationParams
-from worker.engine.sampling import RowSampling, select_next_tokens
+from worker.engine.sampling import NGramBans, RowSampling, select_next_tokens
 
 VOCAB = 64
 
@@ -35,7 +36,8 @@ def _generator(seed: int) -> torch.Generator:
 
 
 def _row(params: GenerationParams, seen: list[int], seed: int) -> RowSampling:
-    return RowSampling(params, seen, None if params.greedy else _generator(seed))
+    generator = None if params.greedy else _generator(seed)
+    return RowSampling(params, seen, generator, NGramBans.for_params(params, seen))
 
 
 def _hf_token(logits: torch.Tensor, params: GenerationParams, seen: list[int], seed: int) -> int:
@@ -45,6 +47,8 @@ def _hf_token(logits: torch.Tensor, params: GenerationParams, seen: list[int], s
     scores = logits.clone().unsqueeze(0)
     if params.repetition_penalty != 1.0:
         scores = RepetitionPenaltyLogitsProcessor(params.repetition_penalty)(ids, scores)
+    if params.no_repeat_ngram_size:
+        scores = NoRepeatNGramLogitsProcessor(params.no_repeat_ngram_size)(ids, scores)
     if params.greedy:
         return int(scores.argmax(dim=-1).item())
     warpers = LogitsProcessorList()
@@ -213,3 +217,54 @@ def test_a_seeded_row_draws_the_same_token_whatever_rows_share_its_batch() -> No
         )
         assert alone == [together[i]]
         assert together[i] == _hf_token(logits[i], rows[i].params, seen[i], seeds[i])
+
+
+def _looping_rows(n: int, seed: int) -> tuple[torch.Tensor, list[list[int]], list[int]]:
+    """Rows whose seen ids come from 4 tokens (so their n-grams recur) and whose logits
+    rank those 4 highest: the bans decide the pick in most rows."""
+    g = _generator(seed)
+    logits = torch.randn(n, VOCAB, generator=g)
+    logits[:, :4] += 6.0
+    seen = [
+        torch.randint(0, 4, (int(torch.randint(0, 30, (1,), generator=g)),), generator=g).tolist()
+        for _ in range(n)
+    ]
+    seeds = torch.randint(0, 2**31, (n,), generator=g).tolist()
+    return logits, seen, seeds
+
+
+NGRAM_PARAMS = [
+    GenerationParams(temperature=t, top_k=k, repetition_penalty=r, no_repeat_ngram_size=n)
+    for t, k, r, n in itertools.product((0.0, 0.7, 1.5), (0, 3), (1.0, 1.3), (1, 2, 3, 4, 10))
+]
+
+
+@pytest.mark.parametrize(
+    "params",
+    NGRAM_PARAMS,
+    ids=lambda p: f"t{p.temperature}-k{p.top_k}-r{p.repetition_penalty}-n{p.no_repeat_ngram_size}",
+)
+def test_no_repeat_ngram_rows_pick_what_hugging_face_processors_pick(
+    params: GenerationParams,
+) -> None:
+    logits, seen, seeds = _looping_rows(60, seed=hash(str(params)) % 2**31)
+    expected = [_hf_token(logits[i], params, seen[i], seeds[i]) for i in range(len(seeds))]
+
+    got = select_next_tokens(
+        logits.clone(), [_row(params, s, seed) for s, seed in zip(seen, seeds, strict=True)]
+    )
+
+    assert got == expected
+    if params.greedy and params.no_repeat_ngram_size <= 3:
+        plain = [_hf_token(logits[i], GenerationParams(), seen[i], 0) for i in range(len(seen))]
+        assert sum(a != b for a, b in zip(got, plain, strict=True)) > 10  # the bans bit
+
+
+def test_a_banned_token_is_never_picked_even_when_it_leads_by_far() -> None:
+    logits = torch.zeros((1, VOCAB))
+    logits[0, 5], logits[0, 6] = 100.0, 1.0
+    params = GenerationParams(temperature=0.0, no_repeat_ngram_size=3)
+
+    # 7 5 already occurred followed by 5: "7 5 5" again is banned.
+    assert select_next_tokens(logits.clone(), [_row(params, [7, 5, 5, 1, 7, 5], 0)]) == [6]
+    assert select_next_tokens(logits.clone(), [_row(params, [7, 5, 5, 1, 8, 5], 0)]) == [5]

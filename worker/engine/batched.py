@@ -27,7 +27,7 @@ import torch
 
 from worker.engine.base import FinishReason, GenerationOutput, GenerationRequest, StopChecker
 from worker.engine.kv_batch import PaddedKV, map_kv, new_cache
-from worker.engine.sampling import RowSampling, select_next_tokens
+from worker.engine.sampling import NGramBans, RowSampling, select_next_tokens
 from worker.model_loader import LoadedModel
 
 log = logging.getLogger("memq.worker.engine")
@@ -46,6 +46,7 @@ class _Sequence:
     request: GenerationRequest
     stop: StopChecker
     generator: torch.Generator | None
+    ngrams: NGramBans | None = None
     submitted_at: float = field(default_factory=time.monotonic)
     generated: list[int] = field(default_factory=list)
     first_token_at: float | None = None
@@ -72,7 +73,9 @@ class _Sequence:
     def sampling(self) -> RowSampling:
         params = self.request.params
         seen = self.request.input_ids + self.generated if params.repetition_penalty != 1.0 else []
-        return RowSampling(params, seen, self.generator)
+        if self.ngrams is not None:
+            self.ngrams.sync(self.generated)
+        return RowSampling(params, seen, self.generator, self.ngrams)
 
 
 class BatchedEngine:
@@ -123,6 +126,7 @@ class BatchedEngine:
             request=request,
             stop=StopChecker(self.lm.tokenizer, request.params.stop),
             generator=self._generator(request.params.seed, request.params.greedy),
+            ngrams=NGramBans.for_params(request.params, request.input_ids),
         )
         with self._cond:
             if self._closed or self._fatal is not None:

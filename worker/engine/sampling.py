@@ -1,18 +1,61 @@
 """Per-row next-token selection for a batch, matching Hugging Face `generate` row by row.
 
-The processing order is HF's: repetition penalty (prompt and generated tokens), then for
-sampled rows temperature, top-k, top-p, softmax and `torch.multinomial`. Each sampled row
+The processing order is HF's: repetition penalty (prompt and generated tokens), no-repeat
+n-gram bans, then for sampled rows temperature, top-k, top-p, softmax and
+`torch.multinomial`. Each sampled row
 draws from its own `torch.Generator`, so a seeded request produces the same tokens
 whichever requests share its batch.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from memq.contracts import GenerationParams
+
+
+class NGramBans:
+    """`no_repeat_ngram_size` for one row, as Hugging Face's `NoRepeatNGramLogitsProcessor`
+    applies it: no n-gram of the prompt + generated tokens may occur twice.
+
+    The n-grams seen so far are indexed by their first n-1 tokens, and each new token adds
+    one n-gram, so a step costs O(n) instead of HF's scan of the whole sequence.
+    """
+
+    def __init__(self, n: int, prompt: Sequence[int]) -> None:
+        if n < 1:
+            raise ValueError(f"n-gram size must be >= 1; got {n}")
+        self.n = n
+        self._prompt_len = len(prompt)
+        self._tokens: list[int] = []
+        self._followers: dict[tuple[int, ...], set[int]] = {}
+        self.extend(prompt)
+
+    @classmethod
+    def for_params(cls, params: GenerationParams, prompt: Sequence[int]) -> NGramBans | None:
+        n = params.no_repeat_ngram_size
+        return cls(n, prompt) if n > 0 else None
+
+    def extend(self, tokens: Iterable[int]) -> None:
+        n = self.n
+        for token in tokens:
+            self._tokens.append(token)
+            if len(self._tokens) >= n:
+                prefix = tuple(self._tokens[len(self._tokens) - n : -1])
+                self._followers.setdefault(prefix, set()).add(token)
+
+    def sync(self, generated: Sequence[int]) -> None:
+        """Catch up with the row's generated tokens (those not yet added)."""
+        self.extend(generated[len(self._tokens) - self._prompt_len :])
+
+    def banned(self) -> set[int]:
+        """Tokens that would complete an n-gram already seen."""
+        if len(self._tokens) < self.n:
+            return set()
+        return self._followers.get(tuple(self._tokens[len(self._tokens) - self.n + 1 :]), set())
 
 
 @dataclass
@@ -22,12 +65,20 @@ class RowSampling:
     params: GenerationParams
     seen_ids: list[int]  # prompt + generated so far, for the repetition penalty
     generator: torch.Generator | None
+    ngrams: NGramBans | None = None  # up to date with seen_ids when no_repeat_ngram_size > 0
 
 
 def _apply_repetition_penalty(logits: torch.Tensor, seen_ids: list[int], penalty: float) -> None:
     ids = torch.tensor(seen_ids, dtype=torch.long)
     scores = logits.gather(0, ids)
     logits.scatter_(0, ids, torch.where(scores < 0, scores * penalty, scores / penalty))
+
+
+def _ban(logits: torch.Tensor, banned: set[int]) -> None:
+    # Ids past the logits' width cannot be generated (HF clamps them away likewise).
+    ids = [t for t in banned if t < logits.shape[-1]]
+    if ids:
+        logits[torch.tensor(ids, dtype=torch.long)] = -float("inf")
 
 
 def _warp(logits: torch.Tensor, params: GenerationParams) -> torch.Tensor:
@@ -57,6 +108,8 @@ def select_next_tokens(logits: torch.Tensor, rows: list[RowSampling]) -> list[in
     for i, row in enumerate(rows):
         if row.params.repetition_penalty != 1.0:
             _apply_repetition_penalty(logits[i], row.seen_ids, row.params.repetition_penalty)
+        if row.ngrams is not None:
+            _ban(logits[i], row.ngrams.banned())
     greedy = torch.argmax(logits, dim=-1).tolist()
     chosen: list[int | BaseException] = []
     for i, row in enumerate(rows):

@@ -14,6 +14,12 @@ class WorkerSettings(ServiceSettings):
     model: str = Field(default="gpt2", description="Hub id or local directory of a causal LM.")
     engine: Literal["batched", "simple"] = Field(default="batched")
     dtype: Literal["float32", "bfloat16"] = Field(default="float32")
+    context_window: int = Field(
+        default=0,
+        ge=0,
+        description="0 = the model's own context; a smaller value caps the context memq "
+        "budgets with (longer texts are map-reduced, the KV cache stays smaller).",
+    )
     torch_threads: int = Field(
         default_factory=lambda: os.cpu_count() or 1, ge=1, description="torch intra-op threads."
     )

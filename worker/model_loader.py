@@ -149,7 +149,9 @@ def load_model(
     data_dir: Path,
     dtype: str = "float32",
     torch_threads: int | None = None,
+    context_window: int = 0,
 ) -> LoadedModel:
+    """`context_window` > 0 caps the model's own context (never raises it)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -166,6 +168,8 @@ def load_model(
     # memq budgets the context itself (and splits long summaries); silence the length warning.
     tokenizer.model_max_length = int(1e30)
     context = _context_window(lm.config)
+    if context_window and context_window < context:
+        context = context_window
     eos = tokenizer.eos_token_id
     log.warning(
         "SERVING MODEL: %s (source=%s, context=%d tokens, dtype=%s, torch threads=%d)",

@@ -40,6 +40,7 @@ class Runtime:
             data_dir=settings.data_dir,
             dtype=settings.dtype,
             torch_threads=settings.torch_threads,
+            context_window=settings.context_window,
         )
         self.engine: Engine = build_engine(settings, self.lm)
         self.store = JobStore.from_settings(settings)

@@ -64,6 +64,7 @@ class World:
     a_memories: dict[str, dict[str, Any]] = field(default_factory=dict)
     a_job: str = ""
     idempotency_key: str = "shared-idempotency-key"
+    a_adapter: str = ""
 
 
 @pytest.fixture(scope="module")
@@ -497,6 +498,46 @@ def _models(w: World) -> None:
     assert w.a.get("/v1/models").json() == w.b.get("/v1/models", headers=SPOOF).json()
 
 
+def _a_adapter(w: World) -> str:
+    """Tenant A's adapter, trained once (a few steps on A's namespace)."""
+    if not w.a_adapter:
+        body = {
+            "type": "consolidate",
+            "adapter": "a-facts",
+            "namespace": NS,
+            "training": {"steps": 2},
+        }
+        resp = w.a.post("/v1/jobs", json=body)
+        assert resp.status_code == 202, resp.text
+        job = _wait(w.a, resp.json()["id"])
+        assert job.status == JobStatus.succeeded, job.error
+        w.a_adapter = "a-facts"
+    return w.a_adapter
+
+
+@covers("GET", "/v1/adapters")
+def _list_adapters(w: World) -> None:
+    _a_adapter(w)
+    assert [a["name"] for a in w.a.get("/v1/adapters").json()["items"]] == ["a-facts"]
+    resp = w.b.get("/v1/adapters", headers=SPOOF)
+    assert resp.status_code == 200 and resp.json()["items"] == []
+
+
+@covers("GET", "/v1/adapters/{name}")
+def _get_adapter(w: World) -> None:
+    _assert_same_as_unknown(w, "GET", "/v1/adapters/{id}", _a_adapter(w), headers=SPOOF)
+    # Nor can B use it: the job is refused like one naming an adapter nobody has.
+    job = _job(adapter=_a_adapter(w))
+    resp = w.b.post("/v1/jobs", json=job, headers=SPOOF)
+    assert resp.status_code == 404 and resp.json()["error"] == "adapter_not_found"
+
+
+@covers("DELETE", "/v1/adapters/{name}")
+def _delete_adapter(w: World) -> None:
+    _assert_same_as_unknown(w, "DELETE", "/v1/adapters/{id}", _a_adapter(w), headers=SPOOF)
+    assert w.a.get(f"/v1/adapters/{_a_adapter(w)}").status_code == 200
+
+
 @covers("GET", "/v1/webhooks/secret")
 def _webhook_secret(w: World) -> None:
     a = w.a.get("/v1/webhooks/secret").json()
@@ -509,6 +550,147 @@ def _rotate_webhook_secret(w: World) -> None:
     a = w.a.get("/v1/webhooks/secret").json()
     assert w.b.post("/v1/webhooks/secret/rotate", headers=SPOOF).status_code == 200
     assert w.a.get("/v1/webhooks/secret").json() == a
+
+
+# Files and batches (OpenAI-shaped errors: the whole answer is compared, ids masked).
+A_BATCH: dict[str, str] = {}
+
+
+def _a_batch(w: World) -> dict[str, str]:
+    """Tenant A's input file and finished batch, with its output and error files (once)."""
+    if A_BATCH:
+        return A_BATCH
+    body = {"model": "memq", "prompt": SECRET_TEXT, "max_tokens": 2}
+    rows = [
+        json.dumps({"custom_id": "a-1", "method": "POST", "url": "/v1/completions", "body": body}),
+        "not json",
+    ]
+    uploaded = w.a.post(
+        "/v1/files",
+        files={"file": ("a.jsonl", "\n".join(rows).encode(), "application/jsonl")},
+        data={"purpose": "batch"},
+    )
+    assert uploaded.status_code == 200, uploaded.text
+    created = w.a.post(
+        "/v1/batches",
+        json={"input_file_id": uploaded.json()["id"], "endpoint": "/v1/completions"},
+    )
+    assert created.status_code == 200, created.text
+    deadline = time.monotonic() + 120
+    while (batch := w.a.get(f"/v1/batches/{created.json()['id']}").json())["status"] != (
+        "completed"
+    ):
+        assert time.monotonic() < deadline, batch
+        time.sleep(0.1)
+    A_BATCH.update(
+        input=uploaded.json()["id"],
+        batch=batch["id"],
+        output=batch["output_file_id"],
+        error=batch["error_file_id"],
+    )
+    return A_BATCH
+
+
+def _same_404(w: World, method: str, template: str, real_id: str, **kwargs: Any) -> None:
+    unknown = f"file-{uuid.uuid4().hex}" if real_id.startswith("file-") else uuid.uuid4().hex
+    theirs = w.b.request(method, template.format(id=real_id), headers=SPOOF, **kwargs)
+    nobody = w.b.request(method, template.format(id=unknown), **kwargs)
+    assert theirs.status_code == nobody.status_code == 404, (theirs.text, nobody.text)
+    assert theirs.text.replace(real_id, "<id>") == nobody.text.replace(unknown, "<id>")
+
+
+def _a_files(w: World) -> dict[str, Any]:
+    listed = w.a.get("/v1/files").json()["data"]
+    return {f["id"]: (f["bytes"], w.a.get(f"/v1/files/{f['id']}/content").text) for f in listed}
+
+
+@covers("POST", "/v1/files")
+def _upload_file(w: World) -> None:
+    a = _a_batch(w)
+    before = _a_files(w)
+    resp = w.b.post(
+        "/v1/files",
+        files={"file": ("b.jsonl", b'{"custom_id": "b"}\n', "application/jsonl")},
+        data={"purpose": "batch"},
+        headers=SPOOF,
+    )
+    assert resp.status_code == 200, resp.text
+    own = resp.json()["id"]
+    assert own not in a.values()
+    assert w.a.get(f"/v1/files/{own}").status_code == 404
+    assert _a_files(w) == before
+
+
+@covers("GET", "/v1/files")
+def _list_files(w: World) -> None:
+    a = _a_batch(w)
+    seen = {f["id"] for f in w.b.get("/v1/files", headers=SPOOF).json()["data"]}
+    assert not seen & {a["input"], a["output"], a["error"]}
+    assert {a["input"], a["output"], a["error"]} <= {
+        f["id"] for f in w.a.get("/v1/files").json()["data"]
+    }
+
+
+@covers("GET", "/v1/files/{file_id}")
+def _get_file(w: World) -> None:
+    a = _a_batch(w)
+    for file_id in (a["input"], a["output"], a["error"]):
+        _same_404(w, "GET", "/v1/files/{id}", file_id)
+
+
+@covers("GET", "/v1/files/{file_id}/content")
+def _file_content(w: World) -> None:
+    a = _a_batch(w)
+    assert SECRET_TEXT in w.a.get(f"/v1/files/{a['input']}/content").text
+    for file_id in (a["input"], a["output"], a["error"]):
+        _same_404(w, "GET", "/v1/files/{id}/content", file_id)
+
+
+@covers("DELETE", "/v1/files/{file_id}")
+def _delete_file(w: World) -> None:
+    a = _a_batch(w)
+    before = _a_files(w)
+    for file_id in (a["input"], a["output"], a["error"]):
+        _same_404(w, "DELETE", "/v1/files/{id}", file_id)
+    assert _a_files(w) == before
+
+
+@covers("POST", "/v1/batches")
+def _create_batch(w: World) -> None:
+    a = _a_batch(w)
+    before = w.a.get("/v1/batches").json()["data"]
+    # B names A's input file: exactly what an unknown file id gets, and nothing runs.
+    unknown = f"file-{uuid.uuid4().hex}"
+    theirs = w.b.post(
+        "/v1/batches",
+        json={"input_file_id": a["input"], "endpoint": "/v1/completions"},
+        headers=SPOOF,
+    )
+    nobody = w.b.post("/v1/batches", json={"input_file_id": unknown, "endpoint": "/v1/completions"})
+    assert theirs.status_code == nobody.status_code == 404, (theirs.text, nobody.text)
+    assert theirs.text.replace(a["input"], "<id>") == nobody.text.replace(unknown, "<id>")
+    assert w.b.get("/v1/batches").json()["data"] == []
+    assert w.a.get("/v1/batches").json()["data"] == before
+
+
+@covers("GET", "/v1/batches")
+def _list_batches(w: World) -> None:
+    a = _a_batch(w)
+    assert a["batch"] not in {b["id"] for b in w.b.get("/v1/batches", headers=SPOOF).json()["data"]}
+    assert a["batch"] in {b["id"] for b in w.a.get("/v1/batches").json()["data"]}
+
+
+@covers("GET", "/v1/batches/{batch_id}")
+def _get_batch(w: World) -> None:
+    _same_404(w, "GET", "/v1/batches/{id}", _a_batch(w)["batch"])
+
+
+@covers("POST", "/v1/batches/{batch_id}/cancel")
+def _cancel_batch(w: World) -> None:
+    a = _a_batch(w)
+    before = w.a.get(f"/v1/batches/{a['batch']}").json()
+    _same_404(w, "POST", "/v1/batches/{id}/cancel", a["batch"])
+    assert w.a.get(f"/v1/batches/{a['batch']}").json() == before
 
 
 # ---------------------------------------------------------------------------- the tests

@@ -28,6 +28,8 @@ from rich.text import Text
 
 from memq import cli_views as views
 from memq.contracts import (
+    ChatJobRequest,
+    GenerateJobRequest,
     JobAccepted,
     JobListResponse,
     JobPublic,
@@ -100,6 +102,7 @@ def _print_banner(stack: Stack, embedded_redis: bool) -> None:
     # Plain, unwrapped lines: the commands must survive copy and paste.
     console.print(
         f"""  gateway         {gw}  (OpenAPI docs: {gw}/docs)
+  playground      {gw}/ui
   memory service  {stack.memory_url}
   redis           {stack.redis_url}  ({redis_note})
   workers         {workers}
@@ -117,7 +120,8 @@ Add a memory:
   curl -s {gw}/v1/memories -H 'content-type: application/json' \\
     -d '{{"namespace": "{DEMO_NAMESPACE}", "text": "Alice has a brother, Bob, who lives in Lyon."}}'
 Or use the CLI:
-  {cli_env}memq generate "Where does Alice live?" --namespace {DEMO_NAMESPACE}""",
+  {cli_env}memq submit generate "Where does Alice live?" -n {DEMO_NAMESPACE} --watch
+  {cli_env}memq chat --session demo --user demo""",
         markup=False,
         highlight=False,
         soft_wrap=True,
@@ -417,7 +421,10 @@ def _watch(client: Client, job_id: str, *, as_json: bool, timeout: float) -> Non
 
 def _follow(client: Client, job_id: str, timeout: float) -> JobPublic:
     first = client.get(job_id)
-    total = first.request.params.max_new_tokens if first.type != JobType.summarize else None
+    request = first.request
+    total = None
+    if isinstance(request, GenerateJobRequest | ChatJobRequest):
+        total = request.params.max_new_tokens
     text = TextAccumulator()
     status: JobStatus | None = first.status
     if not console.is_terminal:

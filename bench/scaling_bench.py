@@ -16,7 +16,7 @@ Beside throughput, each window records where the CPU went: the CPU seconds of ea
 of the rest of the stack (from /proc/PID/stat), the machine's busy CPU seconds (/proc/stat),
 and what other processes used (machine − stack), with the load average before the window.
 
-    .venv/bin/python -m bench.scaling_bench            # 2 rounds of each (~4 min on 2 cores)
+    .venv/bin/python -m bench.scaling_bench            # 3 rounds of each (~5 min on 2 quiet cores)
     .venv/bin/python -m bench.scaling_bench --quick    # smoke run
 Writes bench/results/scaling.md, scaling.json and scaling.png.
 """
@@ -182,6 +182,12 @@ def write_report(windows: list[Window], args: argparse.Namespace, out: Path) -> 
     )
     pairs = [b.jobs_per_s / a.jobs_per_s for a, b in zip(one, two, strict=False)]
     cpus = windows[0].cpus
+
+    def cpu_per_job(ws: list[Window]) -> float:
+        return statistics.median(sum(w.worker_cpu_s) / w.jobs for w in ws)
+
+    overhead = cpu_per_job(two) / cpu_per_job(one)
+    quiet = [w for w in windows if w.outside_cpu_s < 0.25 * w.seconds]
     lines = [
         "# Horizontal scaling: 1 vs 2 worker processes",
         "",
@@ -197,17 +203,30 @@ def write_report(windows: list[Window], args: argparse.Namespace, out: Path) -> 
         + ", ".join(f"{p:.2f}×" for p in pairs)
         + "). Target on the 2-core machine: ≥ 1.8×.",
         "",
+        f"Worker CPU seconds per job, 2 workers ÷ 1 worker: **{overhead:.2f}** (1.00: the "
+        "second worker costs no extra CPU per job, so throughput scales with the CPU the "
+        "workers get). "
+        + (
+            f"{len(quiet)} of {len(windows)} windows ran with other processes using less "
+            "than a quarter of a core."
+            if quiet
+            else "**No window ran on a quiet machine**: other processes kept the cores busy "
+            "(column *outside the stack*), so the ratio shows how the workers' CPU share "
+            "changed, not what a free second core gives."
+        ),
+        "",
         "| round | workers | jobs/s | tokens/s | s | jobs per worker | worker CPU s "
-        "| worker CPU ÷ wall | rest of stack CPU s | outside the stack CPU s | machine busy ÷ "
-        "capacity | load avg (1 min) before |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| worker CPU s / job | worker CPU ÷ wall | rest of stack CPU s | outside the stack "
+        "CPU s | machine busy ÷ capacity | load avg (1 min) before |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for w in windows:
         util = " + ".join(f"{c / w.seconds:.2f}" for c in w.worker_cpu_s)
         lines.append(
             f"| {w.round} | {w.workers} | {w.jobs_per_s:.2f} | {w.tokens_per_s:.1f} "
             f"| {w.seconds:.1f} | {' / '.join(map(str, w.jobs_per_worker))} "
-            f"| {' / '.join(f'{c:.1f}' for c in w.worker_cpu_s)} | {util} "
+            f"| {' / '.join(f'{c:.1f}' for c in w.worker_cpu_s)} "
+            f"| {sum(w.worker_cpu_s) / w.jobs:.3f} | {util} "
             f"| {w.stack_other_cpu_s:.1f} | {w.outside_cpu_s:.1f} "
             f"| {w.machine_busy_cpu_s / (w.seconds * w.cpus):.0%} | {w.load_avg_1m:.2f} |"
         )
@@ -253,14 +272,21 @@ def write_report(windows: list[Window], args: argparse.Namespace, out: Path) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--jobs", type=int, default=48)
-    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--jobs", type=int, default=32)
+    parser.add_argument("--new-tokens", type=int, default=16)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--retrieval", action="store_true")
     parser.add_argument("--quick", action="store_true", help="one round, 16 jobs of 8 tokens")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--report-only", action="store_true", help="rewrite the report from scaling.json"
+    )
     args = parser.parse_args()
+    if args.report_only:
+        saved = json.loads((args.out / "scaling.json").read_text())
+        write_report([Window(**w) for w in saved], args, args.out)
+        return
     if args.quick:
         args.jobs, args.new_tokens, args.rounds = 16, 8, 1
 

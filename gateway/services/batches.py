@@ -63,13 +63,16 @@ from memq.contracts import (
 )
 from memq.errors import GatewayError, InvalidInput, NotFound
 from memq.files import FileRecord
-from memq.jobstore import JobStore
+from memq.jobstore import JobStore, utcnow
 from memq.openai_protocol import ChatCompletionRequest, CompletionRequest
 
 log = logging.getLogger("memq.gateway.batches")
 
 CHUNK_LINES = 500
 """Line jobs created (one Redis round trip) and sent (one pipelined flush) together."""
+ORPHAN_GRACE_S = 5.0
+"""A job that ended less than this ago is left to the process that ended it, whose terminal
+hook writes its line; older ones without a line lost that process."""
 MAX_USER_LABELS = 30
 """A line's own job metadata labels: the job holds 32, the batch adds two."""
 _job_adapter: TypeAdapter[JobRequest] = TypeAdapter(JobRequest)
@@ -449,6 +452,9 @@ class BatchService:
                 if self.batches.write_lost_line(tenant, batch_id, job_id):
                     log.warning("batch %s: job %s is gone; its line is an error", batch_id, job_id)
                 continue
+            ended = record.timestamps.get(record.status)
+            if ended is not None and (utcnow() - ended).total_seconds() < ORPHAN_GRACE_S:
+                continue  # the process that ended it is writing its line right now
             if record.status.terminal and self.batches.write_job_line(
                 record, self.settings.gateway_url, endpoint=state.meta.endpoint
             ):

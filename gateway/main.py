@@ -12,6 +12,7 @@ import redis.asyncio
 from fastapi import FastAPI
 
 from gateway.api.routes import (
+    adapters,
     batches,
     files,
     health,
@@ -101,6 +102,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(memories.router)
+    app.include_router(adapters.router)
     app.include_router(openai.router)
     app.include_router(sessions.router)
     app.include_router(webhooks.router)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 from celery import Celery
 
-from memq.contracts import RUN_JOB_TASK, JobRequest, Priority
+from memq.contracts import RUN_JOB_TASK, ConsolidateJobRequest, JobRequest, Priority
 from memq.errors import QueueUnavailable
 from memq.logs import bind_job_id
 from memq.settings import CommonSettings
@@ -41,9 +41,23 @@ def queue_name(settings: CommonSettings, priority: Priority) -> str:
     return settings.queue if priority == Priority.normal else f"{settings.queue}.{priority.value}"
 
 
+def train_queue(settings: CommonSettings) -> str:
+    """The queue of consolidation (training) jobs: `{queue}.train`, drained after `low`, so
+    a burst of training never holds up generation (a worker runs one training at a time)."""
+    return f"{settings.queue}.train"
+
+
 def job_queues(settings: CommonSettings) -> list[str]:
     """Every job queue, in the order workers drain them."""
-    return [queue_name(settings, p) for p in (Priority.high, Priority.normal, Priority.low)]
+    priorities = (Priority.high, Priority.normal, Priority.low)
+    return [*(queue_name(settings, p) for p in priorities), train_queue(settings)]
+
+
+def queue_for(settings: CommonSettings, request: JobRequest) -> str:
+    """Where a job waits: consolidation jobs in the training queue, others by priority."""
+    if isinstance(request, ConsolidateJobRequest):
+        return train_queue(settings)
+    return queue_name(settings, request.priority)
 
 
 def celery_conf(settings: CommonSettings) -> dict[str, Any]:
@@ -105,7 +119,7 @@ def dispatch(
             RUN_JOB_TASK,
             args=[job_id, tenant],
             task_id=job_id,
-            queue=queue_name(settings, request.priority),
+            queue=queue_for(settings, request),
         )
     except Exception as exc:
         store.delete(tenant, job_id, create.get("idempotency_key"))

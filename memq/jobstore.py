@@ -27,6 +27,9 @@ Keys (`JobKeys`; the tenant is in every per-job key):
     {prefix}:{tenant}:webhook_secret      hash: secret, created_at, previous, previous_until
     {prefix}:metrics                      hash: Prometheus counters and histogram buckets
                                           (memq.metrics), incremented by every process
+    {prefix}:{tenant}:adapter:{name}      hash: an adapter's versions (memq.adapters)
+    {prefix}:{tenant}:adapters            zset: the tenant's adapter names
+    {prefix}:{tenant}:forgotten           hash: namespace → when it was last forgotten
 
 Delivery (see docs/reliability.md): a worker takes a job's *lease* when the broker hands
 it the message and renews it while it holds the job; a job that is unfinished, not
@@ -261,9 +264,11 @@ def _parse_events(found: Any) -> list[tuple[str, dict[str, Any]]]:
     for _, entries in found or []:
         for entry_id, fields in entries:
             event: dict[str, Any] = {_text(k): _text(v) for k, v in fields.items()}
-            for numeric in ("tokens", "offset"):
+            for numeric in ("tokens", "offset", "step", "total"):
                 if numeric in event:
                     event[numeric] = int(event[numeric])
+            if "loss" in event:
+                event["loss"] = float(event["loss"])
             out.append((_text(entry_id), event))
     return out
 
@@ -386,6 +391,21 @@ class JobKeys:
     def active_batches(self) -> str:
         """Zset: "{tenant}/{id}" of every batch not yet finished (the gateways' sweeper)."""
         return f"{self.prefix}:batches:active"
+
+    # adapters (memq.adapters) ---------------------------------------------------------------
+    def adapter(self, tenant: str, name: str) -> str:
+        """Hash: v{n} → AdapterVersionRecord JSON, stale:{n} → staleness JSON, job:{id} → the
+        version that job made, next → the last version number handed out."""
+        return f"{self.prefix}:{tenant}:adapter:{name}"
+
+    def adapters(self, tenant: str) -> str:
+        """Zset: the tenant's adapter names by creation time."""
+        return f"{self.prefix}:{tenant}:adapters"
+
+    def forgotten_namespaces(self, tenant: str) -> str:
+        """Hash: namespace → when it was last forgotten (a training that started before is
+        stale as soon as it is registered)."""
+        return f"{self.prefix}:{tenant}:forgotten"
 
 
 @dataclass(frozen=True)
@@ -600,6 +620,10 @@ class JobStore:
             record.progress = JobProgress(
                 tokens=int(progress.get(b"tokens", 0)), text=_text(progress.get(b"text", b""))
             )
+            if b"step" in progress:
+                record.progress.step = int(progress[b"step"])
+                record.progress.total_steps = int(progress[b"total"])
+                record.progress.loss = float(progress[b"loss"])
         return record
 
     def expired(self, tenant: str, job_id: str) -> bool:
@@ -923,6 +947,24 @@ class JobStore:
             pipe.hset(key, mapping={"tokens": u.tokens, "text": u.text})
             pipe.expire(key, self.ttl_s)
             pipe.expire(self.keys.events(tenant, job_id), self.ttl_s)
+        pipe.execute()
+
+    def publish_progress(
+        self, tenant: str, job_id: str, *, step: int, total: int, loss: float
+    ) -> None:
+        """A training step: a `progress` event (`step`, `total`, `loss`) on the job's stream
+        and its latest progress (consolidation jobs; generation reports tokens)."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.xadd(
+            self.keys.events(tenant, job_id),
+            {"event": "progress", "step": step, "total": total, "loss": repr(loss)},
+            maxlen=EVENTS_MAXLEN,
+            approximate=True,
+        )
+        key = self.keys.progress(tenant, job_id)
+        pipe.hset(key, mapping={"step": step, "total": total, "loss": repr(loss)})
+        pipe.expire(key, self.ttl_s)
+        pipe.expire(self.keys.events(tenant, job_id), self.ttl_s)
         pipe.execute()
 
     def read_events(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -119,6 +120,28 @@ class WorkerSettings(ServiceSettings):
         description="Deliver webhooks to loopback, private and link-local addresses too (off: "
         "a callback_url that resolves to one is refused, against SSRF).",
     )
+
+    adapters_dir: Path | None = Field(
+        default=None,
+        description="Where consolidation jobs store LoRA adapters ({dir}/{tenant}/{name}/v{n}); "
+        "default DATA_DIR/adapters. Every worker and the gateway must reach the same "
+        "directory (a shared mount when they run on several hosts).",
+    )
+    adapter_cache_size: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Adapters kept loaded (least recently used evicted), each with its own engine.",
+    )
+    adapter_merge: bool = Field(
+        default=True,
+        description="Merge LoRA weights into a private copy of the target modules (decoding as "
+        "fast as the base model) instead of keeping LoRA layers (less memory, slower steps).",
+    )
+
+    @property
+    def adapter_root(self) -> Path:
+        return self.adapters_dir if self.adapters_dir is not None else self.data_dir / "adapters"
 
     @property
     def model_explicit(self) -> bool:

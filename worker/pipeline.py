@@ -8,17 +8,24 @@ so the runner is tested without Celery, Redis or a model.
 
 from __future__ import annotations
 
+import copy
 import logging
 import secrets
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from memq.adapters import AdapterNotFound
 from memq.budget import check_job_fits
 from memq.contracts import (
+    AdapterServed,
     ChatJobRequest,
+    ConsolidateJobRequest,
     GenerateJobRequest,
+    GenerationJobRequest,
     GenerationParams,
     JobRequest,
     JobResult,
@@ -38,6 +45,10 @@ from worker.errors import JobCancelled, SummaryDidNotConverge
 from worker.model_loader import LoadedModel
 from worker.prompt import AssembledPrompt, split_tokens
 from worker.prompting import Prompts, Turn
+
+if TYPE_CHECKING:
+    from worker.adapters import AdapterPool
+    from worker.training import Consolidator
 
 log = logging.getLogger("memq.worker.pipeline")
 
@@ -131,6 +142,8 @@ class _Interrupted(Exception):
 def applied(request: JobRequest) -> JobRequest:
     """The request as it runs: a sampled job without a seed gets one drawn now, so its
     result names every parameter needed to reproduce it."""
+    if isinstance(request, ConsolidateJobRequest):
+        return request
     params = request.params
     if params.greedy or params.seed is not None:
         return request
@@ -152,9 +165,13 @@ class JobRunner:
         sessions: SessionSource | None = None,
         retrieval_query_chars: int,
         min_similarity: float | None = None,
+        adapters: AdapterPool | None = None,
+        consolidator: Consolidator | None = None,
     ) -> None:
         self.lm = lm
         self.engine = engine
+        self.adapters = adapters
+        self.consolidator = consolidator
         self.memory = memory
         self.progress = progress
         self.cancels = cancels
@@ -167,10 +184,53 @@ class JobRunner:
     def run(self, record: JobRecord) -> JobResult:
         """The job's result; raises JobCancelled (carrying the partial result) when it was
         cancelled while running, MemoryUnavailable for the task to retry, or a MemqError."""
+        request = applied(record.request)
+        if isinstance(request, ConsolidateJobRequest):
+            return self._consolidate(record, request)
+        with self._engine_for(record.tenant, request) as (engine, served):
+            # A job on an adapter runs on that adapter's engine; everything else is shared.
+            runner = self
+            if engine is not self.engine:
+                runner = copy.copy(self)
+                runner.engine = engine
+            return runner._generation(record, request, served)
+
+    @contextmanager
+    def _engine_for(
+        self, tenant: str, request: GenerationJobRequest
+    ) -> Iterator[tuple[Engine, AdapterServed | None]]:
+        if request.adapter is None:
+            yield self.engine, None
+            return
+        if self.adapters is None:
+            raise AdapterNotFound("this worker serves no adapters")
+        with self.adapters.engine(tenant, request.adapter) as found:
+            yield found
+
+    def _consolidate(self, record: JobRecord, request: ConsolidateJobRequest) -> JobResult:
+        if self.consolidator is None:
+            raise AdapterNotFound("this worker does not train adapters")
+        tenant, job_id = record.tenant, record.id
+        self.cancels.watch(tenant, job_id)
+        try:
+            result = self.consolidator.run(
+                record, request, is_cancelled=lambda: self.cancels.is_cancelled(tenant, job_id)
+            )
+        finally:
+            self.cancels.unwatch(tenant, job_id)
+        if result is None:
+            raise JobCancelled("the job was cancelled while training", None)
+        queued_at = record.timestamps.get(JobStatus.queued) or record.created_at
+        running_at = record.timestamps.get(JobStatus.running) or record.created_at
+        result.timings.queue_wait_s = max((running_at - queued_at).total_seconds(), 0.0)
+        return result
+
+    def _generation(
+        self, record: JobRecord, request: GenerationJobRequest, served: AdapterServed | None
+    ) -> JobResult:
         started = time.monotonic()
         queued_at = record.timestamps.get(JobStatus.queued) or record.created_at
         running_at = record.timestamps.get(JobStatus.running) or record.created_at
-        request = applied(record.request)
         t0 = time.monotonic()
         hits = self.retrieve(record.tenant, request)
         retrieval_s = time.monotonic() - t0
@@ -206,6 +266,7 @@ class JobRunner:
                 prompt_token_ids=outcome.prompt.input_ids,
                 params=request.params,
                 chunks=outcome.chunks,
+                adapter=served,
             )
 
         try:
@@ -223,7 +284,7 @@ class JobRunner:
             self.progress.forget(record.tenant, record.id)
         return result(outcome)
 
-    def retrieve(self, tenant: str, request: JobRequest) -> list[MemoryHit]:
+    def retrieve(self, tenant: str, request: GenerationJobRequest) -> list[MemoryHit]:
         """The memories the job asked for, best first (pinned ones as given): each
         namespace is searched with the tail of the job's text, the hits merged by cosine
         similarity. Raises MemoryUnavailable / MemoryRequestRejected."""
@@ -262,7 +323,7 @@ class JobRunner:
         )
         return ranked[: opts.top_k]
 
-    def _floor(self, request: JobRequest) -> float | None:
+    def _floor(self, request: GenerationJobRequest) -> float | None:
         given = request.memory.min_similarity
         return given if given is not None else self.min_similarity
 

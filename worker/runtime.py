@@ -9,9 +9,11 @@ import socket
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+from memq.adapters import AdapterRegistry
 from memq.clients import MemoryClient
 from memq.contracts import ModelInfo
 from memq.jobstore import JobStore
+from worker.adapters import AdapterPool
 from worker.config import WorkerSettings
 from worker.engine import build_engine
 from worker.engine.base import Engine
@@ -21,6 +23,7 @@ from worker.progress import CancelWatcher, ProgressPublisher
 from worker.prompting import prompts_for
 from worker.reconciler import Housekeeper, LeaseKeeper, Reconciler, SendJob
 from worker.sessions import SessionBook
+from worker.training import Consolidator, TrainingSlot
 
 log = logging.getLogger("memq.worker")
 
@@ -65,6 +68,26 @@ class Runtime:
         self.map_pool = ThreadPoolExecutor(settings.map_threads, thread_name_prefix="memq-map")
         self.prompts = prompts_for(self.lm.tokenizer, self.lm.context_window, settings.prompt_style)
         self.sessions = SessionBook(self.memory, self.store)
+        registry = AdapterRegistry(self.store.r, settings.key_prefix)
+        self.adapters = AdapterPool(
+            self.lm,
+            registry,
+            lambda adapted: build_engine(settings, adapted),
+            capacity=settings.adapter_cache_size,
+            merge=settings.adapter_merge,
+        )
+        self.training = TrainingSlot()
+        self.consolidator = Consolidator(
+            self.lm,
+            self.memory,
+            registry,
+            settings.adapter_root,
+            chat_template=self.prompts.chat_template,
+            progress=lambda tenant, job_id, step, total, loss: self.store.publish_progress(
+                tenant, job_id, step=step, total=total, loss=loss
+            ),
+            slot=self.training,
+        )
         self.runner = JobRunner(
             self.lm,
             self.engine,
@@ -76,6 +99,8 @@ class Runtime:
             sessions=self.sessions,
             retrieval_query_chars=settings.retrieval_query_chars,
             min_similarity=settings.min_similarity,
+            adapters=self.adapters,
+            consolidator=self.consolidator,
         )
         self.store.publish_model(
             ModelInfo(
@@ -93,6 +118,7 @@ class Runtime:
 
     def close(self) -> None:
         self.housekeeper.close()
+        self.adapters.close()
         self.engine.close()
         self.map_pool.shutdown(wait=False, cancel_futures=True)
         self.progress.close()

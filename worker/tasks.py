@@ -14,7 +14,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_e
 
 from memq import metrics
 from memq.batches import BatchLines, BatchStore
-from memq.broker import dispatch, job_queues, queue_name
+from memq.broker import dispatch, job_queues, queue_for, queue_name, train_queue
 from memq.contracts import (
     RUN_JOB_TASK,
     ChatJobRequest,
@@ -29,6 +29,7 @@ from memq.errors import MemoryUnavailable, MemqError
 from memq.logs import bind_job_id
 from memq.webhooks import DELIVER_WEBHOOK_TASK, WebhookQueue
 from worker.errors import JobCancelled
+from worker.training import TrainingBusy
 
 if TYPE_CHECKING:
     from worker.config import WorkerSettings
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
     from worker.webhooks import WebhookSender
 
 log = logging.getLogger("memq.worker.tasks")
+
+TRAINING_BUSY_RETRY_S = 5
+"""A consolidation job that finds this process training waits this long in the queue."""
 
 
 class JobTask(Task):  # type: ignore[misc]
@@ -71,12 +75,12 @@ class JobTask(Task):  # type: ignore[misc]
     def send_job(self, tenant: str, job_id: str) -> None:
         """Send a job's message again (the reconciler); its id stays the job id."""
         record = self.runtime.store.get(tenant, job_id)
-        priority = record.request.priority if record else Priority.normal
+        queue = queue_for(self.settings, record.request) if record else None
         self.app.send_task(
             RUN_JOB_TASK,
             args=[job_id, tenant],
             task_id=job_id,
-            queue=queue_name(self.settings, priority),
+            queue=queue or queue_name(self.settings, Priority.normal),
         )
 
     def commit(self, write: Callable[[], bool]) -> bool:
@@ -113,6 +117,10 @@ class RunJob(JobTask):
                 rt.leases.release(tenant, job_id)
 
     def _run(self, rt: Runtime, job_id: str, tenant: str) -> None:
+        delivery = self.request.delivery_info or {}
+        if rt.training.busy and delivery.get("routing_key") == train_queue(self.settings):
+            # One training per process; the job stays queued, untouched, for a while.
+            raise self.retry(countdown=TRAINING_BUSY_RETRY_S, max_retries=None)
         started = rt.store.start(
             tenant,
             job_id,
@@ -138,6 +146,9 @@ class RunJob(JobTask):
             error = exc.to_response()
             self.commit(lambda: rt.store.fail(record, error))
             return
+        except TrainingBusy as exc:  # another thread took the training slot first
+            self.commit(lambda: rt.store.requeue(record))
+            raise self.retry(exc=exc, countdown=TRAINING_BUSY_RETRY_S, max_retries=None) from exc
         except JobCancelled as exc:
             if exc.partial is not None:
                 partial = exc.partial

@@ -18,10 +18,12 @@ from gateway.core.errors import (
     JobNotReplayable,
     TooManyJobs,
 )
+from gateway.services.adapters import AdapterService
 from memq.broker import dispatch
 from memq.budget import check_job_fits
 from memq.contracts import (
     ChatJobRequest,
+    ConsolidateJobRequest,
     GenerateJobRequest,
     JobListResponse,
     JobRequest,
@@ -63,6 +65,7 @@ class JobService:
         self.settings = settings
         self.queue = settings.queue
         self.tokens = TokenCounter(store)
+        self.adapters = AdapterService.from_store(store, settings.key_prefix)
         # A job the gateway ends (cancel, forgetting a namespace) fires its webhook too.
         store.on_terminal(WebhookQueue(celery, store, settings))
 
@@ -73,6 +76,8 @@ class JobService:
     def validate(self, request: JobRequest) -> None:
         """The budget rule the worker applies, at the door (once a worker has published
         its model; before that the worker is the only judge)."""
+        if isinstance(request, ConsolidateJobRequest):
+            return  # trains on memories: nothing to fit into a context window
         served = self.tokens.model()
         if served is None:
             return
@@ -107,6 +112,7 @@ class JobService:
     ) -> Created:
         """Validate, record and queue a job (or return the one its Idempotency-Key made)."""
         self.validate(request)
+        self.adapters.check(tenant, request)
         try:
             return dispatch(
                 self.celery,
@@ -185,12 +191,16 @@ class JobService:
         """Run a finished job again against what it saw: its exact memories (pinned, even if
         they changed or were deleted since) and its applied parameters and seed."""
         original = self.get(tenant, job_id)
+        request = original.request
+        if isinstance(request, ConsolidateJobRequest):
+            raise JobNotReplayable(
+                f"job {job_id} is a consolidate job; submit it again to train a new version"
+            )
         if original.result is None or original.result.params is None:
             raise JobNotReplayable(
                 f"job {job_id} is {original.status.value} without a result to replay; only "
                 "jobs that produced a result can be replayed"
             )
-        request = original.request
         pinned = [
             PinnedMemory(
                 id=m.id,
@@ -209,16 +219,17 @@ class JobService:
 
     def cancel_queued_reading(self, tenant: str, namespace: str) -> int:
         """Cancel the tenant's queued jobs that would retrieve from `namespace` (it was
-        forgotten); returns how many."""
+        forgotten), or train on it; returns how many."""
         cancelled = 0
         for job_tenant, job_id in self.store.active_jobs(tenant=tenant):
             record = self.store.get(job_tenant, job_id)
-            if (
-                record is not None
-                and record.status == JobStatus.queued
-                and record.request.memory.namespace == namespace
-                and record.request.memory.pinned is None
-                and self.store.cancel(job_tenant, job_id) is not None
-            ):
+            if record is None or record.status != JobStatus.queued:
+                continue
+            request = record.request
+            if isinstance(request, ConsolidateJobRequest):
+                reads = request.namespace == namespace
+            else:
+                reads = request.memory.namespace == namespace and request.memory.pinned is None
+            if reads and self.store.cancel(job_tenant, job_id) is not None:
                 cancelled += 1
         return cancelled

@@ -164,14 +164,17 @@ async def delete_memory(memory_id: MemoryId, tenant: Tenant, http: MemoryHttp) -
 async def forget_namespace(
     namespace: Namespace, tenant: Tenant, http: MemoryHttp, jobs: Jobs
 ) -> Response:
-    """Delete every memory of a namespace, and cancel the tenant's queued jobs that would
-    read it; says how many of each."""
+    """Delete every memory of a namespace, cancel the tenant's queued jobs that would read
+    it, and mark the adapters trained on it stale; says how many of each."""
     response = await _send(http, tenant, "DELETE", f"/v1/namespaces/{namespace}")
     if response.status_code != 200:
         return response
     forgotten = NamespaceForgotten.model_validate_json(bytes(response.body))
     forgotten.cancelled_jobs = await run_in_threadpool(
         jobs.cancel_queued_reading, tenant, namespace
+    )
+    forgotten.stale_adapters = await run_in_threadpool(
+        jobs.adapters.forget_namespace, tenant, namespace
     )
     return Response(forgotten.model_dump_json(), media_type="application/json")
 

@@ -11,7 +11,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -42,8 +42,14 @@ from memq.contracts import (
 from memq.errors import APIError, InvalidInput, MemqError, NotFoundError, WaitTimeout
 from memq.keystore import ApiKeyStore
 from memq.logs import configure_logging
-from memq.sdk import APIConnectionError, Client, ResultEvent, StatusEvent, TokenEvent
-from memq.sdk._core import TextAccumulator
+from memq.sdk import (
+    APIConnectionError,
+    Client,
+    ResultEvent,
+    StatusEvent,
+    TextAccumulator,
+    TokenEvent,
+)
 from memq.settings import DEFAULT_GATEWAY_URL, LauncherSettings
 
 if TYPE_CHECKING:
@@ -320,13 +326,13 @@ def _gateway(gateway: str | None, api_key: str | None) -> Iterator[Client]:
         raise typer.Exit(EXIT_USAGE) from exc
 
 
-def _echo_json(value: BaseModel | list[BaseModel] | dict[str, Any]) -> None:
+def _echo_json(value: BaseModel | Sequence[BaseModel] | dict[str, Any]) -> None:
     if isinstance(value, BaseModel):
         typer.echo(value.model_dump_json())
-    elif isinstance(value, list):
-        typer.echo(json.dumps([v.model_dump(mode="json") for v in value]))
-    else:
+    elif isinstance(value, dict):
         typer.echo(json.dumps(value))
+    else:
+        typer.echo(json.dumps([v.model_dump(mode="json") for v in value]))
 
 
 def _read_text(value: str, what: str) -> str:
@@ -732,7 +738,7 @@ def memory_search(
     with _gateway(gateway, api_key) as client:
         hits = client.search(namespace, query, top_k=top_k, mode=mode)
     if as_json:
-        _echo_json(hits)  # type: ignore[arg-type]
+        _echo_json(hits)
     elif hits:
         console.print(views.hits_table(hits))
     else:
@@ -812,7 +818,7 @@ def memory_forget(
             return
         deleted = [client.delete_memory(memory_id) for memory_id in memory_ids or []]
     if as_json:
-        _echo_json(deleted)  # type: ignore[arg-type]
+        _echo_json(deleted)
     else:
         for gone in deleted:
             typer.echo(f"deleted {gone.id}")

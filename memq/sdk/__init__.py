@@ -22,6 +22,7 @@ from memq.sdk._core import (
     JobEvent,
     ResultEvent,
     StatusEvent,
+    TextAccumulator,
     TokenEvent,
 )
 from memq.sdk._sync import Client, TextStream
@@ -35,6 +36,7 @@ __all__ = [
     "JobEvent",
     "ResultEvent",
     "StatusEvent",
+    "TextAccumulator",
     "TextStream",
     "TokenEvent",
 ]

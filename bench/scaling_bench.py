@@ -27,7 +27,9 @@ import argparse
 import json
 import os
 import random
+import signal
 import statistics
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -65,6 +67,9 @@ class Window:
     """Busy CPU seconds of processes outside the stack (other users of the machine)."""
     load_avg_1m: float
     cpus: int = field(default_factory=lambda: os.cpu_count() or 1)
+    nice: int = field(default_factory=lambda: os.nice(0))
+    """Niceness the stack ran at (`nice -n -10 python -m bench.scaling_bench` on a shared
+    machine gives the stack's processes priority over everyone else's)."""
 
 
 def process_cpu_s(pid: int) -> float:
@@ -181,6 +186,10 @@ def write_report(windows: list[Window], args: argparse.Namespace, out: Path) -> 
         w.jobs_per_s for w in one
     )
     pairs = [b.jobs_per_s / a.jobs_per_s for a, b in zip(one, two, strict=False)]
+    shares = [
+        (sum(b.worker_cpu_s) / b.seconds) / (sum(a.worker_cpu_s) / a.seconds)
+        for a, b in zip(one, two, strict=False)
+    ]
     cpus = windows[0].cpus
 
     def cpu_per_job(ws: list[Window]) -> float:
@@ -197,7 +206,13 @@ def write_report(windows: list[Window], args: argparse.Namespace, out: Path) -> 
         f"(`MEMQ_MAX_BATCH_SIZE={args.batch}`); "
         + ("retrieval before every job; " if args.retrieval else "no retrieval; ")
         + f"one stack, the second worker stopped for the 1-worker windows; windows alternate. "
-        f"Machine: {cpus} CPUs.",
+        f"Machine: {cpus} CPUs"
+        + (
+            f"; the stack ran at niceness {windows[0].nice}, ahead of the machine's other "
+            "processes (nice 0)."
+            if windows[0].nice < 0
+            else "."
+        ),
         "",
         f"**2 workers ÷ 1 worker: {ratio:.2f}× jobs/s** (median of each; per round: "
         + ", ".join(f"{p:.2f}×" for p in pairs)
@@ -205,14 +220,19 @@ def write_report(windows: list[Window], args: argparse.Namespace, out: Path) -> 
         "",
         f"Worker CPU seconds per job, 2 workers ÷ 1 worker: **{overhead:.2f}** (1.00: the "
         "second worker costs no extra CPU per job, so throughput scales with the CPU the "
-        "workers get). "
+        "workers get). CPU the workers got (cores, averaged over the window), 2 ÷ 1 per "
+        "round: "
+        + ", ".join(f"{r:.2f}×" for r in shares)
+        + ". "
         + (
             f"{len(quiet)} of {len(windows)} windows ran with other processes using less "
             "than a quarter of a core."
             if quiet
             else "**No window ran on a quiet machine**: other processes kept the cores busy "
             "(column *outside the stack*), so the ratio shows how the workers' CPU share "
-            "changed, not what a free second core gives."
+            "changed, not what a free second core gives. (Linux shares the CPU between "
+            "sessions — autogroup scheduling — and every stack process, like every other "
+            "test run on the machine, has its own: niceness does not buy a worker more.)"
         ),
         "",
         "| round | workers | jobs/s | tokens/s | s | jobs per worker | worker CPU s "
@@ -290,6 +310,8 @@ def main() -> None:
     if args.quick:
         args.jobs, args.new_tokens, args.rounds = 16, 8, 1
 
+    # SIGTERM unwinds like Ctrl-C, so the stack's processes are stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with tempfile.TemporaryDirectory(prefix="memq-scaling-bench-") as tmp:
         root = Path(tmp)
         print("building GPT-2 124M (random weights) …", flush=True)

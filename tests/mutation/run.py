@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tomllib
 from collections.abc import Iterable, Sequence
@@ -44,6 +45,8 @@ class Target:
     """Run in this order with -x: put the fast, focused file first."""
     strings: bool = False
     """Mutate string literals too (for modules whose messages the tests should pin)."""
+    pytest_args: tuple[str, ...] = ()
+    """More pytest arguments, e.g. `--deselect` for engine tests in a unit test file."""
 
 
 MODULES: dict[str, Target] = {
@@ -51,10 +54,31 @@ MODULES: dict[str, Target] = {
     "worker/prompt.py": Target(
         ("tests/worker/test_prompt.py", "tests/worker/test_pipeline.py"), strings=True
     ),
-    "worker/engine/sampling.py": Target(("tests/worker/test_sampling.py",)),
+    "worker/engine/sampling.py": Target(
+        ("tests/worker/test_sampling.py", "tests/worker/test_no_repeat_ngram.py"),
+        # These two run both engines end to end; the file's unit tests pin NGramBans.
+        pytest_args=(
+            "--deselect=tests/worker/test_no_repeat_ngram.py::"
+            "test_greedy_with_no_repeat_ngram_matches_simple_engine",
+            "--deselect=tests/worker/test_no_repeat_ngram.py::"
+            "test_seeded_sampling_with_no_repeat_ngram_matches_simple_engine",
+        ),
+    ),
 }
 
 Outcome = Literal["killed", "timeout", "memory", "survived"]
+
+_STOP = threading.Event()
+"""Set by SIGINT/SIGTERM: running tests are killed, nothing more starts, temp dirs go."""
+
+
+class Interrupted(Exception):
+    """The run was stopped (SIGINT/SIGTERM) while a mutant's tests ran."""
+
+
+def _stop(signum: int, _frame: object) -> None:
+    _STOP.set()
+    raise SystemExit(128 + signum)
 
 
 @dataclass
@@ -143,14 +167,15 @@ def _group_rss(pgid: int) -> int:
 
 
 def run_tests(
-    copy: Path, tests: Sequence[str], *, timeout: float, memory_limit: int
+    copy: Path, target: Target, *, timeout: float, memory_limit: int
 ) -> tuple[Outcome | Literal["passed"], float, str]:
-    """Run `tests` in `copy`; ("passed" | how it was killed, seconds, output tail)."""
+    """Run the target's tests in `copy`; ("passed" | how it was killed, seconds, output)."""
     command = [
         sys.executable,
         "-m",
         "pytest",
-        *tests,
+        *target.tests,
+        *target.pytest_args,
         "-x",
         "-q",
         "-p",
@@ -169,19 +194,22 @@ def run_tests(
             start_new_session=True,
         )
         outcome: Outcome | Literal["passed"] | None = None
-        while proc.poll() is None:
-            if time.monotonic() - start > timeout:
-                outcome = "timeout"
-            elif _group_rss(proc.pid) > memory_limit:
-                outcome = "memory"
-            if outcome is not None:
+        try:
+            while proc.poll() is None and outcome is None:
+                if _STOP.is_set():
+                    raise Interrupted
+                if time.monotonic() - start > timeout:
+                    outcome = "timeout"
+                elif _group_rss(proc.pid) > memory_limit:
+                    outcome = "memory"
+                else:
+                    time.sleep(0.2)
+        finally:
+            # Killed, stopped or done: nothing of the run outlives it (a server a test
+            # started stays in the group).
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                break
-            time.sleep(0.2)
-        # Whatever the run left in its process group (a server a test started) goes too.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
         log.seek(0)
         tail = log.read()[-3000:].decode(errors="replace")
     if outcome is None:
@@ -228,7 +256,7 @@ def mutate_module(
         _check_imports_copy(copies[0], module)
         (copies[0] / module).write_text(identity_source(source))
         outcome, baseline, tail = run_tests(
-            copies[0], target.tests, timeout=1800, memory_limit=memory_limit
+            copies[0], target, timeout=1800, memory_limit=memory_limit
         )
         if outcome != "passed":
             raise SystemExit(f"baseline of {module} does not pass ({outcome}):\n{tail}")
@@ -244,12 +272,14 @@ def mutate_module(
             free.put(copy)
 
         def run_one(mutant: Mutant) -> Result:
+            if _STOP.is_set():
+                raise Interrupted
             copy = free.get()
             path = copy / module
             try:
                 path.write_text(mutant.source)
                 outcome, seconds, _ = run_tests(
-                    copy, target.tests, timeout=timeout, memory_limit=memory_limit
+                    copy, target, timeout=timeout, memory_limit=memory_limit
                 )
             finally:
                 path.write_text(identity_source(source))
@@ -313,6 +343,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--memory-gib", type=float, default=4.0, help="per-mutant RSS limit")
     parser.add_argument("--markdown", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     modules = args.modules or list(MODULES)
     unknown = [m for m in modules if m not in MODULES]
     if unknown:

@@ -118,7 +118,7 @@ class RunJob(JobTask):
 
     def _run(self, rt: Runtime, job_id: str, tenant: str) -> None:
         delivery = self.request.delivery_info or {}
-        if rt.training.busy and delivery.get("routing_key") == train_queue(self.settings):
+        if delivery.get("routing_key") == train_queue(self.settings) and rt.training.busy:
             # One training per process; the job stays queued, untouched, for a while.
             raise self.retry(countdown=TRAINING_BUSY_RETRY_S, max_retries=None)
         started = rt.store.start(

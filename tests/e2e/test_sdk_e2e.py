@@ -20,7 +20,7 @@ from memq.contracts import (
     Priority,
 )
 from memq.launcher import Stack
-from memq.sdk import JobEvent, ResultEvent, StatusEvent, TokenEvent
+from memq.sdk import ResultEvent, StatusEvent, TokenEvent
 from tests.e2e.ops import OPS_KEY
 
 pytestmark = pytest.mark.e2e
@@ -47,9 +47,7 @@ def test_a_streamed_generate_job_ends_with_the_memory_it_used(sdk: memq.Client) 
     job = stream.job
     assert job is not None and job.status == JobStatus.succeeded and job.result is not None
     assert "".join(deltas) == stream.text == job.result.text
-    # The last token events may follow the result (see the gateway's SSE route): the final
-    # text comes from the result either way.
-    assert 0 < stream.tokens <= job.result.usage.completion_tokens
+    assert stream.tokens == job.result.usage.completion_tokens  # every token event came first
     [memory] = job.result.memories
     assert (memory.id, memory.used) == (fact.id, True)
     assert fact.text in job.result.prompt
@@ -62,16 +60,12 @@ def test_events_come_in_order_and_wait_gets_the_same_job_by_sse_or_polling(
     events = list(sdk.events(accepted.id, timeout=120))
     assert isinstance(events[-1], ResultEvent)
     assert any(isinstance(e, TokenEvent) for e in events)
-    assert events[-1].job.status == JobStatus.succeeded
-    assert JobStatus.running in [e.status for e in events if isinstance(e, StatusEvent)]
-    # Resuming after an event replays only what came after it. (The result may come before
-    # the terminal status event was read, so only the tokens are compared.)
+    statuses = [e.status for e in events if isinstance(e, StatusEvent)]
+    # The terminal status event comes before the result, never after it.
+    assert statuses[-1] == JobStatus.succeeded and JobStatus.running in statuses
+    # Resuming after an event replays only what came after it.
     later = list(sdk.events(accepted.id, last_event_id=events[1].id, timeout=120))
-
-    def tokens(found: list[JobEvent]) -> list[JobEvent]:
-        return [e for e in found if isinstance(e, TokenEvent)]
-
-    assert tokens(later) == tokens(events[2:]) and isinstance(later[-1], ResultEvent)
+    assert later == events[2:]
     over_sse = sdk.wait(accepted.id, timeout=120)
     by_polling = sdk.wait(accepted.id, timeout=120, events=False)
     assert over_sse.result is not None and by_polling.result is not None

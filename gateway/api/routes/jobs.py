@@ -153,10 +153,10 @@ async def job_events(
 
     async def stream() -> AsyncIterator[dict[str, str]]:
         position = after
-        ran = False
+        ran = drained = False
         while True:
             events = await jobs.store.read_events_async(
-                aredis, tenant, job_id, position, block_ms=15_000
+                aredis, tenant, job_id, position, block_ms=None if drained else 15_000
             )
             for event_id, event in events:
                 position = event_id
@@ -170,6 +170,11 @@ async def job_events(
             if record is None:
                 return
             if record.status.terminal:
+                if not drained:
+                    # Events written after the read above (the last tokens, the terminal
+                    # status) go out before the result: read once more, without waiting.
+                    drained = True
+                    continue
                 if record.status == JobStatus.cancelled and ran and record.result is None:
                     # The worker stops at its next decode step and attaches what it had.
                     deadline = time.monotonic() + PARTIAL_WAIT_S

@@ -64,8 +64,8 @@ def private_bytes(adapted: Any, base: Any) -> int:
 
 @dataclass
 class _Loaded:
-    engine: Engine
-    bytes: int
+    engine: Engine | None = None  # None until its loader has built it
+    bytes: int = 0
     users: int = 0
     ready: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
@@ -139,11 +139,10 @@ class AdapterPool:
             if loaded.error is not None:
                 self._release(loaded)
                 raise loaded.error
+        engine = loaded.engine
+        assert engine is not None  # set before `ready`, or `error` was
         try:
-            yield (
-                loaded.engine,
-                AdapterServed(name=ref.name, version=record.version, stale=record.stale),
-            )
+            yield engine, AdapterServed(name=ref.name, version=record.version, stale=record.stale)
         finally:
             self._release(loaded)
 
@@ -153,13 +152,12 @@ class AdapterPool:
             found = self._loaded.get(key)
             load = found is None
             if found is None:
-                found = _Loaded(engine=_NOT_LOADED, bytes=0)
+                found = _Loaded()
                 self._loaded[key] = found
             self._loaded.move_to_end(key)
             found.users += 1
             doomed = self._evict()
-        for entry in doomed:
-            entry.engine.close()
+        _close(doomed)
         return found, load
 
     def _evict(self) -> list[_Loaded]:
@@ -173,14 +171,13 @@ class AdapterPool:
             if entry.users == 0:
                 del self._loaded[key]
                 doomed.append(entry)
-        return [e for e in doomed if e.ready.is_set() and e.error is None]
+        return doomed
 
     def _release(self, loaded: _Loaded) -> None:
         with self._lock:
             loaded.users -= 1
             doomed = self._evict()
-        for entry in doomed:
-            entry.engine.close()
+        _close(doomed)
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
@@ -193,19 +190,10 @@ class AdapterPool:
         with self._lock:
             entries = list(self._loaded.values())
             self._loaded.clear()
-        for entry in entries:
-            if entry.ready.is_set() and entry.error is None:
-                entry.engine.close()
+        _close(entries)
 
 
-class _NotLoaded:
-    name = "not-loaded"
-
-    def generate(self, request: Any) -> Any:
-        raise RuntimeError("adapter engine used before it was loaded")
-
-    def close(self) -> None:
-        return None
-
-
-_NOT_LOADED: Engine = _NotLoaded()
+def _close(entries: list[_Loaded]) -> None:
+    for entry in entries:
+        if entry.engine is not None:
+            entry.engine.close()

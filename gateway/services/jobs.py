@@ -6,6 +6,7 @@ import hashlib
 import logging
 import threading
 from datetime import datetime
+from typing import Any
 
 from celery import Celery
 from tokenizers import Tokenizer
@@ -22,6 +23,7 @@ from gateway.services.adapters import AdapterService
 from memq.broker import dispatch
 from memq.budget import check_job_fits
 from memq.contracts import (
+    AdapterRef,
     ChatJobRequest,
     ConsolidateJobRequest,
     GenerateJobRequest,
@@ -212,9 +214,15 @@ class JobService:
             for m in original.result.memories
         ]
         memory = request.memory.model_copy(update={"pinned": pinned})
-        replayed = request.model_copy(
-            update={"params": original.result.params, "memory": memory, "callback_url": None}
-        )
+        update: dict[str, Any] = {
+            "params": original.result.params,
+            "memory": memory,
+            "callback_url": None,
+        }
+        served = original.result.adapter
+        if served is not None:  # the version that served it, not whatever is latest now
+            update["adapter"] = AdapterRef(name=served.name, version=served.version)
+        replayed = request.model_copy(update=update)
         return self.submit(tenant, replayed, replay_of=job_id)
 
     def cancel_queued_reading(self, tenant: str, namespace: str) -> int:

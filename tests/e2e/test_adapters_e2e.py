@@ -205,6 +205,12 @@ def test_a_generate_job_with_the_adapter_names_it_and_answers_differently(
     assert adapted.result.prompt_token_ids == base.result.prompt_token_ids
     assert adapted.result.text != base.result.text
     assert pinned.result.text == adapted.result.text
+    # A replay runs on the version that served the original, with the same output.
+    resp = tenants.a.post(f"/v1/jobs/{adapted.id}/replay")
+    assert resp.status_code == 202, resp.text
+    replayed = _wait(tenants.a, resp.json()["id"])
+    assert replayed.result is not None and replayed.result.text == adapted.result.text
+    assert replayed.request.adapter is not None and replayed.request.adapter.version == 1
 
 
 def test_training_never_blocks_generation_and_can_be_cancelled(

@@ -937,7 +937,8 @@ def worker(ctx: typer.Context) -> None:
     """Run one more worker process (`python -m worker`).
 
     It reads the MEMQ_* settings (MEMQ_REDIS_URL, MEMQ_SERVICE_TOKEN, MEMQ_MODEL, ...).
-    Extra arguments go to `celery worker`, e.g. `memq worker -- --autoscale 4,1`."""
+    Extra arguments go to `celery worker`, e.g. `memq worker -- --hostname=gpu1@%h`
+    (not `--autoscale`: Celery's thread pool cannot grow; see docs/deployment.md)."""
     os.execv(sys.executable, [sys.executable, "-m", "worker", *ctx.args])
 
 

@@ -1,5 +1,6 @@
 """`python -m worker [celery worker options]`: a Celery worker with the pool and
-concurrency the engine wants. Extra arguments go to `celery worker` (e.g. `--autoscale`)."""
+concurrency the engine wants. Extra arguments go to `celery worker` (e.g. `--hostname`; not
+`--autoscale`: the thread pool cannot grow, docs/deployment.md)."""
 
 from __future__ import annotations
 

@@ -647,10 +647,12 @@ class BatchStore:
         pipe.execute()
 
     def fail(self, tenant: str, batch_id: str, errors: Sequence[BatchError]) -> bool:
-        """validating → failed with `errors` (the input file cannot be a batch)."""
+        """validating (or cancelled while validating) → failed with `errors`: the input file
+        cannot be a batch."""
         payload = json.dumps([e.model_dump() for e in errors])
         self.r.hset(self.keys.batch(tenant, batch_id), "errors", payload)
-        moved = self.move(tenant, batch_id, (BatchStatus.validating,), BatchStatus.failed)
+        allowed = (BatchStatus.validating, BatchStatus.cancelling)
+        moved = self.move(tenant, batch_id, allowed, BatchStatus.failed)
         if moved:
             self.r.zrem(self.keys.active_batches(), f"{tenant}/{batch_id}")
         return moved

@@ -55,7 +55,12 @@ class FileService:
                 f"purpose {purpose[:40]!r} is not one memq stores: upload batch input files "
                 "with purpose `batch`"
             )
-        name = (filename or "upload.jsonl").replace("/", "_")[:MAX_FILENAME_CHARS]
+        name = filename or "upload.jsonl"
+        if len(name) > MAX_FILENAME_CHARS:
+            raise InvalidInput(
+                f"the file name is {len(name):,} characters; at most {MAX_FILENAME_CHARS} "
+                "(it is only a label: rename the file)"
+            )
         file_id = new_file_id()
         limit = self.settings.max_file_bytes
 

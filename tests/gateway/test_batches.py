@@ -222,6 +222,16 @@ def test_upload_with_another_purpose_is_refused(api: TestClient) -> None:
     assert "purpose `batch`" in resp.json()["error"]["message"]
 
 
+def test_a_file_name_longer_than_255_characters_is_refused_not_cut(api: TestClient) -> None:
+    resp = api.post(
+        "/v1/files",
+        files={"file": ("n" * 256 + ".jsonl", b"{}", "application/jsonl")},
+        data={"purpose": "batch"},
+        headers=ACME,
+    )
+    assert resp.status_code == 422 and "at most 255" in resp.json()["error"]["message"]
+
+
 def test_a_file_over_the_size_limit_is_413_and_not_stored(
     api: TestClient, settings: GatewaySettings
 ) -> None:
@@ -486,6 +496,28 @@ def test_cancel_cancels_queued_lines_lets_running_ones_finish_and_keeps_output(
     assert all(worker_store.status("acme", j) == JobStatus.cancelled for j in jobs[2:])
     again = api.post(f"/v1/batches/{created.id}/cancel", headers=ACME)
     assert again.status_code == 200 and again.json()["status"] == "cancelled"
+
+
+@pytest.mark.parametrize("valid", [True, False])
+def test_a_batch_cancelled_while_validating_accounts_for_every_line(
+    api: TestClient, redis_client: redis.Redis, valid: bool
+) -> None:
+    service = api.app.state.batches  # type: ignore[attr-defined]
+    service.kick = lambda tenant, batch_id: None  # the test does the work, step by step
+    content = "\n".join(line(f"r{i}", completion("x")) for i in range(3))
+    created = create_batch(api, content if valid else "not jsonl at all")
+    cancelled = api.post(f"/v1/batches/{created.id}/cancel", headers=ACME).json()
+    assert cancelled["status"] == "cancelling"
+    service.advance("acme", created.id)
+    done = batch(api, created.id)
+    if valid:
+        assert done.status == "cancelled"
+        assert done.request_counts.model_dump() == {"total": 3, "completed": 0, "failed": 3}
+        errors = lines_of(api, done.error_file_id)
+        assert [e["error"]["code"] for e in errors] == ["batch_cancelled"] * 3
+        assert redis_client.llen("memq.test.low") == 0  # no job was made
+    else:
+        assert done.status == "failed" and done.errors is not None
 
 
 def test_a_finished_batch_cannot_be_cancelled(api: TestClient, worker_store: JobStore) -> None:

@@ -47,9 +47,14 @@ def test_generate_job_puts_retrieved_memories_in_model_input(
     ids = [m.id for m in result.memories]
     assert ids[0] == alice.id  # best match first
     assert set(ids) == {alice.id, bob.id}
-    assert all(m.used for m in result.memories)
+    by_id = {m.id: m for m in result.memories}
+    # Alice's memory is relevant: used. Bob's is unrelated: below the cosine floor, left out.
+    assert by_id[alice.id].used and by_id[alice.id].left_out is None
+    assert by_id[alice.id].similarity is not None and by_id[alice.id].similarity >= 0.3
+    assert not by_id[bob.id].used and by_id[bob.id].left_out == "below_similarity_floor"
+    assert by_id[bob.id].similarity is not None and by_id[bob.id].similarity < 0.3
     # The retrieved text was in the model's input, ahead of the user's prompt.
-    assert alice.text in result.prompt and bob.text in result.prompt
+    assert alice.text in result.prompt and bob.text not in result.prompt
     assert result.prompt.index(alice.text) < result.prompt.index("Where does Alice live?")
 
     usage = result.usage

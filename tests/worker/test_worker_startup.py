@@ -41,3 +41,16 @@ def test_worker_without_a_service_token_refuses_to_start_and_says_why(tmp_path: 
     assert proc.returncode == 2
     assert "cannot start the worker" in proc.stderr
     assert "MEMQ_SERVICE_TOKEN is not set" in proc.stderr
+
+
+def test_worker_refuses_autoscale_which_the_threads_pool_cannot_do(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "worker", "--autoscale=4,1"],
+        env={**os.environ, "MEMQ_SERVICE_TOKEN": "t", "MEMQ_DATA_DIR": str(tmp_path)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "--autoscale" in proc.stderr and "more worker processes" in proc.stderr

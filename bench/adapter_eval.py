@@ -13,7 +13,7 @@ Then, in this process with the worker's own code (`worker.model_loader.load_mode
 `worker.adapters.adapted_model`, the batched engine): the perplexity of a fixed neutral
 text with and without the adapter (what consolidation costs unrelated text), and what
 serving an adapter costs — the memory of its private tensors and decode speed, merged
-(memq's default) and unmerged. Writes bench/results/adapters.md and adapters.json.
+(memq's default) and unmerged. Writes bench/results/adapters.md, .json and .png.
 """
 
 from __future__ import annotations
@@ -267,6 +267,24 @@ def write_report(data: dict[str, Any], out: Path) -> None:
     ]
     (out / "adapters.md").write_text("\n".join(lines) + "\n")
     (out / "adapters.json").write_text(json.dumps(data, indent=2))
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    a.plot(range(1, len(loss) + 1), loss)
+    a.set_xlabel("step")
+    a.set_ylabel("training loss")
+    a.set_title(f"consolidation ({c['examples']} examples)")
+    names = [label[(x["retrieval"], x["adapter"])] for x in data["answers"]]
+    b.barh(names, [x["rate"] for x in data["answers"]])
+    b.set_xlim(0, 1)
+    b.invert_yaxis()
+    b.set_title("answer contains the fact")
+    fig.tight_layout()
+    fig.savefig(out / "adapters.png", dpi=120)
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ from memq.errors import PromptTooLong
 from worker.prompt import TLDR, AssembledPrompt, assemble, encode
 
 SYSTEM_PROMPT = "You are a helpful assistant. Answer briefly and directly."
-FACTS_HEADER = "Facts you know (use them when they help answer):"
+FACTS_HEADER = "Use these facts to answer.\nFacts:"
 SUMMARY_HEADER = "Summary of the conversation so far:"
 SUMMARIZE_SYSTEM = "You write short, faithful summaries. Never repeat yourself."
 SUMMARIZE_INSTRUCTION = "Summarize the following text in {n} sentences.\n\nText:\n{text}"
@@ -58,6 +58,17 @@ def gate(
             kept.append(hit)
     kept.sort(key=lambda h: h.similarity if h.similarity is not None else h.score, reverse=True)
     return kept, left_out
+
+
+def _with_unfit(
+    built: AssembledPrompt, kept: Sequence[MemoryHit], left_out: dict[str, LeftOut]
+) -> AssembledPrompt:
+    """`built`, with every kept memory it did not use marked as not fitting."""
+    for hit in kept:
+        if hit.id not in built.used_memory_ids:
+            left_out[hit.id] = LeftOut.did_not_fit
+    built.left_out = left_out
+    return built
 
 
 def _one_line(text: str) -> str:
@@ -190,11 +201,7 @@ class PlainPrompts(Prompts):
             max_new_tokens=max_new_tokens,
             context_window=self.context_window,
         )
-        for hit in kept:
-            if hit.id not in built.used_memory_ids:
-                left_out[hit.id] = LeftOut.did_not_fit
-        built.left_out = left_out
-        return built
+        return _with_unfit(built, kept, left_out)
 
     def summary_room(self, max_new_tokens: int) -> int:
         return self.context_window - max_new_tokens - len(self.encode(TLDR))
@@ -216,11 +223,7 @@ class PlainPrompts(Prompts):
             context_window=self.context_window,
             suffix_ids=self.encode(TLDR),
         )
-        for hit in kept:
-            if hit.id not in built.used_memory_ids:
-                left_out[hit.id] = LeftOut.did_not_fit
-        built.left_out = left_out
-        return built
+        return _with_unfit(built, kept, left_out)
 
     def chat(
         self,
@@ -264,13 +267,21 @@ class TemplatePrompts(Prompts):
         )
         return self.encode(text)
 
-    def _system(self, base: str, used: Sequence[MemoryHit], summary: str | None) -> str:
-        parts = [base]
+    def _system(self, base: str, summary: str | None) -> str:
         if summary:
-            parts.append(f"{SUMMARY_HEADER}\n{_one_line(summary)}")
-        if used:
-            parts.append(FACTS_HEADER + "\n" + "\n".join(f"- {_one_line(h.text)}" for h in used))
-        return "\n\n".join(parts)
+            return f"{base}\n\n{SUMMARY_HEADER}\n{_one_line(summary)}"
+        return base
+
+    @staticmethod
+    def _with_facts(message: str, used: Sequence[MemoryHit], question: bool = True) -> str:
+        """Memories go into the user's message, best one last, nearest the question: on
+        the eval set this beat the system message and best-first order (see
+        bench/results/prompt_variants.md)."""
+        if not used:
+            return message
+        facts = "\n".join(f"- {_one_line(h.text)}" for h in reversed(used))
+        asked = f"Question: {message}" if question else message
+        return f"{FACTS_HEADER}\n{facts}\n\n{asked}"
 
     def template_tokens(self) -> dict[JobType, int]:
         probe = "x"
@@ -291,8 +302,8 @@ class TemplatePrompts(Prompts):
         def render(used: list[MemoryHit], _: list[Turn]) -> list[int]:
             return self._render(
                 [
-                    {"role": "system", "content": self._system(SYSTEM_PROMPT, used, None)},
-                    {"role": "user", "content": prompt},
+                    {"role": "system", "content": SYSTEM_PROMPT},
+                    {"role": "user", "content": self._with_facts(prompt, used)},
                 ]
             )
 
@@ -300,13 +311,11 @@ class TemplatePrompts(Prompts):
         return self._fill(render, prompt_tokens, [], memories, max_new_tokens, floor)
 
     def _summary_ids(self, text: str, sentences: int, used: Sequence[MemoryHit]) -> list[int]:
+        instruction = SUMMARIZE_INSTRUCTION.format(n=sentences, text=text)
         return self._render(
             [
-                {"role": "system", "content": self._system(SUMMARIZE_SYSTEM, used, None)},
-                {
-                    "role": "user",
-                    "content": SUMMARIZE_INSTRUCTION.format(n=sentences, text=text),
-                },
+                {"role": "system", "content": SUMMARIZE_SYSTEM},
+                {"role": "user", "content": self._with_facts(instruction, used, question=False)},
             ]
         )
 
@@ -349,8 +358,9 @@ class TemplatePrompts(Prompts):
 
         def render(used: list[MemoryHit], turns: list[Turn]) -> list[int]:
             earlier = [{"role": t.role.value, "content": t.content} for t in turns]
-            system = {"role": "system", "content": self._system(base, used, summary)}
-            return self._render([system, *earlier, *said])
+            system = {"role": "system", "content": self._system(base, summary)}
+            last = {**said[-1], "content": self._with_facts(said[-1]["content"], used)}
+            return self._render([system, *earlier, *said[:-1], last])
 
         return self._fill(render, prompt_tokens, history, memories, max_new_tokens, floor)
 

@@ -143,3 +143,25 @@ def test_seeded_sampling_with_no_repeat_ngram_matches_simple_engine(
     got = outputs(run_concurrently(batched_engine, requests))
 
     assert [o.token_ids for o in got] == expected
+
+
+def test_summarize_jobs_keep_the_loop_guards_when_params_leave_them_out() -> None:
+    from memq.contracts import SUMMARY_PARAMS, SummarizeJobRequest
+
+    given = [
+        SummarizeJobRequest(text="x"),
+        SummarizeJobRequest.model_validate({"text": "x", "params": {"max_new_tokens": 200}}),
+        SummarizeJobRequest(text="x", params=GenerationParams(temperature=0.7, seed=1)),
+    ]
+
+    for job in given:
+        assert job.params.no_repeat_ngram_size == SUMMARY_PARAMS["no_repeat_ngram_size"] > 0
+        assert job.params.repetition_penalty == SUMMARY_PARAMS["repetition_penalty"]
+    assert given[1].params.max_new_tokens == 200
+    assert given[2].params.max_new_tokens == SUMMARY_PARAMS["max_new_tokens"]
+    off = SummarizeJobRequest.model_validate(
+        {"text": "x", "params": {"no_repeat_ngram_size": 0, "repetition_penalty": 1.3}}
+    )
+    assert (off.params.no_repeat_ngram_size, off.params.repetition_penalty) == (0, 1.3)
+    stored = SummarizeJobRequest.model_validate_json(given[2].model_dump_json())
+    assert stored.params == given[2].params  # a stored job reads back as it ran

@@ -10,6 +10,7 @@ whichever requests share its batch.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 import torch
@@ -51,11 +52,13 @@ class NGramBans:
         """Catch up with the row's generated tokens (those not yet added)."""
         self.extend(generated[len(self._tokens) - self._prompt_len :])
 
-    def banned(self) -> set[int]:
-        """Tokens that would complete an n-gram already seen."""
+    def banned(self) -> AbstractSet[int]:
+        """Tokens that would complete an n-gram already seen (read-only)."""
         if len(self._tokens) < self.n:
-            return set()
-        return self._followers.get(tuple(self._tokens[len(self._tokens) - self.n + 1 :]), set())
+            return frozenset()
+        return self._followers.get(
+            tuple(self._tokens[len(self._tokens) - self.n + 1 :]), frozenset()
+        )
 
 
 @dataclass
@@ -74,7 +77,7 @@ def _apply_repetition_penalty(logits: torch.Tensor, seen_ids: list[int], penalty
     logits.scatter_(0, ids, torch.where(scores < 0, scores * penalty, scores / penalty))
 
 
-def _ban(logits: torch.Tensor, banned: set[int]) -> None:
+def _ban(logits: torch.Tensor, banned: AbstractSet[int]) -> None:
     # Ids past the logits' width cannot be generated (HF clamps them away likewise).
     ids = [t for t in banned if t < logits.shape[-1]]
     if ids:

@@ -263,7 +263,11 @@ def http_latency(settings: MemorySettings, queries: list[str]) -> tuple[list[flo
 
 
 def run(sizes: list[int], batch: int, n_queries: int, workdir: Path) -> list[Row]:
-    settings = MemorySettings(data_dir=workdir / "data", model_cache_dir=workdir / "models")
+    settings = MemorySettings(
+        service_token=TOKEN,  # type: ignore[arg-type]
+        data_dir=workdir / "data",
+        model_cache_dir=workdir / "models",
+    )
     embedder = embedder_for(settings)
     texts = synthetic_texts(max(sizes), seed=7)
     queries = synthetic_texts(n_queries, seed=99)

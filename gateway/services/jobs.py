@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
+import math
 import threading
+import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -41,23 +43,49 @@ from memq.webhooks import WebhookQueue
 log = logging.getLogger("memq.gateway.jobs")
 
 
-class TokenCounter:
-    """Counts tokens with the tokenizer the workers publish (cached by content hash)."""
+MODEL_INFO_TTL_S = 2.0
+"""How long a read of the served model is trusted. Its tokenizer is megabytes of JSON (3.5 MB
+for SmolLM2): reading and parsing it on every submit cost ~20 ms of gateway CPU, more than a
+whole core at 200 submits/s. A worker that starts serving another model is seen within this
+time; the worker still checks every job against the model it actually serves."""
 
-    def __init__(self, store: JobStore) -> None:
+
+class TokenCounter:
+    """Counts tokens with the tokenizer the workers publish (re-read every
+    `MODEL_INFO_TTL_S`, rebuilt only when it changed)."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        ttl_s: float = MODEL_INFO_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._store = store
-        self._lock = threading.Lock()
-        self._cached: tuple[str, Tokenizer, ModelInfo] | None = None
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._reading = threading.Lock()
+        self._cached: tuple[Tokenizer, ModelInfo] | None = None
+        self._fresh_until = -math.inf
 
     def model(self) -> tuple[Tokenizer, ModelInfo] | None:
-        info = self._store.model_info()
-        if info is None:
-            return None
-        digest = hashlib.sha256(info.tokenizer_json.encode()).hexdigest()
-        with self._lock:
-            if self._cached is None or self._cached[0] != digest:
-                self._cached = (digest, Tokenizer.from_str(info.tokenizer_json), info)
-            return self._cached[1], info
+        cached = self._cached
+        if cached is not None and self._clock() < self._fresh_until:
+            return cached
+        # One request re-reads a known model; the others keep using it meanwhile. With no
+        # model known yet, every request looks (a missing key is a cheap read).
+        if not self._reading.acquire(blocking=cached is None):
+            return cached
+        try:
+            now = self._clock()
+            info = self._store.model_info()
+            if info is None:
+                self._cached = None
+            elif cached is None or cached[1] != info:
+                self._cached = (Tokenizer.from_str(info.tokenizer_json), info)
+            self._fresh_until = now + self._ttl_s if self._cached is not None else -math.inf
+            return self._cached
+        finally:
+            self._reading.release()
 
 
 class JobService:

@@ -61,8 +61,8 @@ class OpenAIService:
         self.settings = settings
 
     def served_models(self) -> list[str]:
-        info = self.jobs.store.model_info()
-        return [info.name] if info else []
+        served = self.jobs.tokens.model()  # cached: the model info is megabytes of JSON
+        return [served[1].name] if served else []
 
     def resolve_model(self, requested: str) -> str:
         served = self.served_models()

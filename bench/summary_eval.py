@@ -1,7 +1,7 @@
 """Are memq's summaries worth reading? The summarization evaluation of issue 10.
 
     .venv/bin/python -m bench.summary_eval            # the committed run (see the results file)
-    .venv/bin/python -m bench.summary_eval --quick    # 6 texts, 3 settings
+    .venv/bin/python -m bench.summary_eval --quick    # 6 texts, 2 settings + the defaults
 
 On the texts of `bench/summary_data/` (news, reports, meeting notes, technical documents,
 a story, reviews... 300-2,500 tokens, six of them longer than one call's room at a 2,048
@@ -42,6 +42,8 @@ LOOP_REPEATS = 3
 LOOP_SHARE = 0.5
 ONE_TOKEN_SHARE = 0.5
 JOB_TIMEOUT_S = 3600.0
+SETTINGS = "1.0:0,1.0:3,1.0:4,1.0:5,1.0:6,1.3:0"
+QUICK_SETTINGS = "1.0:0,1.3:0"
 
 
 @dataclass(frozen=True)
@@ -98,22 +100,21 @@ def degenerate(text: str) -> str | None:
 
     Tokens: words (letters and digits) and punctuation marks, lower-cased. Degenerate:
     - empty: no word at all;
-    - a loop: some LOOP_NGRAM-gram of tokens occurs LOOP_REPEATS or more times;
-    - a counting loop: with every number read as `#`, some LOOP_NGRAM-gram occurs
-      LOOP_REPEATS or more times and its occurrences make up at least LOOP_SHARE of the
-      tokens ("14 March, 2022, 18 March, 2019, ..."; a few amounts in "N million dollars"
-      stay well below that share);
+    - a loop: some LOOP_NGRAM words in a row occur LOOP_REPEATS or more times;
+    - a counting loop: the same with every number read as `#`, when those occurrences
+      make up at least LOOP_SHARE of the words ("14 March, 2022, 18 March, 2019, ..."; a
+      few amounts in "N million dollars" stay well below that share);
     - mostly one token: one token is more than ONE_TOKEN_SHARE of 8 or more tokens.
     """
     tokens = _tokens(text)
-    if not any(t[0].isalnum() for t in tokens):
+    words = [t for t in tokens if t[0].isalnum()]
+    if not words:
         return "empty"
-    gram, count = _most_common_ngram(tokens)
+    gram, count = _most_common_ngram(words)
     if count >= LOOP_REPEATS:
         return f"loop: {' '.join(gram)!r} x{count}"
-    shapes = ["#" if t.isdigit() else t for t in tokens]
-    gram, count = _most_common_ngram(shapes)
-    if count >= LOOP_REPEATS and count * LOOP_NGRAM >= LOOP_SHARE * len(tokens):
+    gram, count = _most_common_ngram(["#" if w.isdigit() else w for w in words])
+    if count >= LOOP_REPEATS and count * LOOP_NGRAM >= LOOP_SHARE * len(words):
         return f"counting loop: {' '.join(gram)!r} x{count}"
     if len(tokens) >= 8:
         token, count = Counter(tokens).most_common(1)[0]
@@ -215,16 +216,20 @@ def run_setting(gateway_url: str, texts: list[Text], setting: Setting, prompts: 
     return run
 
 
-def grid(penalties: list[float], ngrams: list[int], default: dict[str, Any]) -> list[Setting]:
-    """Greedy settings (penalty × n-gram size), 96 new tokens; the one equal to the
+def grid(spec: str, default: dict[str, Any]) -> list[Setting]:
+    """Greedy settings from "penalty:ngram,..." with 96 new tokens; the one equal to the
     summarize defaults is submitted without params, so it measures the defaults."""
     settings = []
-    for p in penalties:
-        for n in ngrams:
-            params = {"max_new_tokens": 96, "repetition_penalty": p, "no_repeat_ngram_size": n}
-            is_default = all(default.get(k) == v for k, v in params.items())
-            name = f"repetition_penalty {p:g}, no_repeat_ngram {n}"
-            settings.append(Setting(name, None if is_default else params))
+    for item in spec.split(","):
+        penalty, ngram = item.split(":")
+        params = {
+            "max_new_tokens": 96,
+            "repetition_penalty": float(penalty),
+            "no_repeat_ngram_size": int(ngram),
+        }
+        is_default = all(default.get(k) == v for k, v in params.items())
+        name = f"repetition_penalty {float(penalty):g}, no_repeat_ngram {int(ngram)}"
+        settings.append(Setting(name, None if is_default else params))
     return settings
 
 
@@ -285,9 +290,9 @@ def write_report(data: dict[str, Any], out: Path) -> None:
         f"`MEMQ_CONTEXT_WINDOW={CONTEXT_WINDOW}`, greedy decoding, 96 new tokens, 3 sentences "
         f"asked. {len(data['texts'])} texts written for this evaluation "
         f"(bench/summary_data/: {data['kinds']}), {data['min_tokens']:,}-{data['max_tokens']:,} "
-        f"tokens, {data['total_tokens']:,} in all; {data['map_reduced']} of them exceed one "
-        f"call's room and are map-reduced. Each has a reference summary of 2-4 sentences written "
-        "by hand.",
+        f"tokens, {data['total_tokens']:,} in all; {data['map_reduced']} of them are longer "
+        "than one call's room and are map-reduced. Each has a reference summary of 2-4 "
+        "sentences written by hand.",
         "",
         f"Command: `{data['command']}`; wall {data['wall_s'] / 60:.0f} min; load average "
         f"(1, 5, 15 min) at the start {data['load_start']}, at the end {data['load_end']} "
@@ -296,7 +301,7 @@ def write_report(data: dict[str, Any], out: Path) -> None:
         "- ROUGE-L: F-measure of `rouge-score` with stemming, mean over the texts; lead-3 "
         f"(the text's first three sentences) scores **{lead3:.3f}** on the same texts, so the "
         f"target 0.8 x lead-3 is {0.8 * lead3:.3f}.",
-        "- Degenerate: empty; a loop (some 4-gram of tokens 3 or more times); a counting loop "
+        "- Degenerate: empty; a loop (some 4 words in a row 3 or more times); a counting loop "
         "(the same with numbers read as one symbol, covering half the output or more); or "
         "mostly one token (`bench.summary_eval.degenerate`, unit-tested in "
         "tests/bench/test_summary_eval.py).",
@@ -335,7 +340,7 @@ def write_report(data: dict[str, Any], out: Path) -> None:
         lines.append("None.")
     lines += ["", "## Examples (the default)", ""]
     for t, p in list(zip(data["texts"], chosen["per_text"], strict=True))[: data["examples"]]:
-        lines += [f"**{t['id']}** — reference: {t['reference']}", "", f"> {p['output']}", ""]
+        lines += [f"**{t['id']}** — reference: {t['reference']}", "", _quote(p["output"]), ""]
     lines += [
         "## Issue 10's complaint, again",
         "",
@@ -344,12 +349,16 @@ def write_report(data: dict[str, Any], out: Path) -> None:
         f"({decisions['tokens']:,} tokens of text, {decisions['completion_tokens']} generated, "
         f"finish `{decisions['finish_reason']}`):",
         "",
-        f"> {decisions['text']}",
+        _quote(decisions["text"]),
         "",
     ]
     (out / "summaries.md").write_text("\n".join(lines))
     (out / "summaries.json").write_text(json.dumps(data, indent=2) + "\n")
     _plot(rows, lead3, out / "summaries.png")
+
+
+def _quote(text: str) -> str:
+    return "\n".join(f"> {line}" if line.strip() else ">" for line in text.splitlines())
 
 
 def _plot(rows: list[dict[str, Any]], lead3: float, path: Path) -> None:
@@ -380,11 +389,16 @@ def _plot(rows: list[dict[str, Any]], lead3: float, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="6 texts, 3 settings, no plain")
+    parser.add_argument(
+        "--quick", action="store_true", help="6 texts, 2 settings + the defaults, no plain"
+    )
     parser.add_argument("--model-dir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--penalties", default="1.0,1.1,1.3")
-    parser.add_argument("--ngrams", default="0,3,4,5")
+    parser.add_argument(
+        "--settings",
+        default=SETTINGS,
+        help="repetition_penalty:no_repeat_ngram_size pairs, comma-separated",
+    )
     parser.add_argument(
         "--torch-threads", type=int, default=None, help="MEMQ_TORCH_THREADS of the worker"
     )
@@ -395,11 +409,7 @@ def main() -> None:
     if args.quick:
         texts = [*[t for t in texts if t.tokens < 600][:5], max(texts, key=lambda t: t.tokens)]
     defaults = summary_defaults()
-    penalties = [float(p) for p in args.penalties.split(",")]
-    ngrams = [int(n) for n in args.ngrams.split(",")]
-    if args.quick:
-        penalties, ngrams = penalties[:1], ngrams[:3]
-    settings = grid(penalties, ngrams, defaults)
+    settings = grid(QUICK_SETTINGS if args.quick else args.settings, defaults)
     if not any(s.params is None for s in settings):
         settings.append(Setting("the summarize defaults", None))
     if args.model_dir is None:

@@ -16,7 +16,6 @@ from bench.summary_eval import degenerate, lead, load_texts, rouge_l, sentences
         "record is sent to the server, and the server can reject the job. The job record is "
         "sent to the server, and",
         "The answer is: yes. The answer is: yes. The answer is: yes.",
-        "Yes!!!!!!!!!!!!!!!!!!!!!!!!",
     ],
 )
 def test_a_repeated_ngram_loop_is_degenerate(output: str) -> None:
@@ -35,9 +34,21 @@ def test_an_ngram_twice_is_not_yet_a_loop() -> None:
 
 def test_mostly_one_token_is_degenerate_even_without_a_loop() -> None:
     reason = degenerate("yes yes no yes maybe yes yes, yes ok")
+    marks = degenerate("Yes!!!!!!!!!!!!!!!!!!!!!!!!")
 
     assert reason is not None
     assert reason.startswith("one token: 'yes'")
+    assert marks is not None
+    assert marks.startswith("one token: '!'")
+
+
+def test_a_phrase_repeated_with_other_words_around_it_is_not_a_loop() -> None:
+    text = (
+        "The team's performance was a highlight, with a goal from Leclerc. The team's coach "
+        "praised the team's best players."
+    )
+
+    assert degenerate(text) is None
 
 
 @pytest.mark.parametrize("output", ["", "   ", "\n\n", "...", "- **"])

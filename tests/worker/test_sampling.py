@@ -274,3 +274,16 @@ def test_a_banned_token_is_never_picked_even_when_it_leads_by_far() -> None:
     # 7 5 already occurred followed by 5: "7 5 5" again is banned.
     assert select_next_tokens(logits.clone(), [_row(params, [7, 5, 5, 1, 7, 5], 0)]) == [6]
     assert select_next_tokens(logits.clone(), [_row(params, [7, 5, 5, 1, 8, 5], 0)]) == [5]
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_bans_on_ids_the_model_cannot_produce_are_ignored(temperature: float) -> None:
+    # A prompt may hold ids past the logits' width (a tokenizer larger than the model's
+    # output layer): "3 64" was seen and the row ends in 3, so 64 is banned, and ignored.
+    params = GenerationParams(temperature=temperature, no_repeat_ngram_size=2)
+    logits = torch.randn(1, VOCAB, generator=_generator(5))
+    seen = [3, VOCAB, 3]
+
+    got = select_next_tokens(logits.clone(), [_row(params, seen, 9)])
+
+    assert got == [_hf_token(logits[0], params, seen, 9)]

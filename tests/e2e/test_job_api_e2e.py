@@ -276,7 +276,12 @@ def test_forgetting_a_namespace_cancels_queued_jobs_that_would_read_it(
         other = _submit(http, params={"max_new_tokens": 2})
         resp = http.delete(f"/v1/namespaces/{ns}")
         assert resp.status_code == 200, resp.text
-        assert resp.json() == {"namespace": ns, "deleted": 1, "cancelled_jobs": 2}
+        assert resp.json() == {
+            "namespace": ns,
+            "deleted": 1,
+            "cancelled_jobs": 2,
+            "stale_adapters": 0,
+        }
     assert _wait(http, other).status == JobStatus.succeeded
     for job_id in reading:
         job = _job(http, job_id)

@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.memory_eval            # ~15-30 min on 2 CPU cores
     .venv/bin/python -m bench.memory_eval --quick    # 10 facts
 
-On `bench/eval_data.py` (40 fictional facts among 400 distractors, questions that
+On `memq/evaluation/data.py` (40 fictional facts among 400 distractors, questions that
 paraphrase them): retrieval recall@1/@5 per search mode, the cosine similarity of right and
 wrong hits (what the default similarity floor is chosen from), and answer-contains-fact
 with memory on and off, for the prompts memq uses now (the model's chat template, memories
@@ -11,7 +11,9 @@ in the system message, a similarity floor) and before (plain `Relevant memories:
 Question: … Answer:` text with every hit), both with the served instruct model (the offline
 SmolLM2-135M-Instruct fallback unless `--model-dir` names another). Then multi-turn: a fact
 told in turn 1 of a session, asked in turn 10, and asked in a new session of the same user.
-Writes bench/results/eval.md and eval.png.
+Writes bench/results/eval.md and eval.png. `memq eval` runs the retrieval and memory on/off
+parts against an already running stack, with the same requests and scoring
+(`memq.evaluation.scoring`).
 """
 
 from __future__ import annotations
@@ -29,11 +31,19 @@ from typing import Any
 
 import httpx
 
-from bench.eval_data import FACTS, SAID, Fact, SaidFact, contains_answer, distractors
+from memq.evaluation.data import FACTS, SAID, Fact, SaidFact, contains_answer, distractors
+from memq.evaluation.scoring import (
+    MAX_TOKENS,
+    MODES,
+    answer_hits,
+    chat_completion_request,
+    recall_of,
+    search_request,
+    share,
+)
 from memq.launcher import Stack, start_stack
 
 RESULTS = Path(__file__).parent / "results"
-MAX_TOKENS = 32
 
 
 @dataclass
@@ -44,7 +54,7 @@ class Condition:
 
     @property
     def rate(self) -> float:
-        return sum(self.hits) / len(self.hits)
+        return share(self.hits)
 
 
 def _ingest(
@@ -66,19 +76,18 @@ def recall(
     http: httpx.Client, namespace: str, facts: list[Fact], ids: dict[str, str]
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for mode in ("dense", "keyword", "hybrid"):
-        at1 = at5 = 0
+    wanted = [ids[fact.text] for fact in facts]
+    for mode in (m.value for m in MODES):
+        rankings: list[list[str]] = []
         right, wrong = [], []
         for fact in facts:
-            body = {"namespace": namespace, "query": fact.question, "top_k": 5, "mode": mode}
+            body = search_request(namespace, fact.question, mode)
             hits = http.post("/v1/memories/search", json=body).json()["hits"]
-            ranked = [h["id"] for h in hits]
-            at1 += ranked[:1] == [ids[fact.text]]
-            at5 += ids[fact.text] in ranked
+            rankings.append([h["id"] for h in hits])
             if mode == "dense":
                 for h in hits:
                     (right if h["id"] == ids[fact.text] else wrong).append(h["similarity"])
-        out[mode] = {"recall@1": at1 / len(facts), "recall@5": at5 / len(facts)}
+        out[mode] = recall_of(rankings, wanted)
         if mode == "dense":
             out["similarity"] = {"right": right, "wrong": wrong}
     return out
@@ -95,23 +104,14 @@ def answers_now(stack: Stack, namespace: str | None, facts: list[Fact]) -> Condi
     """memq's prompts: a chat completion, memories in the system message above the floor."""
 
     def call(fact: Fact) -> str:
-        body: dict[str, Any] = {
-            "model": "memq",
-            "messages": [{"role": "user", "content": fact.question}],
-            "max_tokens": MAX_TOKENS,
-            "temperature": 0,
-        }
-        if namespace:
-            body["memory"] = {"namespaces": [namespace], "top_k": 5}
+        body = chat_completion_request(fact.question, namespace)
         resp = httpx.post(f"{stack.gateway_url}/v1/chat/completions", json=body, timeout=900)
         resp.raise_for_status()
         return str(resp.json()["choices"][0]["message"]["content"])
 
     answers, seconds = _ask_all(facts, call)  # type: ignore[arg-type]
     name = f"now, memory {'on' if namespace else 'off'}"
-    return Condition(
-        name, [contains_answer(a, f) for a, f in zip(answers, facts, strict=True)], seconds
-    )
+    return Condition(name, answer_hits(answers, facts), seconds)
 
 
 def answers_before(stack: Stack, namespace: str | None, facts: list[Fact]) -> Condition:
@@ -135,9 +135,7 @@ def answers_before(stack: Stack, namespace: str | None, facts: list[Fact]) -> Co
 
     answers, seconds = _ask_all(facts, call)  # type: ignore[arg-type]
     name = f"before, memory {'on' if namespace else 'off'}"
-    return Condition(
-        name, [contains_answer(a, f) for a, f in zip(answers, facts, strict=True)], seconds
-    )
+    return Condition(name, answer_hits(answers, facts), seconds)
 
 
 def multi_turn(stack: Stack, facts: list[SaidFact]) -> dict[str, float]:
@@ -164,9 +162,9 @@ def multi_turn(stack: Stack, facts: list[SaidFact]) -> dict[str, float]:
         chat(session, user, fact.said)
         for filler in fillers:
             chat(session, user, filler)
-        same = fact.answer.lower() in chat(session, user, fact.asked).lower()
+        same = contains_answer(chat(session, user, fact.asked), fact)
         fresh_session = f"n{uuid.uuid4().hex[:8]}"
-        fresh = fact.answer.lower() in chat(fresh_session, user, fact.asked).lower()
+        fresh = contains_answer(chat(fresh_session, user, fact.asked), fact)
         return same, fresh
 
     with ThreadPoolExecutor(8) as pool:

@@ -9,8 +9,10 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import sys
+import uuid
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from enum import StrEnum
@@ -28,6 +30,7 @@ from rich.text import Text
 
 from memq import cli_views as views
 from memq.contracts import (
+    NAMESPACE_PATTERN,
     ChatJobRequest,
     GenerateJobRequest,
     JobAccepted,
@@ -40,6 +43,8 @@ from memq.contracts import (
     SearchMode,
 )
 from memq.errors import APIError, InvalidInput, MemqError, NotFoundError, WaitTimeout
+from memq.evaluation import runner as evaluation
+from memq.evaluation.scoring import MAX_TOKENS, MODES
 from memq.keystore import ApiKeyStore
 from memq.logs import configure_logging
 from memq.sdk import (
@@ -968,6 +973,108 @@ def bench(
     quick = ["--quick"] if not full and which != Bench.memory else []
     os.chdir(SOURCE_ROOT)
     os.execv(sys.executable, [sys.executable, "-m", f"bench.{script.stem}", *quick, *ctx.args])
+
+
+def _search_modes(values: list[str] | None) -> list[SearchMode]:
+    """`--mode hybrid --mode dense` or `--modes hybrid,dense`; all of them by default."""
+    if not values:
+        return list(MODES)
+    found: list[SearchMode] = []
+    for name in ",".join(values).replace(",", " ").split():
+        try:
+            mode = SearchMode(name)
+        except ValueError:
+            choices = ", ".join(m.value for m in SearchMode)
+            raise typer.BadParameter(
+                f"{name!r} is not a search mode; choose from {choices}", param_hint="--mode"
+            ) from None
+        if mode not in found:
+            found.append(mode)
+    return found
+
+
+@app.command("eval", rich_help_panel=RUN)
+def eval_(
+    quick: Annotated[
+        bool,
+        typer.Option("--quick", help="10 facts among 100 distractors (default: 40 among 400)."),
+    ] = False,
+    namespace: Annotated[
+        str | None,
+        typer.Option(
+            "--namespace",
+            "-n",
+            help="Where to store the set; it must be empty (default: eval:<random>).",
+        ),
+    ] = None,
+    mode: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--mode",
+            "--modes",
+            "-m",
+            help="Search modes to measure: dense, keyword, hybrid (repeatable or "
+            "comma-separated; default: all).",
+        ),
+    ] = None,
+    with_answers: Annotated[
+        bool,
+        typer.Option(
+            "--answers/--no-answers",
+            help="Also ask every question as a chat job, memory on and off.",
+        ),
+    ] = True,
+    max_new_tokens: Annotated[
+        int, typer.Option(min=1, max=1024, help="Tokens per answer.")
+    ] = MAX_TOKENS,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Keep the namespace afterwards (to inspect it).")
+    ] = False,
+    as_json: JsonOpt = False,
+    gateway: Gateway = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Measure memory on the running stack: recall per search mode, answers with memory
+    on vs off.
+
+    Stores memq's labelled set (fictional facts, paraphrased questions, distractors) in a
+    fresh namespace, searches it, asks each question as a chat job with and without
+    memory, and prints the numbers next to issue 10's targets: reported, not enforced
+    (exit 0 when it ran). Then deletes the namespace unless --keep."""
+    modes = _search_modes(mode)
+    name = namespace or f"eval:{uuid.uuid4().hex[:12]}"
+    if not re.fullmatch(NAMESPACE_PATTERN, name):
+        raise typer.BadParameter(
+            f"{name!r} is not a namespace: 1-128 letters, digits and _ . : @ -",
+            param_hint="--namespace",
+        )
+    with _gateway(gateway, api_key) as client:
+        if client.list_memories(name, limit=1).items:
+            _error(
+                f"error: namespace {name} already holds memories; memq eval stores its set in "
+                "an empty namespace and deletes it afterwards: pick another --namespace"
+            )
+            raise typer.Exit(EXIT_USAGE)
+        spinner = None if as_json or not err.is_terminal else err.status("memq eval")
+        with spinner or contextlib.nullcontext():
+            try:
+                report = evaluation.run(
+                    client,
+                    name,
+                    quick=quick,
+                    modes=modes,
+                    with_answers=with_answers,
+                    max_new_tokens=max_new_tokens,
+                    progress=spinner.update if spinner else evaluation.quiet,
+                )
+            finally:
+                if not keep:
+                    client.forget(name)
+        report.deleted = not keep
+    if as_json:
+        _echo_json(report.to_json())
+    else:
+        console.print(views.eval_report(report))
 
 
 # ---------------------------------------------------------------------------- shortcuts

@@ -28,6 +28,7 @@ from memq.contracts import (
     RetrievedMemory,
     SessionPublic,
 )
+from memq.evaluation.runner import EvalReport
 
 STATUS_STYLE = {
     JobStatus.queued: "yellow",
@@ -211,6 +212,43 @@ def transcript(session: SessionPublic) -> RenderableType:
         )
     for turn in session.turns:
         parts.append(Text.assemble((f"{turn.role.value}> ", "bold"), turn.content))
+    return Group(*parts)
+
+
+def eval_report(report: EvalReport) -> RenderableType:
+    """`memq eval`: recall per search mode, answer-contains-fact with memory on and off, and
+    the issue's targets next to the measured numbers."""
+    fate = "kept" if not report.deleted else "deleted"
+    head = Text(
+        f"memory evaluation: {report.facts} facts among {report.distractors} distractors in "
+        f"{report.namespace} ({fate}); {report.seconds:.0f} s"
+    )
+    retrieval = Table(title="retrieval (top 5)", title_justify="left", expand=False)
+    for column in ("mode", "recall@1", "recall@5"):
+        retrieval.add_column(column, justify="left" if column == "mode" else "right")
+    for mode, numbers in report.recall.items():
+        retrieval.add_row(mode, f"{numbers['recall@1']:.2f}", f"{numbers['recall@5']:.2f}")
+    parts: list[RenderableType] = [head, retrieval]
+    if report.answers is not None:
+        model = f" · model {report.model}" if report.model else ""
+        answers = Table(title=f"answers{model}", title_justify="left", expand=False)
+        answers.add_column("asked with")
+        answers.add_column("answer contains the fact", justify="right")
+        for name, rate in report.answers.items():
+            answers.add_row(name, f"{rate:.0%}")
+        parts.append(answers)
+        if report.failed_jobs:
+            parts.append(
+                Text(f"{report.failed_jobs} jobs did not succeed (scored as misses)", style="red")
+            )
+    targets = Table(title="targets (reported, not enforced)", title_justify="left", expand=False)
+    for column in ("metric", "measured", "target", "met", "note"):
+        targets.add_column(column, justify="right" if column == "measured" else "left")
+    for row in report.targets:
+        met = Text("yes", style="green") if row["met"] else Text("no", style="red")
+        targets.add_row(row["metric"], row["shown"], row["target"], met, Text(row["note"]))
+    if report.targets:
+        parts.append(targets)
     return Group(*parts)
 
 

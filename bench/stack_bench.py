@@ -1,16 +1,24 @@
 """Full-stack benchmark: simple vs batched engine through HTTP, closed-loop clients.
 
-One command starts two complete stacks (redis-server, memory service, one Celery worker,
-gateway), one per engine, with the GPT-2 124M architecture and random weights (same
-compute as real GPT-2; the saved model declares no EOS, so every job generates exactly
-`--new-tokens` tokens). For each N in `--clients`, both engines are measured back to
-back (interleaved), so machine noise hits both alike. Every job retrieves from a memory
-namespace (the real path: query embedding + Qdrant search) before generating.
+One command starts one complete stack (redis-server, memory service, one Celery worker,
+gateway) per variant (`--variants`: `simple`, `batched` with the decode loop on a thread
+of the Celery worker, `batched-process` with it in a process of its own), with the
+GPT-2 124M architecture and random weights (same compute as real GPT-2; the saved model
+declares no EOS, so every job generates exactly `--new-tokens` tokens). For each N in
+`--clients`, the variants are measured back to back (interleaved), so machine noise hits
+them alike. Every job retrieves from a memory namespace (the real path: query embedding +
+Qdrant search) before generating.
 
 Clients are closed loop: N threads each submit a job over HTTP, wait for its completion
 and submit the next. Completion and first-token times come from the job's Redis pub/sub
 event streams (no polling load on the gateway). End-to-end overhead = client latency minus the
-worker's model time (`result.timings.generation_s`).
+worker's model time (`result.timings.generation_s`). The worker's resident memory (its
+process tree, so an engine process counts) is sampled during every window.
+
+The reference, measured in the same run once the windows are done: Hugging Face
+`generate` on a static batch of the largest N with the prompt lengths the stack's jobs had
+(prompt + retrieved memories), same weights, dtype and torch threads, greedy, exactly
+`--new-tokens` tokens; the median of three runs.
 
     .venv/bin/python -m bench.stack_bench            # full run (~15 min on 2 cores)
     .venv/bin/python -m bench.stack_bench --quick    # smoke run
@@ -23,6 +31,7 @@ import argparse
 import json
 import random
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -30,6 +39,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 import redis
 
 from memq.contracts import JobStatus
@@ -74,6 +84,85 @@ class Window:
     p50_model_s: float
     p50_overhead_pct: float
     seconds: float
+    peak_worker_rss_mb: float
+    prompt_tokens: list[int]
+
+
+VARIANTS: dict[str, dict[str, str]] = {
+    "simple": {"MEMQ_ENGINE": "simple"},
+    "batched": {"MEMQ_ENGINE": "batched", "MEMQ_ENGINE_PROCESS": "0"},
+    "batched-process": {"MEMQ_ENGINE": "batched", "MEMQ_ENGINE_PROCESS": "1"},
+}
+
+
+class RssSampler:
+    """Peak resident memory of the worker processes and their children, sampled."""
+
+    def __init__(self, stack: Stack, interval_s: float = 0.5) -> None:
+        self._pids = [w.pid for w in stack.workers if w.pid]
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self.peak_bytes = 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _tree_rss(self) -> int:
+        total = 0
+        for pid in self._pids:
+            try:
+                proc = psutil.Process(pid)
+                for p in [proc, *proc.children(recursive=True)]:
+                    total += p.memory_info().rss
+            except psutil.Error:
+                continue
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak_bytes = max(self.peak_bytes, self._tree_rss())
+            self._stop.wait(self._interval_s)
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak_bytes / 2**20
+
+
+def hf_static_reference(
+    model_dir: Path, prompt_tokens: list[int], new_tokens: int, repeats: int = 3
+) -> float:
+    """Tokens/s of HF `generate` on one static, left-padded batch with these prompt
+    lengths (random ids), greedy, exactly `new_tokens` each; the median of `repeats`."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.set_num_threads(psutil.cpu_count(logical=True) or 1)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)  # eval mode
+    vocab = int(model.config.vocab_size)
+    rng = random.Random(0)
+    width = max(prompt_tokens)
+    ids = torch.zeros((len(prompt_tokens), width), dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, n in enumerate(prompt_tokens):
+        ids[row, width - n :] = torch.tensor([rng.randrange(vocab) for _ in range(n)])
+        mask[row, width - n :] = 1
+    rates = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            out = model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                do_sample=False,
+                pad_token_id=0,
+            )
+        elapsed = time.perf_counter() - t0
+        assert out.shape[1] == width + new_tokens
+        rates.append(len(prompt_tokens) * new_tokens / elapsed)
+    del model
+    return statistics.median(rates)
 
 
 def build_model_dir(target: Path, seed: int = 0) -> Path:
@@ -126,6 +215,7 @@ def run_window(
     # (submit, first token, done, model s, steady): a client's first job starts in the
     # opening burst, so latency statistics use only later jobs (steady state).
     records: list[tuple[float, float, float, float, bool]] = []
+    prompt_tokens: list[int] = []
     tokens_total = [0]
 
     def client(index: int) -> None:
@@ -165,8 +255,10 @@ def run_window(
                         )
                     )
                     tokens_total[0] += result["usage"]["completion_tokens"]
+                    prompt_tokens.append(result["usage"]["prompt_tokens"])
                 steady = True
 
+    rss = RssSampler(stack)
     start = time.perf_counter()
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     for t in threads:
@@ -174,6 +266,7 @@ def run_window(
     for t in threads:
         t.join()
     wall = time.perf_counter() - start
+    peak_rss_mb = rss.stop()
     steady = [r for r in records if r[4]] or records
     latency = [d - s for s, _, d, _, _ in steady]
     overhead = [(d - s - m) / (d - s) * 100 for s, _, d, m, _ in steady]
@@ -189,44 +282,90 @@ def run_window(
         p50_model_s=_q([m for _, _, _, m, _ in steady], 0.5),
         p50_overhead_pct=_q(overhead, 0.5),
         seconds=wall,
+        peak_worker_rss_mb=peak_rss_mb,
+        prompt_tokens=prompt_tokens,
     )
 
 
-def write_report(windows: list[Window], args: argparse.Namespace, out: Path) -> None:
+def _load() -> str:
+    return " ".join(f"{x:.1f}" for x in psutil.getloadavg())
+
+
+def write_report(
+    windows: list[Window], reference: float | None, meta: dict[str, str], args: argparse.Namespace
+) -> None:
+    out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     by = {(w.engine, w.clients): w for w in windows}
+    variants = [v for v in args.variants if any(w.engine == v for w in windows)]
+    top = max(args.clients)
     lines = [
         "# Full-stack benchmark: simple vs batched engine (through HTTP)",
         "",
-        f"GPT-2 124M architecture, random weights, {args.new_tokens} new tokens per job, "
+        f"GPT-2 124M architecture, random weights, fp32, {args.new_tokens} new tokens per job, "
         "closed-loop HTTP clients, retrieval (top_k=3) before every job; one stack per "
-        "engine (redis-server, memory service, 1 Celery worker, gateway); engines "
-        "interleaved per N. Overhead = client latency − worker model time.",
+        "variant (redis-server, memory service, 1 Celery worker, gateway); variants "
+        "interleaved per N. `batched` decodes on a thread of the Celery worker, "
+        "`batched-process` in a process of its own (`MEMQ_ENGINE_PROCESS=1`). Overhead = "
+        "client latency − worker model time. Peak RSS: the worker's process tree.",
+        "",
+        f"Command: `{meta['command']}`; load average (1, 5, 15 min) at the start "
+        f"{meta['load_start']}, at the end {meta.get('load_end', '–')}; {meta['cpus']} CPUs.",
         "",
         "| N | engine | jobs | jobs/s | tokens/s | p50 latency s | p95 latency s "
-        "| p50 TTFT s | p50 model s | p50 overhead % |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| p50 TTFT s | p50 model s | p50 overhead % | peak worker RSS MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for w in windows:
         lines.append(
             f"| {w.clients} | {w.engine} | {w.jobs} | {w.jobs_per_s:.2f} | {w.tokens_per_s:.1f} "
             f"| {w.p50_latency_s:.2f} | {w.p95_latency_s:.2f} | {w.p50_ttft_s:.3f} "
-            f"| {w.p50_model_s:.2f} | {w.p50_overhead_pct:.1f} |"
+            f"| {w.p50_model_s:.2f} | {w.p50_overhead_pct:.1f} | {w.peak_worker_rss_mb:.0f} |"
         )
     lines += [
         "",
-        "| N | jobs/s batched ÷ simple | p50 latency batched ÷ simple | tokens/s batched |",
-        "|---|---|---|---|",
+        "| N | variant | jobs/s ÷ simple | p50 latency ÷ simple | p50 TTFT ÷ its TTFT at N=1 "
+        "| tokens/s |",
+        "|---|---|---|---|---|---|",
     ]
     for n in args.clients:
-        b, s = by.get(("batched", n)), by.get(("simple", n))
-        if b and s:
+        s = by.get(("simple", n))
+        for v in variants:
+            if v == "simple" or (v, n) not in by:
+                continue
+            b, one = by[(v, n)], by.get((v, min(args.clients)))
+            ttft = f"{b.p50_ttft_s / one.p50_ttft_s:.2f}×" if one else "–"
             lines.append(
-                f"| {n} | {b.jobs_per_s / s.jobs_per_s:.2f}× "
-                f"| {b.p50_latency_s / s.p50_latency_s:.2f}× | {b.tokens_per_s:.1f} |"
+                f"| {n} | {v} | {b.jobs_per_s / s.jobs_per_s:.2f}× "
+                f"| {b.p50_latency_s / s.p50_latency_s:.2f}× | {ttft} | {b.tokens_per_s:.1f} |"
+                if s
+                else f"| {n} | {v} | – | – | {ttft} | {b.tokens_per_s:.1f} |"
             )
+    if reference is not None:
+        lines += [
+            "",
+            f"Reference, same run: HF `generate`, static batch of {top} (the prompt lengths "
+            f"of the N={top} jobs), greedy, {args.new_tokens} new tokens: "
+            f"**{reference:.1f} tokens/s** (median of 3).",
+            "",
+            f"| variant | tokens/s at N={top} | ÷ HF static batch |",
+            "|---|---|---|",
+        ]
+        for v in variants:
+            if (v, top) in by:
+                w = by[(v, top)]
+                lines.append(f"| {v} | {w.tokens_per_s:.1f} | {w.tokens_per_s / reference:.2f} |")
     (out / "stack.md").write_text("\n".join(lines) + "\n")
-    (out / "stack.json").write_text(json.dumps([asdict(w) for w in windows], indent=2))
+    (out / "stack.json").write_text(
+        json.dumps(
+            {
+                "meta": meta,
+                "reference_tokens_per_s": reference,
+                "windows": [asdict(w) for w in windows],
+            },
+            indent=2,
+        )
+    )
 
     import matplotlib
 
@@ -234,21 +373,24 @@ def write_report(windows: list[Window], args: argparse.Namespace, out: Path) -> 
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
-    for engine, style in (("simple", "o--"), ("batched", "s-")):
+    styles = {"simple": "o--", "batched": "s-", "batched-process": "^-"}
+    for engine in variants:
+        style = styles.get(engine, "x-")
         ws = [by[(engine, n)] for n in args.clients if (engine, n) in by]
         xs = [w.clients for w in ws]
         axes[0].plot(xs, [w.jobs_per_s for w in ws], style, label=engine)
         axes[1].plot(xs, [w.tokens_per_s for w in ws], style, label=engine)
         axes[2].plot(xs, [w.p50_latency_s for w in ws], style, label=f"{engine} p50")
-        axes[2].plot(xs, [w.p95_latency_s for w in ws], style, alpha=0.4, label=f"{engine} p95")
-    for ax, title in zip(axes, ("jobs/s", "tokens/s", "latency (s)"), strict=True):
+    if reference is not None:
+        axes[1].axhline(reference, color="grey", ls=":", label=f"HF static batch of {top}")
+    for ax, title in zip(axes, ("jobs/s", "tokens/s", "p50 latency (s)"), strict=True):
         ax.set_xscale("log", base=2)
         ax.set_xticks(args.clients, [str(n) for n in args.clients])
         ax.set_xlabel("concurrent clients (N)")
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle("memq full stack, GPT-2 124M (random weights), 2-core CPU")
+    fig.suptitle("memq full stack, GPT-2 124M (random weights), fp32, 2-core CPU")
     fig.tight_layout()
     fig.savefig(out / "stack.png", dpi=110)
 
@@ -256,47 +398,65 @@ def write_report(windows: list[Window], args: argparse.Namespace, out: Path) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16, 32])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--jobs-per-client", type=int, default=2)
     parser.add_argument("--min-jobs", type=int, default=6)
+    parser.add_argument("--no-reference", action="store_true", help="skip HF generate")
     parser.add_argument("--quick", action="store_true", help="N = 1, 4 and 16 new tokens")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     if args.quick:
         args.clients, args.new_tokens, args.min_jobs = [1, 4], 16, 2
+    meta = {
+        "command": "python -m bench.stack_bench " + " ".join(sys.argv[1:]),
+        "load_start": _load(),
+        "cpus": str(psutil.cpu_count()),
+    }
 
     with tempfile.TemporaryDirectory(prefix="memq-stack-bench-") as tmp:
         root = Path(tmp)
         print("building GPT-2 124M (random weights) …", flush=True)
         model_dir = build_model_dir(root / "gpt2-124m-random")
         stacks: dict[str, Stack] = {}
+        windows: list[Window] = []
         try:
-            for engine in ("simple", "batched"):
-                print(f"starting the {engine} stack …", flush=True)
-                stacks[engine] = start_stack(
-                    root / engine,
+            for variant in args.variants:
+                print(f"starting the {variant} stack …", flush=True)
+                stacks[variant] = start_stack(
+                    root / variant,
                     env={
                         "MEMQ_MODEL": str(model_dir),
-                        "MEMQ_ENGINE": engine,
+                        **VARIANTS[variant],
                         "MEMQ_LOG_LEVEL": "WARNING",
                         "HF_HUB_OFFLINE": "1",
                     },
                 )
-                with httpx.Client(base_url=stacks[engine].gateway_url) as http:
+                with httpx.Client(base_url=stacks[variant].gateway_url) as http:
                     for text in MEMORIES:
                         http.post("/v1/memories", json={"namespace": NAMESPACE, "text": text})
-                run_window(stacks[engine], engine, 2, 2, args.new_tokens, 0)
-            windows: list[Window] = []
+                run_window(stacks[variant], variant, 2, 2, args.new_tokens, 0)
             for n in args.clients:
                 jobs = max(args.min_jobs, n * args.jobs_per_client)
-                for engine in ("simple", "batched"):
-                    w = run_window(stacks[engine], engine, n, jobs, args.new_tokens, seed=n)
-                    print(json.dumps(asdict(w)), flush=True)
+                for variant in args.variants:
+                    w = run_window(stacks[variant], variant, n, jobs, args.new_tokens, seed=n)
+                    print(
+                        json.dumps({**asdict(w), "prompt_tokens": len(w.prompt_tokens)}), flush=True
+                    )
                     windows.append(w)
-                    write_report(windows, args, args.out)
+                    write_report(windows, None, meta, args)
         finally:
-            for s in stacks.values():
-                s.stop()
+            for st in stacks.values():
+                st.stop()
+        reference = None
+        if not args.no_reference:
+            top = max(args.clients)
+            lengths = [t for w in windows if w.clients == top for t in w.prompt_tokens][:top]
+            lengths += lengths[: top - len(lengths)] or [32] * top
+            print(f"HF generate reference, static batch of {top} …", flush=True)
+            reference = hf_static_reference(model_dir, lengths[:top], args.new_tokens)
+        meta["load_end"] = _load()
+        write_report(windows, reference, meta, args)
     print(f"wrote {args.out / 'stack.md'} and {args.out / 'stack.png'}")
 
 

@@ -6,7 +6,8 @@
      ├── Unavailable (503)           a dependency did not answer; retrying later may work
      │    ├── QueueUnavailable       Redis (job store / broker)
      │    ├── MemoryUnavailable      the memory service, seen from its clients
-     │    └── StoreUnavailable       the vector store, seen from the memory service
+     │    ├── StoreUnavailable       the vector store, seen from the memory service
+     │    └── EngineUnavailable      the worker's engine process died (the job is requeued)
      ├── InvalidInput (422)          the request can never succeed as sent
      │    ├── PromptTooLong          the job does not fit the model's context window
      │    └── MemoryRequestRejected  the memory service refused a request (4xx), seen from a client
@@ -79,6 +80,10 @@ class MemoryUnavailable(Unavailable):
 
 class StoreUnavailable(Unavailable):
     code = "store_unavailable"
+
+
+class EngineUnavailable(Unavailable):
+    code = "engine_unavailable"
 
 
 class InvalidInput(MemqError):

@@ -14,6 +14,18 @@ from memq.settings import ServiceSettings
 class WorkerSettings(ServiceSettings):
     model: str = Field(default="gpt2", description="Hub id or local directory of a causal LM.")
     engine: Literal["batched", "simple"] = Field(default="batched")
+    engine_process: bool = Field(
+        default=False,
+        description="Run the batched engine's decode loop in a child process of its own (its "
+        "own GIL and cores; the model is loaded twice, docs/engine.md).",
+    )
+    engine_retries: int = Field(
+        default=3,
+        ge=0,
+        le=20,
+        description="Task retries of a job whose engine process died under it (then it fails "
+        "with `engine_unavailable`).",
+    )
     dtype: Literal["float32", "bfloat16"] = Field(default="float32")
     context_window: int = Field(
         default=0,

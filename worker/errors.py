@@ -5,7 +5,7 @@ WorkerError (memq.errors)
  ├── JobCancelled              the job was cancelled while running
  └── SummaryDidNotConverge     map-reduce would need more rounds than allowed
 Shared branches a job can also fail with: PromptTooLong, MemoryUnavailable,
-MemoryRequestRejected (memq.errors).
+EngineUnavailable, MemoryRequestRejected (memq.errors).
 """
 
 from __future__ import annotations

@@ -19,10 +19,13 @@ import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from worker.errors import ModelUnavailable
+
+if TYPE_CHECKING:
+    from worker.config import WorkerSettings
 
 log = logging.getLogger("memq.worker.model")
 
@@ -196,4 +199,17 @@ def load_model(
     )
     return LoadedModel(
         name=name, model=lm, tokenizer=tokenizer, context_window=context, eos_token_id=eos
+    )
+
+
+def load_worker_model(settings: WorkerSettings) -> LoadedModel:
+    """The model the settings name, loaded as the worker serves it (the worker process and
+    its engine process, docs/engine.md, load it with the same arguments)."""
+    return load_model(
+        settings.model,
+        explicit=settings.model_explicit,
+        data_dir=settings.data_dir,
+        dtype=settings.dtype,
+        torch_threads=settings.torch_threads,
+        context_window=settings.context_window,
     )

@@ -17,7 +17,7 @@ from worker.adapters import AdapterPool
 from worker.config import WorkerSettings
 from worker.engine import build_engine
 from worker.engine.base import Engine
-from worker.model_loader import LoadedModel, load_model
+from worker.model_loader import LoadedModel, load_worker_model
 from worker.pipeline import JobRunner
 from worker.progress import CancelWatcher, ProgressPublisher
 from worker.prompting import prompts_for
@@ -37,14 +37,7 @@ class Runtime:
     def __init__(self, settings: WorkerSettings, send: SendJob, queues: list[str]) -> None:
         self.settings = settings
         self.worker_id = new_worker_id()
-        self.lm: LoadedModel = load_model(
-            settings.model,
-            explicit=settings.model_explicit,
-            data_dir=settings.data_dir,
-            dtype=settings.dtype,
-            torch_threads=settings.torch_threads,
-            context_window=settings.context_window,
-        )
+        self.lm: LoadedModel = load_worker_model(settings)
         self.engine: Engine = build_engine(settings, self.lm)
         self.store = JobStore.from_settings(settings)
         self.leases = LeaseKeeper(self.store, self.worker_id)
@@ -72,7 +65,8 @@ class Runtime:
         self.adapters = AdapterPool(
             self.lm,
             registry,
-            lambda adapted: build_engine(settings, adapted),
+            # Adapted models are decoded in this process, whatever MEMQ_ENGINE_PROCESS says.
+            lambda adapted: build_engine(settings, adapted, in_process=True),
             capacity=settings.adapter_cache_size,
             merge=settings.adapter_merge,
         )

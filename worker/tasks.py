@@ -25,7 +25,7 @@ from memq.contracts import (
     Priority,
     SummarizeJobRequest,
 )
-from memq.errors import MemoryUnavailable, MemqError
+from memq.errors import EngineUnavailable, MemoryUnavailable, MemqError
 from memq.logs import bind_job_id
 from memq.webhooks import DELIVER_WEBHOOK_TASK, WebhookQueue
 from worker.errors import JobCancelled
@@ -134,16 +134,20 @@ class RunJob(JobTask):
             return
         try:
             result = rt.runner.run(record)
-        except MemoryUnavailable as exc:
-            if self.request.retries < self.settings.memory_retries:
+        except (MemoryUnavailable, EngineUnavailable) as exc:
+            # The memory service restarting, or the engine process that died under the job
+            # (being restarted): the job runs again later, a bounded number of times.
+            memory = isinstance(exc, MemoryUnavailable)
+            retries = self.settings.memory_retries if memory else self.settings.engine_retries
+            if self.request.retries < retries:
                 log.warning("job %s: %s; retrying", job_id, exc)
                 self.commit(lambda: rt.store.requeue(record))
                 raise self.retry(
-                    exc=exc,
-                    countdown=min(2**self.request.retries, 30),
-                    max_retries=self.settings.memory_retries,
+                    exc=exc, countdown=min(2**self.request.retries, 30), max_retries=retries
                 ) from exc
-            error = exc.to_response()
+            setting = "MEMQ_MEMORY_RETRIES" if memory else "MEMQ_ENGINE_RETRIES"
+            message = f"{exc.message} (gave up after {retries} retries, {setting})"
+            error = ErrorResponse(error=exc.code, message=message)
             self.commit(lambda: rt.store.fail(record, error))
             return
         except TrainingBusy as exc:  # another thread took the training slot first

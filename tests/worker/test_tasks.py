@@ -1,7 +1,7 @@
 """The Celery task's branches without a model: start → run → commit, the planned retry
-when the memory service is down, failures recorded with their reason, and a job that
-must not run (finished, cancelled, held elsewhere). Real Redis, real Celery app; the
-runtime's model-bound parts are stand-ins."""
+when the memory service or the engine process is down, failures recorded with their
+reason, and a job that must not run (finished, cancelled, held elsewhere). Real Redis, real
+Celery app; the runtime's model-bound parts are stand-ins."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from memq.contracts import (
     JobTimings,
     TokenUsage,
 )
-from memq.errors import MemoryUnavailable, PromptTooLong
+from memq.errors import EngineUnavailable, MemoryUnavailable, MemqError, PromptTooLong
 from memq.jobstore import JobRecord, JobStore
 from tests.worker.engine_helpers import worker_settings
 from worker.celery_app import create_celery_app
@@ -90,7 +90,7 @@ class StubRuntime:
 @pytest.fixture
 def task(redis_server: str, redis_client: redis.Redis) -> Iterator[tuple[RunJob, StubRuntime]]:
     settings = worker_settings(
-        redis_url=redis_server, queue=QUEUE, memory_retries=2, commit_retry_s=1
+        redis_url=redis_server, queue=QUEUE, memory_retries=2, engine_retries=2, commit_retry_s=1
     )
     app = create_celery_app(settings)
     run_job: Any = app.tasks[RunJob.name]
@@ -127,13 +127,21 @@ def test_a_job_runs_and_its_result_is_committed_and_its_lease_released(
     assert rt.leases.held() == [] and rt.store.leased([("acme", "t1")]) == [False]
 
 
-def test_memory_outage_requeues_and_retries_then_fails_with_the_reason(
-    task: tuple[Any, StubRuntime], redis_client: redis.Redis
+@pytest.mark.parametrize(
+    "outage",
+    [
+        MemoryUnavailable("memory service unreachable"),
+        EngineUnavailable("the engine process (pid 7) died (killed by SIGKILL)"),
+    ],
+    ids=["memory", "engine-process"],
+)
+def test_outage_requeues_and_retries_then_fails_with_the_reason(
+    task: tuple[Any, StubRuntime], redis_client: redis.Redis, outage: MemqError
 ) -> None:
     run_job, rt = task
 
     def down(_: JobRecord) -> JobResult:
-        raise MemoryUnavailable("memory service unreachable")
+        raise outage
 
     rt.runner.behaviour = down
     _job(rt.store, "t2")
@@ -144,10 +152,13 @@ def test_memory_outage_requeues_and_retries_then_fails_with_the_reason(
     assert b"t2" in redis_client.lindex(QUEUE, 0)
     with pytest.raises(Retry):
         _call(run_job, "t2", retries=1)
-    _call(run_job, "t2", retries=2)  # memory_retries=2: out of retries
+    _call(run_job, "t2", retries=2)  # memory_retries / engine_retries = 2: out of retries
     job = rt.store.get("acme", "t2")
     assert job is not None and job.status == JobStatus.failed
-    assert job.error is not None and job.error.error == "memory_unavailable"
+    assert job.error is not None and job.error.error == outage.code
+    assert (
+        job.error.message.startswith(str(outage)) and "gave up after 2 retries" in job.error.message
+    )
     assert job.attempts == 3 and job.lost_workers == 0  # planned retries are not losses
 
 

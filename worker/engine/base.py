@@ -37,6 +37,20 @@ class GenerationOutput:
     submitted_at: float = field(default_factory=time.monotonic)
 
 
+def check_fits(request: GenerationRequest, context_window: int) -> None:
+    """Raise ValueError when the request can never run: an empty prompt, or prompt +
+    max_new_tokens past the model's context."""
+    if not request.input_ids:
+        raise ValueError("input_ids is empty: the prompt must have at least one token")
+    total = len(request.input_ids) + request.params.max_new_tokens
+    if total > context_window:
+        raise ValueError(
+            f"prompt ({len(request.input_ids)} tokens) + max_new_tokens "
+            f"({request.params.max_new_tokens}) is {total} tokens; the model's context "
+            f"is {context_window}"
+        )
+
+
 class Engine(Protocol):
     name: str
 

@@ -25,7 +25,13 @@ from typing import Any
 
 import torch
 
-from worker.engine.base import FinishReason, GenerationOutput, GenerationRequest, StopChecker
+from worker.engine.base import (
+    FinishReason,
+    GenerationOutput,
+    GenerationRequest,
+    StopChecker,
+    check_fits,
+)
 from worker.engine.kv_batch import PaddedKV, map_kv, new_cache
 from worker.engine.sampling import NGramBans, RowSampling, select_next_tokens
 from worker.model_loader import LoadedModel
@@ -113,15 +119,7 @@ class BatchedEngine:
     # ---------------------------------------------------------------- caller side
 
     def generate(self, request: GenerationRequest) -> GenerationOutput:
-        if not request.input_ids:
-            raise ValueError("input_ids is empty: the prompt must have at least one token")
-        total = len(request.input_ids) + request.params.max_new_tokens
-        if total > self.lm.context_window:
-            raise ValueError(
-                f"prompt ({len(request.input_ids)} tokens) + max_new_tokens "
-                f"({request.params.max_new_tokens}) is {total} tokens; the model's context "
-                f"is {self.lm.context_window}"
-            )
+        check_fits(request, self.lm.context_window)
         seq = _Sequence(
             request=request,
             stop=StopChecker(self.lm.tokenizer, request.params.stop),

@@ -66,6 +66,14 @@ def test_overlap_of_half_a_chunk_or_more_is_refused(chunk: int, overlap: int) ->
         chunk_spans("some text", chunk, overlap)
 
 
+def test_the_refusal_names_both_sizes_and_the_rule() -> None:
+    with pytest.raises(ValueError) as err:
+        chunk_spans("some text", 100, 50)
+    assert str(err.value) == (
+        "overlap_chars (50) must be at least 0 and less than half of chunk_chars (100)"
+    )
+
+
 @pytest.mark.parametrize(("chunk", "overlap"), [(100, 49), (101, 50), (5, 2), (1, 0)])
 def test_overlap_just_under_half_a_chunk_is_accepted(chunk: int, overlap: int) -> None:
     assert chunk_spans("abc def", chunk, overlap)

@@ -2,30 +2,54 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import contextlib
+import dataclasses
+import hashlib
+import logging
 import time
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import redis
+import redis.asyncio
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
+from memq import jobstore, metrics
 from memq.contracts import (
     ErrorResponse,
     GenerateJobRequest,
+    JobPublic,
     JobResult,
     JobStatus,
     JobTimings,
     JobType,
     ModelInfo,
+    SummarizeJobRequest,
     TokenUsage,
+    WebhookAttempt,
+    WebhookDelivery,
 )
 from memq.jobstore import (
     EVENTS_MAXLEN,
+    Created,
     IdempotencyConflict,
     JobKeys,
+    JobRecord,
     JobStore,
     QuotaExceeded,
+    StartOutcome,
     TokenUpdate,
+    decode_cursor,
+    encode_cursor,
 )
+from memq.launcher import free_port
+from memq.settings import CommonSettings
 
 
 def _result(text: str) -> JobResult:
@@ -471,3 +495,909 @@ def test_the_summary_follows_every_transition(redis_client: redis.Redis) -> None
     assert (item.status, item.error, item.priority.value) == (JobStatus.failed, "boom", "high")
     assert item.metadata == {"team": "a"}
     assert set(item.timestamps) == {JobStatus.queued, JobStatus.running, JobStatus.failed}
+
+
+# ------------------------------------------------------------- every key, value and default
+
+
+def test_every_key_of_the_schema(redis_client: redis.Redis) -> None:
+    keys = JobKeys("pfx")
+    digest = hashlib.sha256(b"key-1").hexdigest()
+    assert {
+        "job": keys.job("acme", "j"),
+        "progress": keys.progress("acme", "j"),
+        "events": keys.events("acme", "j"),
+        "lease": keys.lease("acme", "j"),
+        "index": keys.index("acme"),
+        "session": keys.session("acme", "s1"),
+        "idempotency": keys.idempotency("acme", "key-1"),
+        "tenant_active": keys.tenant_active("acme"),
+        "active": keys.active(),
+        "active_member": keys.active_member("acme", "j"),
+        "workers": keys.workers(),
+        "reconciler": keys.reconciler(),
+        "model": keys.model(),
+        "api_key": keys.api_key("k1"),
+        "api_keys": keys.api_keys(),
+        "rate_limits": keys.rate_limits(),
+        "webhook_secret": keys.webhook_secret("acme"),
+        "metrics": keys.metrics(),
+        "file": keys.file("acme", "f1"),
+        "files": keys.files("acme"),
+        "batch": keys.batch("acme", "b1"),
+        "batch_lines": keys.batch_lines("acme", "b1"),
+        "batch_pending": keys.batch_pending("acme", "b1"),
+        "batch_lease": keys.batch_lease("acme", "b1"),
+        "batches": keys.batches("acme"),
+        "active_batches": keys.active_batches(),
+        "adapter": keys.adapter("acme", "a1"),
+        "adapters": keys.adapters("acme"),
+        "forgotten_namespaces": keys.forgotten_namespaces("acme"),
+    } == {
+        "job": "pfx:acme:job:j",
+        "progress": "pfx:acme:job:j:progress",
+        "events": "pfx:acme:job:j:events",
+        "lease": "pfx:acme:job:j:lease",
+        "index": "pfx:acme:jobs",
+        "session": "pfx:acme:session:s1",
+        "idempotency": f"pfx:acme:idem:{digest}",
+        "tenant_active": "pfx:acme:active",
+        "active": "pfx:active",
+        "active_member": "acme/j",
+        "workers": "pfx:workers",
+        "reconciler": "pfx:reconciler",
+        "model": "pfx:model",
+        "api_key": "pfx:apikey:k1",
+        "api_keys": "pfx:apikeys",
+        "rate_limits": "pfx:ratelimit",
+        "webhook_secret": "pfx:acme:webhook_secret",
+        "metrics": "pfx:metrics",
+        "file": "pfx:acme:file:f1",
+        "files": "pfx:acme:files",
+        "batch": "pfx:acme:batch:b1",
+        "batch_lines": "pfx:acme:batch:b1:lines",
+        "batch_pending": "pfx:acme:batch:b1:pending",
+        "batch_lease": "pfx:acme:batch:b1:lease",
+        "batches": "pfx:acme:batches",
+        "active_batches": "pfx:batches:active",
+        "adapter": "pfx:acme:adapter:a1",
+        "adapters": "pfx:acme:adapters",
+        "forgotten_namespaces": "pfx:acme:forgotten",
+    }
+
+
+def test_keys_outcomes_and_token_updates_are_immutable_values() -> None:
+    record = JobRecord(
+        id="j",
+        type=JobType.generate,
+        status=JobStatus.queued,
+        tenant="acme",
+        created_at=datetime.now(UTC),
+        request=GenerateJobRequest(prompt="hi"),
+    )
+    values: list[Any] = [
+        JobKeys("pfx"),
+        TokenUpdate("acme", "j", 1, "a", 0, "a"),
+        Created(record),
+        StartOutcome(None, "why"),
+    ]
+    for value in values:
+        field = next(iter(dataclasses.fields(value))).name
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(value, field, None)
+    assert Created(record).existing is False
+    assert StartOutcome(record).reason == ""
+
+
+def test_store_defaults_a_week_of_records_and_ten_second_leases(redis_client: redis.Redis) -> None:
+    store = JobStore(redis_client)
+    assert store.keys.prefix == "memq"
+    assert (store.ttl_s, store.lease_ttl_ms, store.max_unfinished_age_s) == (
+        604_800,
+        10_000,
+        604_800,
+    )
+    assert store.index_retention_s == 604_800 + 604_800 + 30 * 86_400
+    assert JobStore(redis_client, lease_ttl_s=0.25).lease_ttl_ms == 250
+    assert JobStore(redis_client, lease_ttl_s=30).lease_ttl_ms == 30_000
+
+
+def test_store_from_settings_uses_their_redis_prefix_and_ages(redis_server: str) -> None:
+    settings = CommonSettings(
+        redis_url=redis_server,
+        key_prefix="fromenv",
+        job_ttl_seconds=77,
+        lease_ttl_s=2.5,
+        max_queued_s=100,
+        job_timeout_s=20,
+    )
+    store = JobStore.from_settings(settings)
+    try:
+        assert store.keys.prefix == "fromenv"
+        assert (store.ttl_s, store.lease_ttl_ms, store.max_unfinished_age_s) == (77, 2500, 120)
+        store.ping()
+        store.create("acme", "fs1", GenerateJobRequest(prompt="hi"))
+        assert store.r.exists("fromenv:acme:job:fs1") == 1
+    finally:
+        store.r.close()
+
+
+def test_ping_raises_when_redis_cannot_be_reached() -> None:
+    client = redis.Redis(port=free_port(), socket_connect_timeout=2, retry=Retry(NoBackoff(), 0))
+    with pytest.raises(redis.ConnectionError):
+        JobStore(client).ping()
+
+
+def test_a_record_shows_the_public_view_without_bookkeeping(redis_client: redis.Redis) -> None:
+    store = JobStore(redis_client)
+    record = store.create("acme", "pv", GenerateJobRequest(prompt="hi")).record
+    assert record.lost_workers == 0 and record.engine is None
+    public = record.public(status_url="https://x/v1/jobs/pv")
+    assert type(public) is JobPublic
+    assert public.status_url == "https://x/v1/jobs/pv" and public.id == "pv"
+    assert "engine" not in public.model_dump() and "lost_workers" not in public.model_dump()
+    assert record.public().status_url is None
+
+
+# ----------------------------------------------------------------------- cursors and listings
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def test_a_cursor_round_trips_its_exact_score_and_id() -> None:
+    position = (1712345678.123456, "job|with-bar")
+    assert decode_cursor(encode_cursor(position)) == position
+    assert decode_cursor(encode_cursor((2.0, "j"))) == (2.0, "j")
+    assert decode_cursor(_b64(b"5.5|j")) == (5.5, "j")
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    ["garbage", _b64(b"nan|j"), _b64(b"1.0|"), _b64(b"1.0"), _b64(b"x|j"), _b64(b"\xff|j")],
+)
+def test_a_cursor_this_store_did_not_issue_is_refused(cursor: str) -> None:
+    with pytest.raises(ValueError, match=r"^not a cursor this service issued$"):
+        decode_cursor(cursor)
+
+
+def test_a_cursor_inside_a_tie_continues_after_its_id(redis_client: redis.Redis) -> None:
+    store = JobStore(redis_client)
+    for job_id, offset in [("a", 1), ("b", 2), ("c", 2), ("d", 2), ("e", 3)]:
+        _create_at(store, job_id, offset)
+    for limit in (1, 2, 3, 4):
+        flat, cursor = [], None
+        while True:
+            items, cursor = store.list_jobs("acme", limit=limit, cursor=cursor)
+            flat += [i.id for i in items]
+            if cursor is None:
+                break
+        assert flat == ["e", "d", "c", "b", "a"], limit
+    first, cursor = store.list_jobs("acme", limit=2)
+    assert [i.id for i in first] == ["e", "d"]
+    assert cursor is not None and decode_cursor(cursor) == (BASE + 2, "d")
+
+
+def test_a_listing_reads_on_past_a_page_of_filtered_out_jobs(redis_client: redis.Redis) -> None:
+    store = JobStore(redis_client)
+    for i in range(120):
+        _create_at(store, f"m{i:03}", i)
+    store.cancel("acme", "m000")
+    store.cancel("acme", "m002")
+    items, cursor = store.list_jobs("acme", limit=10, statuses=[JobStatus.cancelled])
+    assert [i.id for i in items] == ["m002", "m000"] and cursor is None
+    items, cursor = store.list_jobs("acme", limit=1, statuses=[JobStatus.cancelled])
+    assert [i.id for i in items] == ["m002"] and cursor is not None
+    items, cursor = store.list_jobs("acme", limit=1, cursor=cursor, statuses=[JobStatus.cancelled])
+    assert [i.id for i in items] == ["m000"]
+    everything, cursor = store.list_jobs("acme", limit=200)
+    assert [i.id for i in everything] == [f"m{i:03}" for i in reversed(range(120))]
+    assert cursor is None
+
+
+def test_a_listing_filters_by_status_and_type_together(redis_client: redis.Redis) -> None:
+    store = JobStore(redis_client)
+    store.create("acme", "g1", GenerateJobRequest(prompt="hi"))
+    store.create("acme", "s1", SummarizeJobRequest(text="some text"))
+    store.create("acme", "s2", SummarizeJobRequest(text="some text"))
+    store.cancel("acme", "s2")
+    store.cancel("acme", "g1")
+
+    def ids(**filters: Any) -> set[str]:
+        return {i.id for i in store.list_jobs("acme", limit=10, **filters)[0]}
+
+    assert ids(types=[JobType.summarize]) == {"s1", "s2"}
+    assert ids(statuses=[JobStatus.cancelled]) == {"g1", "s2"}
+    assert ids(statuses=[JobStatus.cancelled], types=[JobType.summarize]) == {"s2"}
+    assert ids(statuses=[JobStatus.queued], types=[JobType.generate]) == set()
+    assert ids() == {"g1", "s1", "s2"}
+
+
+# ------------------------------------------------------------------------- create and delete
+
+
+def test_the_same_body_in_another_key_order_is_the_same_idempotent_request(
+    redis_client: redis.Redis,
+) -> None:
+    store = JobStore(redis_client)
+    first = GenerateJobRequest(prompt="hi", metadata={"a": "1", "b": "2"})
+    again = GenerateJobRequest(prompt="hi", metadata={"b": "2", "a": "1"})
+    store.create("acme", "o1", first, idempotency_key="k")
+    created = store.create("acme", "o2", again, idempotency_key="k")
+    assert created.existing and created.record.id == "o1"
+    assert 86_380 < redis_client.ttl(store.keys.idempotency("acme", "k")) <= 86_400
+
+
+def test_an_idempotency_conflict_names_the_original_job(redis_client: redis.Redis) -> None:
+    store = JobStore(redis_client)
+    store.create("acme", "c1", GenerateJobRequest(prompt="hi"), idempotency_key="k")
+    with pytest.raises(IdempotencyConflict) as err:
+        store.create("acme", "c2", GenerateJobRequest(prompt="other"), idempotency_key="k")
+    assert err.value.args == ("c1",) and str(err.value) == "c1"
+
+
+def test_the_quota_message_names_the_tenant_and_the_limit(redis_client: redis.Redis) -> None:
+    store = JobStore(redis_client)
+    store.create("acme", "q1", GenerateJobRequest(prompt="hi"), quota=1)
+    with pytest.raises(QuotaExceeded, match=r"^tenant 'acme' already has 1 unfinished jobs$"):
+        store.create("acme", "q2", GenerateJobRequest(prompt="hi"), quota=1)
+
+
+def test_creating_a_job_prunes_index_entries_past_the_retention(
+    redis_client: redis.Redis,
+) -> None:
+    store = JobStore(redis_client, ttl_s=100, max_unfinished_age_s=1000)
+    retention = 1000 + 100 + 30 * 86_400
+    assert store.index_retention_s == retention
+    now = time.time()
+    index = store.keys.index("acme")
+    redis_client.zadd(index, {"gone": now - retention - 20, "kept": now - retention + 20})
+    store.create("acme", "new", GenerateJobRequest(prompt="hi"))
+    assert redis_client.zscore(index, "gone") is None
+    assert redis_client.zscore(index, "kept") is not None
+    assert redis_client.zscore(index, "new") is not None
+    redis_client.zadd(index, {"gone": now - retention - 20})
+    store.create_many("acme", [("bulk", GenerateJobRequest(prompt="hi"), "1")], group="g")
+    assert redis_client.zscore(index, "gone") is None
+    assert redis_client.zscore(index, "kept") is not None
+
+
+def _commands(monitor: Any, client: redis.Redis) -> list[str]:
+    """Commands the server received since the monitor started, up to a marker sent now."""
+    client.echo("end-of-test-commands")
+    seen: list[str] = []
+    while True:
+        command = monitor.next_command()["command"]
+        if "end-of-test-commands" in command:
+            return seen
+        name = command.split(" ")[0].upper()
+        if name not in ("HELLO", "CLIENT", "SELECT"):  # a new connection's set-up
+            seen.append(name)
+
+
+def test_delete_removes_every_trace_of_the_job_in_one_transaction(
+    redis_client: redis.Redis,
+) -> None:
+    store = JobStore(redis_client)
+    store.create("acme", "d2", GenerateJobRequest(prompt="hi"), idempotency_key="dk")
+    store.create("acme", "keep", GenerateJobRequest(prompt="hi"), idempotency_key="other")
+    assert store.start("acme", "d2", worker="w1", engine="e").record is not None
+    store.publish_tokens([TokenUpdate("acme", "d2", 1, "a", 0, "a")])
+    traces = [
+        store.keys.job("acme", "d2"),
+        store.keys.progress("acme", "d2"),
+        store.keys.events("acme", "d2"),
+        store.keys.lease("acme", "d2"),
+        store.keys.idempotency("acme", "dk"),
+    ]
+    assert redis_client.exists(*traces) == 5
+    with redis_client.monitor() as monitor:
+        store.delete("acme", "d2", idempotency_key="dk")
+        commands = _commands(monitor, redis_client)
+    assert redis_client.exists(*traces) == 0
+    assert redis_client.zscore(store.keys.index("acme"), "d2") is None
+    assert store.active_jobs() == [("acme", "keep")]
+    assert store.active_jobs(tenant="acme") == [("acme", "keep")]
+    assert store.get("acme", "keep") is not None
+    assert redis_client.exists(store.keys.idempotency("acme", "other")) == 1
+    assert commands[0] == "MULTI" and commands[-1] == "EXEC"
+    assert commands.count("DEL") == 2 and commands.count("ZREM") == 3
+
+
+def test_delete_without_an_idempotency_key_leaves_the_keys_alone(
+    redis_client: redis.Redis,
+) -> None:
+    store = JobStore(redis_client)
+    store.create("acme", "d3", GenerateJobRequest(prompt="hi"), idempotency_key="dk3")
+    store.delete("acme", "d3")
+    assert store.get("acme", "d3") is None
+    assert redis_client.exists(store.keys.idempotency("acme", "dk3")) == 1
+
+
+# ----------------------------------------------------------------------------- transitions
+
+
+def test_start_says_why_it_skips_a_job(redis_client: redis.Redis) -> None:
+    store = JobStore(redis_client)
+    unknown = store.start("acme", "nope", worker="w1", engine="e")
+    assert unknown == StartOutcome(None, "unknown (expired or never accepted)")
+    store.create("acme", "s1", GenerateJobRequest(prompt="hi"))
+    store.cancel("acme", "s1")
+    assert store.start("acme", "s1", worker="w1", engine="e") == StartOutcome(
+        None, "already cancelled"
+    )
+    store.create("acme", "s2", GenerateJobRequest(prompt="hi"))
+    running = store.start("acme", "s2", worker="w1", engine="e").record
+    assert running is not None and store.succeed(running, _result("x"))
+    assert store.start("acme", "s2", worker="w1", engine="e").reason == "already succeeded"
+
+
+def test_a_job_started_then_cancelled_before_its_compare_and_set_does_not_run(
+    redis_client: redis.Redis,
+) -> None:
+    gateway = JobStore(redis_client)
+
+    class CancelledMeanwhile(JobStore):
+        def get(self, tenant: str, job_id: str) -> JobRecord | None:
+            record = super().get(tenant, job_id)
+            gateway.cancel(tenant, job_id)
+            return record
+
+    store = CancelledMeanwhile(redis_client)
+    store.create("acme", "cm", GenerateJobRequest(prompt="hi"))
+    outcome = store.start("acme", "cm", worker="w1", engine="e")
+    assert outcome == StartOutcome(None, "changed while starting (cancelled or finished)")
+    assert store.status("acme", "cm") == JobStatus.cancelled
+    assert redis_client.exists(store.keys.lease("acme", "cm")) == 0
+
+
+def test_a_lost_worker_limit_does_not_fail_a_job_another_worker_still_holds(
+    redis_client: redis.Redis,
+) -> None:
+    store = JobStore(redis_client)
+    store.create("acme", "h1", GenerateJobRequest(prompt="hi"))
+    assert store.start("acme", "h1", worker="w1", engine="e", max_lost=1).record is not None
+    outcome = store.start("acme", "h1", worker="w2", engine="e", max_lost=1)
+    assert outcome == StartOutcome(None, "held by another worker")
+    job = store.get("acme", "h1")
+    assert job is not None and job.status == JobStatus.running and job.worker == "w1"
+    assert job.lost_workers == 0 and job.attempts == 1
+
+
+def test_a_first_start_counts_no_lost_worker(redis_client: redis.Redis) -> None:
+    store = JobStore(redis_client)
+    store.create("acme", "f1", GenerateJobRequest(prompt="hi"))
+    started = store.start("acme", "f1", worker="w1", engine="e", max_lost=1).record
+    assert started is not None and started.lost_workers == 0 and started.attempts == 1
+    job = store.get("acme", "f1")
+    assert job is not None and job.lost_workers == 0 and job.attempts == 1
+
+
+def test_a_transition_to_running_keeps_the_record_lease_and_active_index(
+    redis_client: redis.Redis,
+) -> None:
+    store = JobStore(redis_client, ttl_s=100, max_unfinished_age_s=1000)
+    store.create("acme", "k1", GenerateJobRequest(prompt="hi"))
+    assert store.start("acme", "k1", worker="w1", engine="e").record is not None
+    assert redis_client.ttl(store.keys.job("acme", "k1")) > 1000
+    assert redis_client.ttl(store.keys.events("acme", "k1")) == -1  # no expiry until it ends
+    assert redis_client.get(store.keys.lease("acme", "k1")) == b"w1"
+    assert store.active_jobs() == [("acme", "k1")]
+    assert store.unfinished_count("acme") == 1
+
+
+def test_a_requeued_job_shows_no_progress_of_its_last_run(redis_client: redis.Redis) -> None:
+    store = JobStore(redis_client)
+    store.create("acme", "rq", GenerateJobRequest(prompt="hi"))
+    running = store.start("acme", "rq", worker="w1", engine="e").record
+    assert running is not None
+    store.publish_tokens([TokenUpdate("acme", "rq", 2, "ab", 0, "ab")])
+    assert store.requeue(running)
+    queued = store.get("acme", "rq")
+    assert queued is not None and queued.status == JobStatus.queued and queued.progress is None
+    assert _statuses(store, "acme", "rq") == ["running", "queued"]
+
+
+def test_cancel_queued_leaves_running_and_unknown_jobs_alone(redis_client: redis.Redis) -> None:
+    store = JobStore(redis_client)
+    store.create("acme", "cq1", GenerateJobRequest(prompt="hi"))
+    cancelled = store.cancel_queued("acme", "cq1")
+    assert cancelled is not None and cancelled.status == JobStatus.cancelled
+    assert cancelled.id == "cq1" and JobStatus.cancelled in cancelled.timestamps
+    assert store.status("acme", "cq1") == JobStatus.cancelled
+    assert _statuses(store, "acme", "cq1") == ["cancelled"]
+    store.create("acme", "cq2", GenerateJobRequest(prompt="hi"))
+    assert store.start("acme", "cq2", worker="w1", engine="e").record is not None
+    assert store.cancel_queued("acme", "cq2") is None
+    assert store.status("acme", "cq2") == JobStatus.running
+    assert store.cancel_queued("acme", "nope") is None
+    assert store.cancel_queued("acme", "cq1") is None
+
+
+def test_a_partial_result_is_refused_with_false(redis_client: redis.Redis) -> None:
+    store = JobStore(redis_client)
+    assert (
+        store.attach_partial(
+            JobRecord(
+                id="gone",
+                type=JobType.generate,
+                status=JobStatus.cancelled,
+                tenant="acme",
+                created_at=datetime.now(UTC),
+                request=GenerateJobRequest(prompt="hi"),
+            ),
+            _result("x"),
+        )
+        is False
+    )
+    record = store.create("acme", "pr", GenerateJobRequest(prompt="hi")).record
+    assert store.attach_partial(record, _result("x")) is False  # queued, not cancelled
+    store.cancel("acme", "pr")
+    assert store.attach_partial(record, _result("x")) is True
+    assert store.attach_partial(record, _result("y")) is False
+
+
+# --------------------------------------------------------------------- job ends: hooks, metrics
+
+
+def test_the_terminal_hook_and_the_metrics_run_once_for_the_transition_that_won(
+    redis_client: redis.Redis,
+) -> None:
+    store = JobStore(redis_client)
+    ended: list[tuple[str, JobStatus]] = []
+    store.on_terminal(lambda record: ended.append((record.id, record.status)))
+    store.create("acme", "t1", GenerateJobRequest(prompt="hi"))
+    running = store.start("acme", "t1", worker="w1", engine="e").record
+    assert running is not None
+    assert ended == []  # starting is no end
+    assert store.succeed(running, _result("x"))
+    assert not store.succeed(running, _result("again"))
+    assert not store.fail(running, ErrorResponse(error="late", message="m"))
+    assert store.cancel("acme", "t1") is None
+    assert ended == [("t1", JobStatus.succeeded)]
+    finished = {k: v for k, v in store.read_metrics().items() if "memq_jobs_finished" in k}
+    assert finished == {'["memq_jobs_finished",["generate","succeeded"],""]': 1.0}
+
+
+def test_a_failing_observer_neither_undoes_nor_stops_the_others(
+    redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = JobStore(redis_client)
+    seen: list[str] = []
+
+    def broken(record: JobRecord) -> None:
+        raise RuntimeError("observer broke")
+
+    store.on_terminal(broken)
+    store.on_terminal(lambda record: seen.append(record.id))
+    store.create("acme", "o1", GenerateJobRequest(prompt="hi"))
+    with caplog.at_level(logging.WARNING, logger="memq.jobstore"):
+        assert store.cancel("acme", "o1") is not None
+    assert seen == ["o1"]
+    assert store.status("acme", "o1") == JobStatus.cancelled
+    (logged,) = [r for r in caplog.records if r.name == "memq.jobstore"]
+    assert logged.levelno == logging.ERROR and logged.exc_info is not None
+    assert logged.getMessage().startswith("job o1: what follows its end (")
+
+
+@pytest.mark.parametrize(
+    ("error", "level", "message"),
+    [
+        (
+            redis.ConnectionError("down"),
+            logging.WARNING,
+            "job m1: not counted in the metrics (down)",
+        ),
+        (ValueError("bad"), logging.ERROR, "job m1: not counted in the metrics"),
+    ],
+)
+def test_metrics_that_cannot_be_counted_are_logged_and_the_job_still_ends(
+    redis_client: redis.Redis,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    error: Exception,
+    level: int,
+    message: str,
+) -> None:
+    store = JobStore(redis_client)
+    seen: list[str] = []
+    store.on_terminal(lambda record: seen.append(record.id))
+
+    def add_metrics(update: metrics.MetricUpdate) -> None:
+        raise error
+
+    monkeypatch.setattr(store, "add_metrics", add_metrics)
+    store.create("acme", "m1", GenerateJobRequest(prompt="hi"))
+    with caplog.at_level(logging.WARNING, logger="memq.jobstore"):
+        assert store.cancel("acme", "m1") is not None
+    assert seen == ["m1"]
+    (logged,) = [r for r in caplog.records if r.name == "memq.jobstore"]
+    assert (logged.levelno, logged.getMessage()) == (level, message)
+
+
+def test_metrics_are_added_in_one_transaction_and_read_back(redis_client: redis.Redis) -> None:
+    store = JobStore(redis_client)
+    update = metrics.MetricUpdate(counts={"a": 2, "b": 1}, sums={"s": 0.5})
+    with redis_client.monitor() as monitor:
+        store.add_metrics(update)
+        store.add_metrics(metrics.MetricUpdate())  # nothing to count: no round trip
+        commands = _commands(monitor, redis_client)
+    assert commands == ["MULTI", "HINCRBY", "HINCRBY", "HINCRBYFLOAT", "EXEC"]
+    store.add_metrics(metrics.MetricUpdate(counts={"a": 3}, sums={"s": 0.25}))
+    assert store.read_metrics() == {"a": 5.0, "b": 1.0, "s": 0.75}
+
+
+def test_queue_depths_and_unfinished_total(redis_client: redis.Redis) -> None:
+    store = JobStore(redis_client)
+    redis_client.rpush("q.high", "m1", "m2")
+    redis_client.rpush("q", "m3")
+    depths = store.queue_depths({"high": "q.high", "normal": "q", "low": "q.low"})
+    assert depths == {"high": 2, "normal": 1, "low": 0}
+    assert store.unfinished_total() == 0
+    store.create("acme", "u1", GenerateJobRequest(prompt="hi"))
+    store.create("beta", "u2", GenerateJobRequest(prompt="hi"))
+    assert store.unfinished_total() == 2
+
+
+# ------------------------------------------------------------------------ progress and events
+
+
+def test_token_events_of_several_jobs_in_one_call(redis_client: redis.Redis) -> None:
+    store = JobStore(redis_client, ttl_s=99)
+    for job_id in ("a", "b"):
+        store.create("acme", job_id, GenerateJobRequest(prompt="hi"))
+        assert store.start("acme", job_id, worker="w1", engine="e").record is not None
+    store.publish_tokens(
+        [
+            TokenUpdate("acme", "a", 1, "x", 0, "x"),
+            TokenUpdate("acme", "b", 1, "y", 0, "y"),
+            TokenUpdate("acme", "a", 2, "xz", 1, "z"),
+        ]
+    )
+    store.publish_tokens([])
+    a, b = store.get("acme", "a"), store.get("acme", "b")
+    assert (
+        a is not None
+        and a.progress is not None
+        and (a.progress.tokens, a.progress.text)
+        == (
+            2,
+            "xz",
+        )
+    )
+    assert (
+        b is not None
+        and b.progress is not None
+        and (b.progress.tokens, b.progress.text)
+        == (
+            1,
+            "y",
+        )
+    )
+    for job_id in ("a", "b"):
+        assert 0 < redis_client.ttl(store.keys.events("acme", job_id)) <= 99
+        assert 0 < redis_client.ttl(store.keys.progress("acme", job_id)) <= 99
+
+
+def test_training_progress_is_an_event_and_the_latest_step(redis_client: redis.Redis) -> None:
+    store = JobStore(redis_client, ttl_s=99)
+    store.create("acme", "tr", GenerateJobRequest(prompt="hi"))
+    assert store.start("acme", "tr", worker="w1", engine="e").record is not None
+    store.publish_progress("acme", "tr", step=1, total=10, loss=2.5)
+    store.publish_progress("acme", "tr", step=2, total=10, loss=0.125)
+    events = [e for _, e in store.read_events("acme", "tr") if e["event"] == "progress"]
+    assert events == [
+        {"event": "progress", "step": 1, "total": 10, "loss": 2.5},
+        {"event": "progress", "step": 2, "total": 10, "loss": 0.125},
+    ]
+    job = store.get("acme", "tr")
+    assert job is not None and job.progress is not None
+    assert job.progress.model_dump() == {
+        "tokens": 0,
+        "text": "",
+        "step": 2,
+        "total_steps": 10,
+        "loss": 0.125,
+    }
+    assert 0 < redis_client.ttl(store.keys.progress("acme", "tr")) <= 99
+    assert 0 < redis_client.ttl(store.keys.events("acme", "tr")) <= 99
+
+
+def test_events_read_on_an_asyncio_client(redis_client: redis.Redis, redis_server: str) -> None:
+    store = JobStore(redis_client)
+    store.create("acme", "as", GenerateJobRequest(prompt="hi"))
+    assert store.start("acme", "as", worker="w1", engine="e").record is not None
+    store.publish_tokens([TokenUpdate("acme", "as", 1, "x", 0, "x")])
+
+    async def read() -> list[tuple[str, dict[str, Any]]]:
+        client = redis.asyncio.Redis.from_url(redis_server)
+        try:
+            return await store.read_events_async(client, "acme", "as")
+        finally:
+            await client.aclose()
+
+    events = asyncio.run(read())
+    assert events == store.read_events("acme", "as")
+    assert [e for _, e in events] == [
+        {"event": "status", "status": "running"},
+        {"event": "token", "tokens": 1, "offset": 0, "delta": "x"},
+    ]
+    assert store.read_events("acme", "nothing") == []
+
+
+@contextlib.contextmanager
+def _stream_nodes_of_one_entry(client: redis.Redis) -> Iterator[None]:
+    """Approximate trimming drops whole stream nodes: with one entry per node it is exact."""
+    old = client.config_get("stream-node-max-entries")["stream-node-max-entries"]
+    client.config_set("stream-node-max-entries", 1)
+    try:
+        yield
+    finally:
+        client.config_set("stream-node-max-entries", old)
+
+
+_FILL = """
+for i = 1, tonumber(ARGV[1]) do
+  redis.call('XADD', KEYS[1], '*', 'event', 'token', 'tokens', i, 'offset', 0, 'delta', 'x')
+end
+"""
+
+
+def _fill_stream(client: redis.Redis, key: str, n: int) -> None:
+    """Append `n` token events, untrimmed (server-side: one round trip)."""
+    client.eval(_FILL, 1, key, n)
+
+
+def test_a_jobs_stream_keeps_its_last_twenty_thousand_events(redis_client: redis.Redis) -> None:
+    store = JobStore(redis_client)
+    store.create("acme", "long", GenerateJobRequest(prompt="hi"))
+    events = store.keys.events("acme", "long")
+    with _stream_nodes_of_one_entry(redis_client):
+        running = store.start("acme", "long", worker="w1", engine="e").record
+        assert running is not None
+        _fill_stream(redis_client, events, 20_010)
+        store.publish_tokens([TokenUpdate("acme", "long", 1, "x", 0, "x")])
+        assert redis_client.xlen(events) == 20_000
+        _fill_stream(redis_client, events, 5)
+        store.publish_progress("acme", "long", step=1, total=2, loss=1.0)
+        assert redis_client.xlen(events) == 20_000
+        _fill_stream(redis_client, events, 5)
+        assert store.succeed(running, _result("x"))
+        assert redis_client.xlen(events) == 20_000
+    last = redis_client.xrevrange(events, count=1)[0][1]
+    assert last == {b"event": b"status", b"status": b"succeeded"}
+
+
+def test_stream_trimming_is_approximate_whole_nodes_at_a_time(redis_client: redis.Redis) -> None:
+    # Exact trimming would cost a node rewrite on every event; Redis' default node holds
+    # 100 entries, and a stream a few events past the limit keeps them.
+    store = JobStore(redis_client)
+    events = store.keys.events("acme", "ap")
+    _fill_stream(redis_client, events, 20_010)
+    store.publish_tokens([TokenUpdate("acme", "ap", 1, "x", 0, "x")])
+    assert redis_client.xlen(events) == 20_011
+    store.publish_progress("acme", "ap", step=1, total=2, loss=1.0)
+    assert redis_client.xlen(events) == 20_012
+
+
+# ------------------------------------------------------------------------------- chat sessions
+
+
+def test_session_turns_are_reserved_once_per_job_and_summaries_only_move_forward(
+    redis_client: redis.Redis,
+) -> None:
+    store = JobStore(redis_client)
+    assert store.session_state("acme", "s") == (0, 0)
+    assert store.reserve_turns("acme", "s", "j1", 2) == 1
+    assert store.reserve_turns("acme", "s", "j2", 3) == 3
+    assert store.reserve_turns("acme", "s", "j1", 2) == 1  # a redelivery: the same turns
+    assert store.session_state("acme", "s") == (5, 0)
+    store.summarized("acme", "s", 3)
+    assert store.session_state("acme", "s") == (5, 3)
+    store.summarized("acme", "s", 2)
+    assert store.session_state("acme", "s") == (5, 3)
+    assert store.session_state("beta", "s") == (0, 0)
+    store.forget_session("acme", "s")
+    assert store.session_state("acme", "s") == (0, 0)
+    assert redis_client.exists(store.keys.session("acme", "s")) == 0
+
+
+def test_one_rolling_summary_claim_per_session_until_it_is_done(
+    redis_client: redis.Redis,
+) -> None:
+    store = JobStore(redis_client)
+    assert store.claim_summary("acme", "s", ttl_s=600) is True
+    assert store.claim_summary("acme", "s", ttl_s=600) is False
+    assert store.claim_summary("acme", "other", ttl_s=600) is True
+    store.summarized("acme", "s", 4)  # done: the claim is dropped
+    assert store.claim_summary("acme", "s", ttl_s=600) is True
+
+
+# ------------------------------------------------------------------------- leases and workers
+
+
+def test_lease_and_lock_lifetimes_are_the_ones_asked_for(redis_client: redis.Redis) -> None:
+    # Lifetimes of ~11.6 days: a millisecond-rounding mistake would be off by minutes.
+    store = JobStore(redis_client, lease_ttl_s=1_000_000)
+    assert store.take_lease("acme", "x", "w1") is True
+    lease = store.keys.lease("acme", "x")
+    assert 999_000_000 < redis_client.pttl(lease) <= 1_000_000_000
+    redis_client.pexpire(lease, 5_000)
+    assert store.renew_leases([("acme", "x")], "w1") == [True]
+    assert 999_000_000 < redis_client.pttl(lease) <= 1_000_000_000
+    assert store.try_lock_reconciler("w1", ttl_s=2_000_000) is True
+    assert 1_999_000_000 < redis_client.pttl(store.keys.reconciler()) <= 2_000_000_000
+    assert store.try_lock_reconciler("w2", ttl_s=5) is False
+
+
+def test_live_workers_prune_heartbeats_older_than_an_hour_past_the_window(
+    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = 1_700_000_000.0
+    monkeypatch.setattr(jobstore, "time", SimpleNamespace(time=lambda: now))
+    store = JobStore(redis_client)
+    store.heartbeat("live")
+    assert redis_client.zscore(store.keys.workers(), "live") == now
+    cutoff = now - 10
+    redis_client.zadd(
+        store.keys.workers(),
+        {
+            "edge": cutoff,
+            "recent": cutoff - 1,
+            "kept": cutoff - 3599.5,
+            "pruned": cutoff - 3600.5,
+        },
+    )
+    assert store.live_workers(within_s=10) == ["edge", "live"]
+    left = [w.decode() for w in redis_client.zrange(store.keys.workers(), 0, -1)]
+    assert left == ["kept", "recent", "edge", "live"]
+    store.forget_worker("live")
+    assert store.live_workers(within_s=10) == ["edge"]
+
+
+def test_active_jobs_are_listed_oldest_first_up_to_a_limit(redis_client: redis.Redis) -> None:
+    store = JobStore(redis_client)
+    for job_id, tenant in [("j1", "acme"), ("j2", "beta"), ("j3", "acme"), ("j4", "acme")]:
+        store.create(tenant, job_id, GenerateJobRequest(prompt="hi"))
+    assert store.active_jobs() == [("acme", "j1"), ("beta", "j2"), ("acme", "j3"), ("acme", "j4")]
+    assert store.active_jobs(2) == [("acme", "j1"), ("beta", "j2")]
+    assert store.active_jobs(1) == [("acme", "j1")]
+    assert store.active_jobs(tenant="acme") == [("acme", "j1"), ("acme", "j3"), ("acme", "j4")]
+    assert store.active_jobs(2, tenant="acme") == [("acme", "j1"), ("acme", "j3")]
+    assert store.active_jobs(1, tenant="acme") == [("acme", "j1")]
+    assert store.active_jobs(tenant="gamma") == []
+
+
+def test_active_jobs_reads_at_most_a_hundred_thousand_by_default(
+    redis_client: redis.Redis,
+) -> None:
+    store = JobStore(redis_client)
+    redis_client.eval(
+        "for i = 1, 100001 do redis.call('ZADD', KEYS[1], i, i) end",
+        1,
+        store.keys.tenant_active("t"),
+    )
+    listed = store.active_jobs(tenant="t")
+    assert len(listed) == 100_000 and listed[-1] == ("t", "100000")
+
+
+# ---------------------------------------------------------------------------------- webhooks
+
+
+def test_a_webhook_is_recorded_once_and_its_attempts_appended(redis_client: redis.Redis) -> None:
+    store = JobStore(redis_client)
+    assert store.begin_webhook("acme", "gone", "https://hook.example/x") is False
+    store.create("acme", "w1", GenerateJobRequest(prompt="hi"))
+    assert store.webhook("acme", "w1") is None
+    assert store.begin_webhook("acme", "w1", "https://hook.example/x") is True
+    assert store.begin_webhook("acme", "w1", "https://hook.example/other") is False
+    pending = store.webhook("acme", "w1")
+    assert pending == WebhookDelivery(url="https://hook.example/x")
+    first = WebhookAttempt(at=datetime(2024, 5, 1, tzinfo=UTC), status_code=500)
+    second = WebhookAttempt(at=datetime(2024, 5, 2, tzinfo=UTC), status_code=200)
+    failed = store.record_webhook_attempt("acme", "w1", first, delivered=False, gave_up=False)
+    assert failed is not None and failed.attempts == [first] and failed.delivered_at is None
+    done = store.record_webhook_attempt("acme", "w1", second, delivered=True, gave_up=False)
+    assert done is not None and done.attempts == [first, second]
+    assert done.delivered_at == second.at and done.gave_up is False
+    assert store.webhook("acme", "w1") == done
+    job = store.get("acme", "w1")
+    assert job is not None and job.webhook == done
+    gave_up = store.record_webhook_attempt("acme", "w1", second, delivered=False, gave_up=True)
+    assert gave_up is not None and gave_up.gave_up is True and len(gave_up.attempts) == 3
+    assert (
+        store.record_webhook_attempt("acme", "nope", first, delivered=False, gave_up=False) is None
+    )
+
+
+def test_an_attempt_recorded_meanwhile_by_another_process_is_kept(
+    redis_client: redis.Redis,
+) -> None:
+    store, other = JobStore(redis_client), JobStore(redis_client)
+    store.create("acme", "w2", GenerateJobRequest(prompt="hi"))
+    assert store.begin_webhook("acme", "w2", "https://hook.example/x")
+    theirs = WebhookAttempt(at=datetime(2024, 5, 1, tzinfo=UTC), error="timeout")
+    ours = WebhookAttempt(at=datetime(2024, 5, 2, tzinfo=UTC), status_code=200)
+    update = store._webhook_update
+    calls: list[int] = []
+
+    def racing(*, keys: list[str], args: list[str]) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            other.record_webhook_attempt("acme", "w2", theirs, delivered=False, gave_up=False)
+        return update(keys=keys, args=args)
+
+    store._webhook_update = racing  # type: ignore[assignment]
+    done = store.record_webhook_attempt("acme", "w2", ours, delivered=True, gave_up=False)
+    assert len(calls) == 2
+    assert done is not None and done.attempts == [theirs, ours] and done.delivered_at == ours.at
+    assert store.webhook("acme", "w2") == done
+
+
+def test_an_attempt_on_a_record_that_expired_meanwhile_is_dropped(
+    redis_client: redis.Redis,
+) -> None:
+    store = JobStore(redis_client)
+    store.create("acme", "w3", GenerateJobRequest(prompt="hi"))
+    assert store.begin_webhook("acme", "w3", "https://hook.example/x")
+    update = store._webhook_update
+
+    def expiring(*, keys: list[str], args: list[str]) -> Any:
+        redis_client.delete(keys[0])
+        return update(keys=keys, args=args)
+
+    store._webhook_update = expiring  # type: ignore[assignment]
+    attempt = WebhookAttempt(at=datetime(2024, 5, 1, tzinfo=UTC), status_code=200)
+    assert (
+        store.record_webhook_attempt("acme", "w3", attempt, delivered=True, gave_up=False) is None
+    )
+    assert redis_client.exists(store.keys.job("acme", "w3")) == 0
+
+
+def test_the_webhook_secret_is_made_once_and_a_rotation_keeps_the_old_one_a_day(
+    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    monkeypatch.setattr(jobstore, "utcnow", lambda: now)
+    store = JobStore(redis_client)
+    first = store.webhook_secret("acme")
+    assert first.created_at == now and first.previous_valid_until is None
+    assert store.webhook_secret("acme") == first
+    assert store.webhook_signing_secrets("acme") == [first.secret]
+    assert store.webhook_secret("beta").secret != first.secret
+
+    rotated = store.webhook_secret("acme", rotate=True)
+    assert rotated.secret != first.secret
+    assert rotated.previous_valid_until == now + timedelta(hours=24)
+    assert store.webhook_signing_secrets("acme") == [rotated.secret, first.secret]
+
+    monkeypatch.setattr(jobstore, "utcnow", lambda: now + timedelta(hours=24))
+    assert store.webhook_secret("acme").previous_valid_until is None  # the overlap is over
+    assert store.webhook_signing_secrets("acme") == [rotated.secret]
+    monkeypatch.setattr(jobstore, "utcnow", lambda: now + timedelta(hours=24, microseconds=-1))
+    assert store.webhook_secret("acme").previous_valid_until == now + timedelta(hours=24)
+
+
+# ---------------------------------------------------------------------- bulk creation (batches)
+
+
+def test_create_many_records_only_the_missing_jobs_outside_the_quota(
+    redis_client: redis.Redis,
+) -> None:
+    store = JobStore(redis_client, ttl_s=100, max_unfinished_age_s=1000)
+    assert store.create_many("acme", [], group="g") == []
+    jobs = [(f"b{i}", GenerateJobRequest(prompt=f"p{i}"), str(i)) for i in range(3)]
+    assert store.create_many("acme", jobs[:2], group="grp") == ["b0", "b1"]
+    assert store.create_many("acme", jobs, group="grp") == ["b2"]  # a retry makes the rest
+    for i in range(3):
+        job = store.get("acme", f"b{i}")
+        assert job is not None and job.status == JobStatus.queued
+        assert isinstance(job.request, GenerateJobRequest) and job.request.prompt == f"p{i}"
+        assert list(job.timestamps) == [JobStatus.queued]
+        assert 1000 < redis_client.ttl(store.keys.job("acme", f"b{i}")) <= 1100
+    assert redis_client.hgetall("grp") == {b"b0": b"0", b"b1": b"1", b"b2": b"2"}
+    assert [i.id for i in store.list_jobs("acme", limit=10)[0]] == ["b2", "b1", "b0"]
+    assert store.active_jobs() == [("acme", "b0"), ("acme", "b1"), ("acme", "b2")]
+    assert store.unfinished_count("acme") == 0  # a batch is bounded by its own limits
+    store.create("acme", "q1", GenerateJobRequest(prompt="hi"), quota=1)

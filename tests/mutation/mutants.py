@@ -17,6 +17,12 @@ Operators (see docs/testing.md):
 - statement removal: a call statement (`xs.append(x)`), `raise`, `continue`, `break`,
   an augmented assignment
 - strings (only for modules whose messages tests should pin): `"s"` -> `"XXsXX"`
+
+Each mutant has a `kind`: `compare`, `arith`, `unary`, `bool`, `number`, `string`,
+`return`, `slice` or `remove`. `number` is a written number changing value: a numeric
+literal moved (`n -> n + 1`) or an operator inside an expression of numeric literals only
+(`7 * 86400 -> 7 / 86400`, `-(2**63) -> 2**63`); a module can be run on some kinds only
+(`Target.kinds` in run.py).
 """
 
 from __future__ import annotations
@@ -24,11 +30,13 @@ from __future__ import annotations
 import ast
 import itertools
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 Edit = Callable[[ast.AST], ast.AST | None]
 """Mutates the node found at a site (in place, or returns a replacement)."""
+
+KINDS = ("compare", "arith", "unary", "bool", "number", "string", "return", "slice", "remove")
 
 _COMPARE: dict[type[ast.cmpop], list[type[ast.cmpop]]] = {
     ast.Lt: [ast.LtE, ast.GtE],
@@ -61,6 +69,7 @@ class Mutant:
     before: str
     after: str
     source: str  # the whole mutated module
+    kind: str  # one of KINDS
 
     @property
     def key(self) -> str:
@@ -210,8 +219,20 @@ def _remove(_n: ast.AST) -> ast.AST:
     return ast.Pass()
 
 
-def _sites(tree: ast.Module, *, strings: bool) -> Iterator[tuple[int, Edit]]:
-    """(index of the node in ast.walk order, the change) for every mutation site."""
+def _numeric(node: ast.AST) -> bool:
+    """An expression of numeric literals only (`7 * 86400`, `-(2**63)`)."""
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, int | float) and not isinstance(node.value, bool)
+    if isinstance(node, ast.BinOp):
+        return _numeric(node.left) and _numeric(node.right)
+    if isinstance(node, ast.UnaryOp):
+        return isinstance(node.op, ast.USub | ast.UAdd) and _numeric(node.operand)
+    return False
+
+
+def _sites(tree: ast.Module, *, strings: bool) -> Iterator[tuple[int, Edit, str]]:
+    """(index of the node in ast.walk order, the change, its kind) for every mutation
+    site."""
     skip = _skipped_nodes(tree)
     typed_returns = _returns_typed(tree)
     for index, node in enumerate(ast.walk(tree)):
@@ -220,32 +241,34 @@ def _sites(tree: ast.Module, *, strings: bool) -> Iterator[tuple[int, Edit]]:
         if isinstance(node, ast.Compare):
             for k, op in enumerate(node.ops):
                 for new in _COMPARE.get(type(op), []):
-                    yield index, partial(_set_compare, k, new)
+                    yield index, partial(_set_compare, k, new), "compare"
         elif isinstance(node, ast.BinOp | ast.AugAssign):
             for new_op in _ARITH.get(type(node.op), []):
-                yield index, partial(_set_operator, new_op)
+                kind = "number" if _numeric(node) else "arith"
+                yield index, partial(_set_operator, new_op), kind
         elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.Not):
-            yield index, _drop_unary
+            yield index, _drop_unary, "number" if _numeric(node) else "unary"
         elif isinstance(node, ast.BoolOp):
-            yield index, partial(_set_boolop, ast.Or if isinstance(node.op, ast.And) else ast.And)
+            new_bool = ast.Or if isinstance(node.op, ast.And) else ast.And
+            yield index, partial(_set_boolop, new_bool), "bool"
         elif isinstance(node, ast.Constant):
             value = node.value
             if isinstance(value, bool):
-                yield index, partial(_constant, not value)
+                yield index, partial(_constant, not value), "bool"
             elif isinstance(value, int | float):
                 for new_value in _number_edits(value):
-                    yield index, partial(_constant, new_value)
+                    yield index, partial(_constant, new_value), "number"
             elif isinstance(value, str) and strings:
-                yield index, partial(_constant, f"XX{value}XX")
+                yield index, partial(_constant, f"XX{value}XX"), "string"
         elif isinstance(node, ast.Return) and id(node) in typed_returns:
-            yield index, _return_none
+            yield index, _return_none, "return"
         elif isinstance(node, ast.Slice):
             for field in ("lower", "upper"):
                 if getattr(node, field) is not None:
                     for delta in (1, -1):
-                        yield index, partial(_shift_bound, field, delta)
+                        yield index, partial(_shift_bound, field, delta), "slice"
         if isinstance(node, ast.stmt) and _removable(node):
-            yield index, _remove
+            yield index, _remove, "remove"
 
 
 def _removable(stmt: ast.stmt) -> bool:
@@ -306,7 +329,7 @@ def generate(source: str, *, strings: bool = False) -> list[Mutant]:
     parents = _parents(tree)
     seen = {ast.unparse(tree)}
     found: list[tuple[tuple[int, int, int], Mutant]] = []
-    for order, (index, edit) in enumerate(_sites(tree, strings=strings)):
+    for order, (index, edit, kind) in enumerate(_sites(tree, strings=strings)):
         node = nodes[index]
         shown_old = _shown(node, parents)
         before = _before(source, shown_old)
@@ -334,6 +357,7 @@ def generate(source: str, *, strings: bool = False) -> list[Mutant]:
             before=before,
             after=after,
             source=text,
+            kind=kind,
         )
         found.append((position, mutant))
     found.sort(key=lambda item: item[0])
@@ -342,7 +366,7 @@ def generate(source: str, *, strings: bool = False) -> list[Mutant]:
     for number, (_, m) in enumerate(found, start=1):
         keys[m.key] = keys.get(m.key, 0) + 1
         suffix = f" #{keys[m.key]}" if keys[m.key] > 1 else ""
-        mutants.append(Mutant(number, m.line, m.function, m.before, m.after + suffix, m.source))
+        mutants.append(replace(m, index=number, after=m.after + suffix))
     return mutants
 
 

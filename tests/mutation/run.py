@@ -33,7 +33,7 @@ from pathlib import Path
 from queue import Queue
 from typing import Literal
 
-from tests.mutation.mutants import Mutant, generate, identity_source
+from tests.mutation.mutants import KINDS, Mutant, generate, identity_source
 
 ROOT = Path(__file__).resolve().parents[2]
 EQUIVALENT_FILE = Path(__file__).with_name("equivalent.toml")
@@ -47,10 +47,25 @@ class Target:
     """Mutate string literals too (for modules whose messages the tests should pin)."""
     pytest_args: tuple[str, ...] = ()
     """More pytest arguments, e.g. `--deselect` for engine tests in a unit test file."""
+    kinds: frozenset[str] | None = None
+    """Run only mutants of these kinds (`mutants.KINDS`), e.g. the numbers a table of
+    bounds pins; None: every kind."""
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.kinds or ()) - set(KINDS))
+        if unknown:
+            raise ValueError(f"unknown mutant kinds {unknown}; known: {', '.join(KINDS)}")
+
+    def select(self, mutants: list[Mutant]) -> list[Mutant]:
+        return [m for m in mutants if self.kinds is None or m.kind in self.kinds]
 
 
 MODULES: dict[str, Target] = {
     "memq/budget.py": Target(("tests/memq/test_budget.py",), strings=True),
+    "memory_service/services/chunking.py": Target(
+        ("tests/memory_service/test_chunking.py",), strings=True
+    ),
+    "memq/jobstore.py": Target(("tests/memq/test_jobstore.py",)),
     "worker/prompt.py": Target(
         ("tests/worker/test_prompt.py", "tests/worker/test_pipeline.py"), strings=True
     ),
@@ -94,6 +109,13 @@ class Report:
     results: list[Result] = field(default_factory=list)
     equivalent: dict[str, str] = field(default_factory=dict)
     complete: bool = True  # every mutant ran (not --only)
+    kinds: frozenset[str] | None = None  # only these kinds were generated (Target.kinds)
+
+    @property
+    def label(self) -> str:
+        return (
+            f"{self.module} ({', '.join(sorted(self.kinds))} only)" if self.kinds else self.module
+        )
 
     @property
     def survivors(self) -> list[Result]:
@@ -245,10 +267,12 @@ def mutate_module(
 ) -> Report:
     target = MODULES[module]
     source = (ROOT / module).read_text()
-    mutants = generate(source, strings=target.strings)
+    mutants = target.select(generate(source, strings=target.strings))
     if only:
         mutants = [m for m in mutants if m.index in only]
-    report = Report(module, equivalent=load_equivalent(module), complete=not only)
+    report = Report(
+        module, equivalent=load_equivalent(module), complete=not only, kinds=target.kinds
+    )
     with tempfile.TemporaryDirectory(prefix="memq-mutation-") as tmp:
         copies = [Path(tmp) / f"repo{k}" for k in range(max(jobs, 1))]
         for copy in copies:
@@ -307,11 +331,11 @@ def render(reports: Iterable[Report]) -> str:
     for r in reports:
         total, killed, survived, marked = r.counts()
         lines.append(
-            f"| {r.module} | {total} | {killed} | {survived} | {marked} | {r.score():.0%} |"
+            f"| {r.label} | {total} | {killed} | {survived} | {marked} | {r.score():.0%} |"
         )
     for r in reports:
         lines.append("")
-        lines.append(f"### Survivors in {r.module}")
+        lines.append(f"### Survivors in {r.label}")
         if not r.survivors:
             lines.append("none")
         for res in r.survivors:
@@ -352,8 +376,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.list:
         for module in modules:
             print(f"# {module}")
-            for m in generate((ROOT / module).read_text(), strings=MODULES[module].strings):
-                print(f"[{m.index}] L{m.line} {m.key}")
+            target = MODULES[module]
+            for m in target.select(generate((ROOT / module).read_text(), strings=target.strings)):
+                print(f"[{m.index}] L{m.line} {m.kind} {m.key}")
         return 0
     reports = [
         mutate_module(

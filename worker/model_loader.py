@@ -160,6 +160,14 @@ def _display_name(source: str) -> str:
     return source
 
 
+def cpu_has_fast_bf16() -> bool:
+    """Whether oneDNN has bf16 matmul kernels for this CPU (AVX-512 and newer); without
+    them torch takes a slow path for bf16 linear layers."""
+    import torch
+
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def load_model(
     model: str,
     *,
@@ -177,6 +185,13 @@ def load_model(
         torch.set_num_threads(torch_threads)
     source, name = resolve_model_source(model, explicit, data_dir)
     torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
+    if dtype == "bfloat16" and not cpu_has_fast_bf16():
+        log.warning(
+            "MEMQ_DTYPE=bfloat16 on a CPU without oneDNN bf16 kernels (%s): bf16 decodes "
+            "slower than float32 here (measured 0.86x at 1 client, 0.27x at 16, "
+            "bench/results/dtypes.md); float32 is faster here",
+            torch.backends.cpu.get_cpu_capability(),
+        )
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         lm = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)

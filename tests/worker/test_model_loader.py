@@ -60,3 +60,22 @@ def test_offline_fallback_fetches_and_converts_smollm2_once(offline: None, tmp_p
     assert "Paris" in lm.tokenizer.decode(out[0])
     again = load_model("gpt2", explicit=False, data_dir=tmp_path)  # cached: no conversion
     assert again.name == FALLBACK_NAME
+
+
+@pytest.mark.parametrize("fast_bf16", [False, True])
+def test_bfloat16_warns_on_a_cpu_without_bf16_kernels(
+    tiny_model_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    fast_bf16: bool,
+) -> None:
+    import torch
+
+    monkeypatch.setattr("worker.model_loader.cpu_has_fast_bf16", lambda: fast_bf16)
+    with caplog.at_level("WARNING", logger="memq.worker.model"):
+        lm = load_model(
+            str(tiny_model_dir), explicit=True, data_dir=tiny_model_dir, dtype="bfloat16"
+        )
+    assert lm.model.dtype == torch.bfloat16
+    warned = [r for r in caplog.records if "without oneDNN bf16 kernels" in r.getMessage()]
+    assert bool(warned) is not fast_bf16

@@ -201,8 +201,9 @@ def test_a_batch_survives_a_worker_sigkill_and_a_gateway_restart_with_every_line
 
     victim = stack.procs["worker1"]
     until(lambda: get_batch(http, batch_id).request_counts.completed >= 5, "5 lines done", 120)
+    victim_pid = victim.pid  # the supervisor restarts worker1 under a new pid
     on_victim = until(
-        lambda: running_on(store, batch_id, 150, victim.pid), "a line running on worker1", 60
+        lambda: running_on(store, batch_id, 150, victim_pid), "a line running on worker1", 60
     )
     victim.kill()
     gateway = stack.procs["gateway"]
@@ -222,7 +223,7 @@ def test_a_batch_survives_a_worker_sigkill_and_a_gateway_restart_with_every_line
     commits = [terminal_commits(store, line_job_id(batch_id, n)) for n in range(1, 151)]
     assert commits == [1] * 150
     rerun = store.get(TENANT, on_victim)
-    assert rerun is not None and rerun.attempts >= 2 and f":{victim.pid}:" not in str(rerun.worker)
+    assert rerun is not None and rerun.attempts >= 2 and f":{victim_pid}:" not in str(rerun.worker)
 
 
 def test_a_gateway_killed_while_creating_a_batch_creates_each_line_once(

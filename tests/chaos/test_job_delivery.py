@@ -177,7 +177,8 @@ def test_sigkilled_worker_loses_no_job_and_commits_each_result_once(
     jobs = Jobs()
     ids = [i for i in (jobs.submit(client, _job(1000)) for _ in range(20)) if i]
     victim = stack.procs["worker1"]
-    running_there = _wait_until_running_on(client, ids, victim.pid)
+    victim_pid = victim.pid  # a supervisor restart gives worker1 a new pid
+    running_there = _wait_until_running_on(client, ids, victim_pid)
     killed_at = time.monotonic()
     victim.kill()
 
@@ -191,7 +192,7 @@ def test_sigkilled_worker_loses_no_job_and_commits_each_result_once(
     assert all(j.result is not None and j.result.usage.completion_tokens == 1000 for j in done)
     redelivered = client.get(running_there)
     assert redelivered.attempts >= 2, "the job running on the killed worker was not rerun"
-    assert redelivered.worker is not None and f":{victim.pid}:" not in redelivered.worker
+    assert redelivered.worker is not None and f":{victim_pid}:" not in redelivered.worker
 
 
 def test_redis_kill_9_during_a_submit_loop_loses_no_accepted_job(

@@ -7,7 +7,7 @@ On `memq/evaluation/data.py` (40 fictional facts among 400 distractors, question
 paraphrase them): retrieval recall@1/@5 per search mode, the cosine similarity of right and
 wrong hits (what the default similarity floor is chosen from), and answer-contains-fact
 with memory on and off, for the prompts memq uses now (the model's chat template, memories
-in the system message, a similarity floor) and before (plain `Relevant memories: …
+in the user message, best last, above a similarity floor) and before (plain `Relevant memories: …
 Question: … Answer:` text with every hit), both with the served instruct model (the offline
 SmolLM2-135M-Instruct fallback unless `--model-dir` names another). Then multi-turn: a fact
 told in turn 1 of a session, asked in turn 10, and asked in a new session of the same user.
@@ -101,7 +101,7 @@ def _ask_all(prompts: list[dict[str, Any]], call: Any) -> tuple[list[str], float
 
 
 def answers_now(stack: Stack, namespace: str | None, facts: list[Fact]) -> Condition:
-    """memq's prompts: a chat completion, memories in the system message above the floor."""
+    """memq's prompts: a chat completion, memories in the user message above the floor."""
 
     def call(fact: Fact) -> str:
         body = chat_completion_request(fact.question, namespace)

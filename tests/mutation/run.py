@@ -193,6 +193,28 @@ def _group_rss(pgid: int) -> int:
     return total
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every live process below `pid` (Linux /proc): also those that started a session of
+    their own, as the redis-server of tests/conftest.py does."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            parent = int(stat[stat.rindex(")") + 2 :].split()[1])  # field 4: ppid
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(parent, []).append(int(entry.name))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def run_tests(
     copy: Path, target: Target, *, timeout: float, memory_limit: int
 ) -> tuple[Outcome | Literal["passed"], float, str]:
@@ -232,10 +254,15 @@ def run_tests(
                 else:
                     time.sleep(0.2)
         finally:
-            # Killed, stopped or done: nothing of the run outlives it (a server a test
-            # started stays in the group).
+            # Killed, stopped or done: nothing of the run outlives it, neither the group
+            # nor a server a test started in a session of its own (its fixture never ran
+            # its teardown when pytest was killed).
+            escaped = _descendants(proc.pid)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
+            for pid in escaped:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             proc.wait()
         log.seek(0)
         tail = log.read()[-3000:].decode(errors="replace")

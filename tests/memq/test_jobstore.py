@@ -1401,3 +1401,31 @@ def test_create_many_records_only_the_missing_jobs_outside_the_quota(
     assert store.active_jobs() == [("acme", "b0"), ("acme", "b1"), ("acme", "b2")]
     assert store.unfinished_count("acme") == 0  # a batch is bounded by its own limits
     store.create("acme", "q1", GenerateJobRequest(prompt="hi"), quota=1)
+
+
+def test_fail_ends_the_job_like_every_terminal_transition(redis_client: redis.Redis) -> None:
+    store = JobStore(redis_client, ttl_s=60)
+    ended: list[tuple[str, JobStatus]] = []
+    store.on_terminal(lambda record: ended.append((record.id, record.status)))
+    store.create("acme", "fq", GenerateJobRequest(prompt="hi"))
+    store.create("acme", "fr", GenerateJobRequest(prompt="hi"))
+    queued = store.get("acme", "fq")
+    running = store.start("acme", "fr", worker="w1", engine="e").record
+    assert queued is not None and running is not None
+    assert store.fail(queued, ErrorResponse(error="bad", message="never ran"))
+    assert store.fail(running, ErrorResponse(error="boom", message="broke"))
+    assert _statuses(store, "acme", "fq") == ["failed"]
+    assert _statuses(store, "acme", "fr") == ["running", "failed"]
+    assert ended == [("fq", JobStatus.failed), ("fr", JobStatus.failed)]
+    assert store.active_jobs() == [] and store.unfinished_count("acme") == 0
+    assert redis_client.exists(store.keys.lease("acme", "fr")) == 0
+    for job_id in ("fq", "fr"):
+        assert 0 < redis_client.ttl(store.keys.job("acme", job_id)) <= 60
+        assert 0 < redis_client.ttl(store.keys.events("acme", job_id)) <= 60
+    listed = store.list_jobs("acme", limit=10, statuses=[JobStatus.failed])[0]
+    assert {item.id: item.error for item in listed} == {"fq": "bad", "fr": "boom"}
+    failed = store.read_metrics()['["memq_jobs_finished",["generate","failed"],""]']
+    assert failed == 2.0
+    assert not store.fail(running, ErrorResponse(error="again", message="m"))
+    job = store.get("acme", "fr")
+    assert job is not None and job.error is not None and job.error.error == "boom"

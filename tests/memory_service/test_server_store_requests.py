@@ -1,4 +1,5 @@
-"""The Qdrant server backend's HTTP requests, checked offline against qdrant-client's REST API.
+"""Unit test (a stand-in transport, not a server): the Qdrant server backend's HTTP requests,
+checked offline against qdrant-client's REST API.
 
 No Qdrant server runs here, so `ServerStore` talks to a fake transport given to qdrant-client's
 own HTTP client. The fake knows Qdrant's REST routes from qdrant-client's generated API

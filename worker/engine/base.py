@@ -7,6 +7,7 @@ decides how to share the model (the simple engine serialises, the batched one ba
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,6 +50,20 @@ def check_fits(request: GenerationRequest, context_window: int) -> None:
             f"({request.params.max_new_tokens}) is {total} tokens; the model's context "
             f"is {context_window}"
         )
+
+
+def request_cancelled(request: GenerationRequest) -> bool:
+    """Ask the request's `is_cancelled`; a callback that raises is logged and ignored."""
+    check = request.is_cancelled
+    if check is None:
+        return False
+    try:
+        return bool(check())
+    except Exception:
+        logging.getLogger("memq.worker.engine").exception(
+            "is_cancelled callback raised; treating the request as running"
+        )
+        return False
 
 
 class Engine(Protocol):

@@ -31,6 +31,7 @@ from worker.engine.base import (
     GenerationRequest,
     StopChecker,
     check_fits,
+    request_cancelled,
 )
 from worker.engine.kv_batch import PaddedKV, map_kv, new_cache
 from worker.engine.sampling import NGramBans, RowSampling, select_next_tokens
@@ -387,14 +388,7 @@ class BatchedEngine:
 
     @staticmethod
     def _cancelled(seq: _Sequence) -> bool:
-        check = seq.request.is_cancelled
-        if check is None:
-            return False
-        try:
-            return bool(check())
-        except Exception:
-            log.exception("is_cancelled callback raised; treating the request as running")
-            return False
+        return request_cancelled(seq.request)
 
     def _finish(self, seq: _Sequence, reason: FinishReason) -> None:
         seq.stop.update(seq.generated)

@@ -58,6 +58,7 @@ from worker.engine.base import (
     GenerationRequest,
     TokenCallback,
     check_fits,
+    request_cancelled,
 )
 from worker.engine.batched import EngineClosed
 from worker.model_loader import load_worker_model
@@ -301,7 +302,7 @@ class ProcessEngine:
         asks = request.is_cancelled is not None
         cancel_sent = False
         while not call.done.wait(CANCEL_POLL_S if asks and not cancel_sent else None):
-            if not cancel_sent and _cancelled(request):
+            if not cancel_sent and request_cancelled(request):
                 child.cancel(call_id)
                 cancel_sent = True
         if call.error is not None:
@@ -346,17 +347,6 @@ class ProcessEngine:
                 log.error("engine process did not start again (%s); the next job tries", exc)
 
         threading.Thread(target=restart, name="memq-engine-restart", daemon=True).start()
-
-
-def _cancelled(request: GenerationRequest) -> bool:
-    check = request.is_cancelled
-    if check is None:
-        return False
-    try:
-        return bool(check())
-    except Exception:
-        log.exception("is_cancelled callback raised; treating the request as running")
-        return False
 
 
 # ------------------------------------------------------------------------------- child side

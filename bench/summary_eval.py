@@ -217,18 +217,24 @@ def run_setting(gateway_url: str, texts: list[Text], setting: Setting, prompts: 
 
 
 def grid(spec: str, default: dict[str, Any]) -> list[Setting]:
-    """Greedy settings from "penalty:ngram,..." with 96 new tokens; the one equal to the
+    """Greedy settings from "penalty:ngram,..." with 96 new tokens (an "o" after the n-gram
+    size: scope `output`, the bans cover only the generated tokens); the one equal to the
     summarize defaults is submitted without params, so it measures the defaults."""
     settings = []
     for item in spec.split(","):
         penalty, ngram = item.split(":")
+        scope = "output" if ngram.endswith("o") else "all"
         params = {
             "max_new_tokens": 96,
             "repetition_penalty": float(penalty),
-            "no_repeat_ngram_size": int(ngram),
+            "no_repeat_ngram_size": int(ngram.removesuffix("o")),
+            "no_repeat_ngram_scope": scope,
         }
         is_default = all(default.get(k) == v for k, v in params.items())
-        name = f"repetition_penalty {float(penalty):g}, no_repeat_ngram {int(ngram)}"
+        size = params["no_repeat_ngram_size"]
+        name = f"repetition_penalty {float(penalty):g}, no_repeat_ngram {size}"
+        if scope == "output" and size:
+            name += " (output only)"
         settings.append(Setting(name, None if is_default else params))
     return settings
 
@@ -241,6 +247,7 @@ def summary_defaults() -> dict[str, Any]:
         "max_new_tokens": params.max_new_tokens,
         "repetition_penalty": params.repetition_penalty,
         "no_repeat_ngram_size": params.no_repeat_ngram_size,
+        "no_repeat_ngram_scope": params.no_repeat_ngram_scope,
     }
 
 
@@ -396,8 +403,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument(
         "--settings",
-        default=SETTINGS,
-        help="repetition_penalty:no_repeat_ngram_size pairs, comma-separated",
+        default=None,
+        help="repetition_penalty:no_repeat_ngram_size pairs, comma-separated (an 'o' after "
+        f"the size: output-only bans); default {SETTINGS} ({QUICK_SETTINGS} with --quick)",
     )
     parser.add_argument(
         "--torch-threads", type=int, default=None, help="MEMQ_TORCH_THREADS of the worker"
@@ -409,7 +417,8 @@ def main() -> None:
     if args.quick:
         texts = [*[t for t in texts if t.tokens < 600][:5], max(texts, key=lambda t: t.tokens)]
     defaults = summary_defaults()
-    settings = grid(QUICK_SETTINGS if args.quick else args.settings, defaults)
+    spec = args.settings or (QUICK_SETTINGS if args.quick else SETTINGS)
+    settings = grid(spec, defaults)
     if not any(s.params is None for s in settings):
         settings.append(Setting("the summarize defaults", None))
     if args.model_dir is None:

@@ -663,6 +663,12 @@ class GenerationParams(StrictModel):
         description="0 = off; n > 0: no n tokens in a row occur twice in prompt + output "
         "(Hugging Face's no_repeat_ngram_size).",
     )
+    no_repeat_ngram_scope: Literal["all", "output"] = Field(
+        default="all",
+        description="What `no_repeat_ngram_size` covers: `all` = prompt + output (Hugging "
+        "Face's rule), `output` = the generated tokens only, so phrases of the prompt may be "
+        "copied once but the output never repeats itself.",
+    )
     seed: StrictInt | None = Field(
         default=None, ge=0, le=2**32 - 1, description="Seed of a sampled job (reproducible)."
     )
@@ -689,7 +695,9 @@ class GenerationParams(StrictModel):
             "max_new_tokens": self.max_new_tokens,
             "repetition_penalty": self.repetition_penalty,
         }
-        if self.no_repeat_ngram_size:
+        # The output-only scope has no Hugging Face switch: memq's engines apply it
+        # (worker.engine.sampling.OutputNGramProcessor in the simple engine).
+        if self.no_repeat_ngram_size and self.no_repeat_ngram_scope == "all":
             kwargs["no_repeat_ngram_size"] = self.no_repeat_ngram_size
         if self.greedy:
             kwargs["do_sample"] = False
@@ -1129,6 +1137,11 @@ class JobTimings(BaseModel):
     queue_wait_s: float | None = None
     retrieval_s: float | None = None
     generation_s: float | None = None
+    engine_first_token_s: float | None = Field(
+        default=None,
+        description="From the first model call's submission to the engine until its first "
+        "token (engine queueing and prefill); None when no token was generated.",
+    )
     total_s: float | None = None
 
 

@@ -103,12 +103,15 @@ class _Calls:
     context_tokens: int = 0
     completion_tokens: int = 0
     count: int = 0
+    first_token_s: float | None = None  # the first call's, from its engine submission
 
     def add(self, prompt: AssembledPrompt, out: GenerationOutput) -> None:
         self.prompt_tokens += prompt.prompt_tokens
         self.context_tokens += prompt.context_tokens
         self.completion_tokens += len(out.token_ids)
         self.count += 1
+        if self.first_token_s is None and out.token_ids:
+            self.first_token_s = out.time_to_first_token_s
 
     def usage(self) -> TokenUsage:
         inp = self.prompt_tokens + self.context_tokens
@@ -260,6 +263,7 @@ class JobRunner:
                     queue_wait_s=max((running_at - queued_at).total_seconds(), 0.0),
                     retrieval_s=retrieval_s,
                     generation_s=time.monotonic() - t1,
+                    engine_first_token_s=outcome.calls.first_token_s,
                     total_s=time.monotonic() - started,
                 ),
                 prompt=self.lm.tokenizer.decode(outcome.prompt.input_ids),

@@ -68,6 +68,7 @@ def test_generate_job_puts_retrieved_memories_in_model_input(
     assert t.queue_wait_s is not None and t.queue_wait_s >= 0
     assert t.retrieval_s is not None and t.retrieval_s > 0
     assert t.generation_s is not None and t.generation_s > 0
+    assert t.engine_first_token_s is not None and 0 < t.engine_first_token_s <= t.generation_s
 
 
 def test_job_without_namespace_retrieves_nothing(client: MemqClient) -> None:

@@ -778,6 +778,7 @@ DEFAULTS: list[tuple[str, Callable[[], Any], Any]] = [
             "top_k": 0,
             "repetition_penalty": 1.0,
             "no_repeat_ngram_size": 0,
+            "no_repeat_ngram_scope": "all",
             "seed": None,
             "stop": [],
         },

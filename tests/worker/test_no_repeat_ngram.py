@@ -13,7 +13,7 @@ from transformers import NoRepeatNGramLogitsProcessor
 from memq.contracts import GenerationParams
 from tests.worker.engine_helpers import outputs, request, run_concurrently
 from worker.engine.batched import BatchedEngine
-from worker.engine.sampling import NGramBans
+from worker.engine.sampling import NGramBans, OutputNGramProcessor
 from worker.engine.simple import SimpleEngine
 from worker.model_loader import LoadedModel
 
@@ -70,6 +70,34 @@ def test_only_positive_sizes_make_bans() -> None:
         NGramBans(0, [])
 
 
+@pytest.mark.parametrize("n", [1, 2, 3, 5])
+def test_output_scope_bans_only_repeats_within_the_output(n: int) -> None:
+    rng = random.Random(n)
+    prompt = [rng.randrange(3) for _ in range(30)]
+    generated = [rng.randrange(3) for _ in range(50)]
+    bans = NGramBans(n, prompt, include_prompt=False)
+    processor = OutputNGramProcessor(n, len(prompt))
+
+    for step in range(len(generated) + 1):
+        bans.sync(generated[:step])
+        want = _hf_banned(n, generated[:step]) if step else set()
+        assert bans.banned() == want, f"step {step}"
+        scores = processor(torch.tensor([prompt + generated[:step]]), torch.zeros((1, VOCAB)))
+        assert {int(t) for t in torch.nonzero(scores[0] == -float("inf")).flatten()} == want
+    # Scope `all` bans what the prompt alone already holds; scope `output` does not.
+    assert NGramBans(2, [1, 2, 1]).banned() == {2}
+    assert NGramBans(2, [1, 2, 1], include_prompt=False).banned() == set()
+
+
+def test_output_scope_is_memqs_own_rule_not_hugging_faces() -> None:
+    params = GenerationParams(no_repeat_ngram_size=4, no_repeat_ngram_scope="output")
+    assert "no_repeat_ngram_size" not in params.to_generate_kwargs()
+    bans = NGramBans.for_params(params, [7, 7, 7, 7, 7])
+    assert bans is not None and bans.banned() == set()
+    with pytest.raises(ValidationError, match="no_repeat_ngram_scope"):
+        GenerationParams.model_validate({"no_repeat_ngram_scope": "prompt"})
+
+
 def test_no_repeat_ngram_size_is_bounded_and_reaches_hugging_face_generate() -> None:
     assert "no_repeat_ngram_size" not in GenerationParams().to_generate_kwargs()
     kwargs = GenerationParams(no_repeat_ngram_size=4).to_generate_kwargs()
@@ -91,7 +119,17 @@ def _output_repeats_an_ngram(prompt: list[int], output: list[int], n: int) -> bo
 
 
 @pytest.mark.parametrize(
-    ("n", "penalty"), [(1, 1.0), (2, 1.0), (3, 1.0), (3, 1.3), (4, 1.2), (10, 1.0)]
+    ("n", "penalty", "scope"),
+    [
+        (1, 1.0, "all"),
+        (2, 1.0, "all"),
+        (3, 1.0, "all"),
+        (3, 1.3, "all"),
+        (4, 1.2, "all"),
+        (10, 1.0, "all"),
+        (2, 1.0, "output"),
+        (3, 1.0, "output"),
+    ],
 )
 def test_greedy_with_no_repeat_ngram_matches_simple_engine(
     tiny_lm: LoadedModel,
@@ -100,9 +138,17 @@ def test_greedy_with_no_repeat_ngram_matches_simple_engine(
     prompts: list[str],
     n: int,
     penalty: float,
+    scope: str,
 ) -> None:
     requests = [
-        request(tiny_lm, p, max_new_tokens=40, no_repeat_ngram_size=n, repetition_penalty=penalty)
+        request(
+            tiny_lm,
+            p,
+            max_new_tokens=40,
+            no_repeat_ngram_size=n,
+            no_repeat_ngram_scope=scope,
+            repetition_penalty=penalty,
+        )
         for p in prompts
     ]
     expected = [simple_engine.generate(r).token_ids for r in requests]
@@ -115,7 +161,7 @@ def test_greedy_with_no_repeat_ngram_matches_simple_engine(
 
     assert [o.token_ids for o in got] == expected
     for r, o in zip(requests, got, strict=True):
-        assert not _output_repeats_an_ngram(r.input_ids, o.token_ids, n)
+        assert not _output_repeats_an_ngram(r.input_ids if scope == "all" else [], o.token_ids, n)
     if n <= 3:  # the tiny model loops without the bans: they changed something
         assert expected != [o.token_ids for o in unbanned]
 
@@ -134,6 +180,7 @@ def test_seeded_sampling_with_no_repeat_ngram_matches_simple_engine(
             temperature=0.9,
             top_k=40,
             no_repeat_ngram_size=2 + i % 3,
+            no_repeat_ngram_scope="output" if i % 2 else "all",
             seed=i,
         )
         for i, p in enumerate(prompts)

@@ -38,7 +38,8 @@ def _generator(seed: int) -> torch.Generator:
 
 def _seed_of(params: GenerationParams) -> int:
     # Not hash(): str hashes change from process to process, and so would the rows.
-    return zlib.crc32(params.model_dump_json().encode())
+    # Fields added later are left out, so the rows of older parameter sets stay the same.
+    return zlib.crc32(params.model_dump_json(exclude={"no_repeat_ngram_scope"}).encode())
 
 
 def _row(params: GenerationParams, seen: list[int], seed: int) -> RowSampling:

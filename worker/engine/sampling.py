@@ -14,31 +14,36 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 import torch
+from transformers import LogitsProcessor
 
 from memq.contracts import GenerationParams
 
 
 class NGramBans:
     """`no_repeat_ngram_size` for one row, as Hugging Face's `NoRepeatNGramLogitsProcessor`
-    applies it: no n-gram of the prompt + generated tokens may occur twice.
+    applies it: no n-gram of the prompt + generated tokens may occur twice; with
+    `include_prompt=False` (scope `output`) only the generated tokens count.
 
     The n-grams seen so far are indexed by their first n-1 tokens, and each new token adds
     one n-gram, so a step costs O(n) instead of HF's scan of the whole sequence.
     """
 
-    def __init__(self, n: int, prompt: Sequence[int]) -> None:
+    def __init__(self, n: int, prompt: Sequence[int], include_prompt: bool = True) -> None:
         if n < 1:
             raise ValueError(f"n-gram size must be >= 1; got {n}")
         self.n = n
-        self._prompt_len = len(prompt)
+        self._prompt_len = len(prompt) if include_prompt else 0
         self._tokens: list[int] = []
         self._followers: dict[tuple[int, ...], set[int]] = {}
-        self.extend(prompt)
+        if include_prompt:
+            self.extend(prompt)
 
     @classmethod
     def for_params(cls, params: GenerationParams, prompt: Sequence[int]) -> NGramBans | None:
         n = params.no_repeat_ngram_size
-        return cls(n, prompt) if n > 0 else None
+        if n <= 0:
+            return None
+        return cls(n, prompt, include_prompt=params.no_repeat_ngram_scope == "all")
 
     def extend(self, tokens: Iterable[int]) -> None:
         n = self.n
@@ -59,6 +64,22 @@ class NGramBans:
         return self._followers.get(
             tuple(self._tokens[len(self._tokens) - self.n + 1 :]), frozenset()
         )
+
+
+class OutputNGramProcessor(LogitsProcessor):
+    """Scope `output` of `no_repeat_ngram_size` for Hugging Face `generate` (the simple
+    engine): the same bans as `NGramBans(n, prompt, include_prompt=False)`."""
+
+    def __init__(self, n: int, prompt_len: int) -> None:
+        self.n = n
+        self.prompt_len = prompt_len
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        for i in range(input_ids.shape[0]):
+            bans = NGramBans(self.n, [], include_prompt=False)
+            bans.extend(input_ids[i, self.prompt_len :].tolist())
+            _ban(scores[i], bans.banned())
+        return scores
 
 
 @dataclass

@@ -11,7 +11,9 @@ from typing import Any
 import torch
 from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
+from memq.contracts import GenerationParams
 from worker.engine.base import FinishReason, GenerationOutput, GenerationRequest, StopChecker
+from worker.engine.sampling import OutputNGramProcessor
 from worker.model_loader import LoadedModel
 
 log = logging.getLogger("memq.worker.engine")
@@ -92,11 +94,11 @@ class SimpleEngine:
         self._lock = _FifoLock()
 
     def generate(self, request: GenerationRequest) -> GenerationOutput:
+        start = time.monotonic()  # waiting for the lock is part of the time to first token
         with self._lock:
-            return self._generate(request)
+            return self._generate(request, start)
 
-    def _generate(self, request: GenerationRequest) -> GenerationOutput:
-        start = time.monotonic()
+    def _generate(self, request: GenerationRequest, start: float) -> GenerationOutput:
         params = request.params
         ids = torch.tensor([request.input_ids], dtype=torch.long)
         watch = _Watch(request, self.lm, ids.shape[1])
@@ -108,7 +110,7 @@ class SimpleEngine:
                 input_ids=ids,
                 attention_mask=torch.ones_like(ids),
                 stopping_criteria=StoppingCriteriaList([watch]),
-                logits_processor=LogitsProcessorList(),
+                logits_processor=_processors(params, ids.shape[1]),
                 pad_token_id=eos if eos is not None else 0,
                 eos_token_id=eos,
                 **params.to_generate_kwargs(),
@@ -133,3 +135,9 @@ class SimpleEngine:
 
     def close(self) -> None:
         pass
+
+
+def _processors(params: GenerationParams, prompt_len: int) -> LogitsProcessorList:
+    if params.no_repeat_ngram_size and params.no_repeat_ngram_scope == "output":
+        return LogitsProcessorList([OutputNGramProcessor(params.no_repeat_ngram_size, prompt_len)])
+    return LogitsProcessorList()

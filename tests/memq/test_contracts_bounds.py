@@ -791,18 +791,38 @@ DEFAULTS: list[tuple[str, Callable[[], Any], Any]] = [
     (
         "summarize params",
         lambda: SummarizeJobRequest(text="t").params.model_dump(
-            include={"max_new_tokens", "repetition_penalty", "no_repeat_ngram_size"}
+            include={
+                "max_new_tokens",
+                "repetition_penalty",
+                "no_repeat_ngram_size",
+                "no_repeat_ngram_scope",
+            }
         ),
-        {"max_new_tokens": 96, "repetition_penalty": 1.0, "no_repeat_ngram_size": 5},
+        {
+            "max_new_tokens": 96,
+            "repetition_penalty": 1.0,
+            "no_repeat_ngram_size": 3,
+            "no_repeat_ngram_scope": "output",
+        },
     ),
     (
         "summarize params given in part",
         lambda: SummarizeJobRequest.model_validate(
             {"text": "t", "params": {"max_new_tokens": 200}}
         ).params.model_dump(
-            include={"max_new_tokens", "repetition_penalty", "no_repeat_ngram_size"}
+            include={
+                "max_new_tokens",
+                "repetition_penalty",
+                "no_repeat_ngram_size",
+                "no_repeat_ngram_scope",
+            }
         ),
-        {"max_new_tokens": 200, "repetition_penalty": 1.0, "no_repeat_ngram_size": 5},
+        {
+            "max_new_tokens": 200,
+            "repetition_penalty": 1.0,
+            "no_repeat_ngram_size": 3,
+            "no_repeat_ngram_scope": "output",
+        },
     ),
     ("summarize sentences", lambda: SummarizeJobRequest(text="t").sentences, 3),
     ("summarize memory", lambda: SummarizeJobRequest(text="t").memory.top_k, 0),

@@ -204,6 +204,7 @@ def test_summarize_jobs_keep_the_loop_guards_when_params_leave_them_out() -> Non
     for job in given:
         assert job.params.no_repeat_ngram_size == SUMMARY_PARAMS["no_repeat_ngram_size"] > 0
         assert job.params.repetition_penalty == SUMMARY_PARAMS["repetition_penalty"]
+        assert job.params.no_repeat_ngram_scope == SUMMARY_PARAMS["no_repeat_ngram_scope"]
     assert given[1].params.max_new_tokens == 200
     assert given[2].params.max_new_tokens == SUMMARY_PARAMS["max_new_tokens"]
     off = SummarizeJobRequest.model_validate(

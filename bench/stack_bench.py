@@ -86,6 +86,10 @@ class Window:
     seconds: float
     peak_worker_rss_mb: float
     prompt_tokens: list[int]
+    p50_engine_ttft_s: float = float("nan")
+    steady_jobs_per_s: float = float("nan")  # N / mean steady latency (Little's law)
+    steady_tokens_per_s: float = float("nan")
+    cpu_share: dict[str, float] | None = None  # role -> share of the machine's CPUs
 
 
 VARIANTS: dict[str, dict[str, str]] = {
@@ -182,6 +186,47 @@ def build_model_dir(target: Path, seed: int = 0) -> Path:
     return target
 
 
+class CpuShare:
+    """CPU time each part of a stack (and this client process) used during a window, as a
+    share of the machine's CPUs: where the cores went."""
+
+    def __init__(self, stack: Stack) -> None:
+        self._stack = stack
+        self._start = self._read()
+        self._t0 = time.perf_counter()
+
+    def _read(self) -> dict[str, float]:
+        roles: dict[str, list[psutil.Process]] = {"client": [psutil.Process()]}
+        for name, child in self._stack.procs.items():
+            if not child.pid:
+                continue
+            try:
+                proc = psutil.Process(child.pid)
+                tree = [proc, *proc.children(recursive=True)]
+            except psutil.Error:
+                continue
+            roles.setdefault("worker" if name.startswith("worker") else name, []).extend(tree)
+        used: dict[str, float] = {}
+        for role, procs in roles.items():
+            total = 0.0
+            for p in procs:
+                try:
+                    t = p.cpu_times()
+                    total += t.user + t.system
+                except psutil.Error:
+                    continue
+            used[role] = total
+        return used
+
+    def stop(self) -> dict[str, float]:
+        end, wall = self._read(), time.perf_counter() - self._t0
+        cpus = psutil.cpu_count() or 1
+        share = {r: (end[r] - self._start.get(r, 0.0)) / wall / cpus for r in end}
+        busy = 1 - psutil.cpu_times_percent(interval=None).idle / 100
+        share["machine busy (since last read)"] = busy
+        return share
+
+
 def _q(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -208,13 +253,20 @@ def watch_job(store: JobStore, job_id: str, timeout_s: float = 600) -> tuple[flo
 
 
 def run_window(
-    stack: Stack, engine: str, clients: int, jobs: int, new_tokens: int, seed: int
+    stack: Stack,
+    engine: str,
+    clients: int,
+    jobs: int,
+    new_tokens: int,
+    seed: int,
+    staggered: bool = True,
 ) -> Window:
     lock = threading.Lock()
     remaining = [jobs]
     # (submit, first token, done, model s, steady): a client's first job starts in the
     # opening burst, so latency statistics use only later jobs (steady state).
     records: list[tuple[float, float, float, float, bool]] = []
+    engine_ttft: list[float] = []
     prompt_tokens: list[int] = []
     tokens_total = [0]
 
@@ -229,10 +281,17 @@ def run_window(
                         return
                     remaining[0] -= 1
                 prompt = " ".join(rng.choice(WORDS) for _ in range(rng.randint(12, 40)))
+                # Staggered: client i's first job (left out of the latency statistics) is
+                # (i + 1) / N of the length, so the clients' later jobs, all full length,
+                # end at evenly spread steps, as independent users' would; otherwise every
+                # client submits at the same moment and the batch runs in lockstep.
+                length = new_tokens
+                if staggered and not steady:
+                    length = max(1, new_tokens * (index + 1) // clients)
                 body = {
                     "type": "generate",
                     "prompt": prompt,
-                    "params": {"max_new_tokens": new_tokens},
+                    "params": {"max_new_tokens": length},
                     "memory": {"namespace": NAMESPACE, "top_k": 3},
                 }
                 t0 = time.perf_counter()
@@ -255,10 +314,14 @@ def run_window(
                         )
                     )
                     tokens_total[0] += result["usage"]["completion_tokens"]
+                    if steady and result["timings"].get("engine_first_token_s") is not None:
+                        engine_ttft.append(result["timings"]["engine_first_token_s"])
                     prompt_tokens.append(result["usage"]["prompt_tokens"])
                 steady = True
 
     rss = RssSampler(stack)
+    cpu = CpuShare(stack)
+    psutil.cpu_times_percent(interval=None)
     start = time.perf_counter()
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     for t in threads:
@@ -267,6 +330,7 @@ def run_window(
         t.join()
     wall = time.perf_counter() - start
     peak_rss_mb = rss.stop()
+    cpu_share = cpu.stop()
     steady = [r for r in records if r[4]] or records
     latency = [d - s for s, _, d, _, _ in steady]
     overhead = [(d - s - m) / (d - s) * 100 for s, _, d, m, _ in steady]
@@ -284,6 +348,12 @@ def run_window(
         seconds=wall,
         peak_worker_rss_mb=peak_rss_mb,
         prompt_tokens=prompt_tokens,
+        p50_engine_ttft_s=_q(engine_ttft, 0.5),
+        steady_jobs_per_s=clients / statistics.mean(latency) if latency else float("nan"),
+        steady_tokens_per_s=clients * new_tokens / statistics.mean(latency)
+        if latency
+        else float("nan"),
+        cpu_share=cpu_share,
     )
 
 
@@ -303,7 +373,8 @@ def write_report(
         "# Full-stack benchmark: simple vs batched engine (through HTTP)",
         "",
         f"GPT-2 124M architecture, random weights, fp32, {args.new_tokens} new tokens per job, "
-        "closed-loop HTTP clients, retrieval (top_k=3) before every job; one stack per "
+        f"closed-loop HTTP clients ({args.arrivals} arrivals), retrieval (top_k=3) before every "
+        "job; one stack per "
         "variant (redis-server, memory service, 1 Celery worker, gateway); variants "
         "interleaved per N. `batched` decodes on a thread of the Celery worker, "
         "`batched-process` in a process of its own (`MEMQ_ENGINE_PROCESS=1`). Overhead = "
@@ -312,21 +383,43 @@ def write_report(
         f"Command: `{meta['command']}`; load average (1, 5, 15 min) at the start "
         f"{meta['load_start']}, at the end {meta.get('load_end', '–')}; {meta['cpus']} CPUs.",
         "",
-        "| N | engine | jobs | jobs/s | tokens/s | p50 latency s | p95 latency s "
-        "| p50 TTFT s | p50 model s | p50 overhead % | peak worker RSS MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| N | engine | jobs | jobs/s | tokens/s | steady tokens/s | p50 latency s "
+        "| p95 latency s "
+        "| p50 TTFT s | p50 engine TTFT s | p50 model s | p50 overhead % "
+        "| peak worker RSS MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for w in windows:
         lines.append(
             f"| {w.clients} | {w.engine} | {w.jobs} | {w.jobs_per_s:.2f} | {w.tokens_per_s:.1f} "
-            f"| {w.p50_latency_s:.2f} | {w.p95_latency_s:.2f} | {w.p50_ttft_s:.3f} "
-            f"| {w.p50_model_s:.2f} | {w.p50_overhead_pct:.1f} | {w.peak_worker_rss_mb:.0f} |"
+            f"| {w.steady_tokens_per_s:.1f} | {w.p50_latency_s:.2f} | {w.p95_latency_s:.2f} "
+            f"| {w.p50_ttft_s:.3f} "
+            f"| {w.p50_engine_ttft_s:.3f} | {w.p50_model_s:.2f} | {w.p50_overhead_pct:.1f} "
+            f"| {w.peak_worker_rss_mb:.0f} |"
         )
+    roles = sorted({r for w in windows for r in (w.cpu_share or {})})
+    if roles:
+        lines += [
+            "",
+            "Where the CPUs went in each window (CPU time ÷ wall time ÷ CPUs; TTFT = submit → "
+            "first token event as the client saw it, engine TTFT = the job's "
+            "`timings.engine_first_token_s`, queueing in the engine plus prefill):",
+            "",
+            "| N | engine | " + " | ".join(roles) + " |",
+            "|---|---|" + "---|" * len(roles),
+        ]
+        for w in windows:
+            cells = [f"{(w.cpu_share or {}).get(r, float('nan')):.0%}" for r in roles]
+            lines.append(f"| {w.clients} | {w.engine} | " + " | ".join(cells) + " |")
     lines += [
         "",
+        "Ratios use the steady rates (N ÷ mean latency of the jobs after each client's "
+        "first, Little's law for closed-loop clients); the window rates above also count the "
+        "opening and closing jobs.",
+        "",
         "| N | variant | jobs/s ÷ simple | p50 latency ÷ simple | p50 TTFT ÷ its TTFT at N=1 "
-        "| tokens/s |",
-        "|---|---|---|---|---|---|",
+        "| p50 engine TTFT ÷ at N=1 | steady tokens/s |",
+        "|---|---|---|---|---|---|---|",
     ]
     for n in args.clients:
         s = by.get(("simple", n))
@@ -335,11 +428,13 @@ def write_report(
                 continue
             b, one = by[(v, n)], by.get((v, min(args.clients)))
             ttft = f"{b.p50_ttft_s / one.p50_ttft_s:.2f}×" if one else "–"
+            ettft = f"{b.p50_engine_ttft_s / one.p50_engine_ttft_s:.2f}×" if one else "–"
             lines.append(
-                f"| {n} | {v} | {b.jobs_per_s / s.jobs_per_s:.2f}× "
-                f"| {b.p50_latency_s / s.p50_latency_s:.2f}× | {ttft} | {b.tokens_per_s:.1f} |"
+                f"| {n} | {v} | {b.steady_jobs_per_s / s.steady_jobs_per_s:.2f}× "
+                f"| {b.p50_latency_s / s.p50_latency_s:.2f}× | {ttft} | {ettft} "
+                f"| {b.steady_tokens_per_s:.1f} |"
                 if s
-                else f"| {n} | {v} | – | – | {ttft} | {b.tokens_per_s:.1f} |"
+                else f"| {n} | {v} | – | – | {ttft} | {ettft} | {b.steady_tokens_per_s:.1f} |"
             )
     if reference is not None:
         lines += [
@@ -348,13 +443,18 @@ def write_report(
             f"of the N={top} jobs), greedy, {args.new_tokens} new tokens: "
             f"**{reference:.1f} tokens/s** (median of 3).",
             "",
-            f"| variant | tokens/s at N={top} | ÷ HF static batch |",
-            "|---|---|---|",
+            f"| variant | steady tokens/s at N={top} | ÷ HF static batch | window tokens/s "
+            "| ÷ HF static batch |",
+            "|---|---|---|---|---|",
         ]
         for v in variants:
             if (v, top) in by:
                 w = by[(v, top)]
-                lines.append(f"| {v} | {w.tokens_per_s:.1f} | {w.tokens_per_s / reference:.2f} |")
+                lines.append(
+                    f"| {v} | {w.steady_tokens_per_s:.1f} "
+                    f"| {w.steady_tokens_per_s / reference:.2f} "
+                    f"| {w.tokens_per_s:.1f} | {w.tokens_per_s / reference:.2f} |"
+                )
     (out / "stack.md").write_text("\n".join(lines) + "\n")
     (out / "stack.json").write_text(
         json.dumps(
@@ -378,12 +478,13 @@ def write_report(
         style = styles.get(engine, "x-")
         ws = [by[(engine, n)] for n in args.clients if (engine, n) in by]
         xs = [w.clients for w in ws]
-        axes[0].plot(xs, [w.jobs_per_s for w in ws], style, label=engine)
-        axes[1].plot(xs, [w.tokens_per_s for w in ws], style, label=engine)
+        axes[0].plot(xs, [w.steady_jobs_per_s for w in ws], style, label=engine)
+        axes[1].plot(xs, [w.steady_tokens_per_s for w in ws], style, label=engine)
         axes[2].plot(xs, [w.p50_latency_s for w in ws], style, label=f"{engine} p50")
     if reference is not None:
         axes[1].axhline(reference, color="grey", ls=":", label=f"HF static batch of {top}")
-    for ax, title in zip(axes, ("jobs/s", "tokens/s", "p50 latency (s)"), strict=True):
+    titles = ("steady jobs/s", "steady tokens/s", "p50 latency (s)")
+    for ax, title in zip(axes, titles, strict=True):
         ax.set_xscale("log", base=2)
         ax.set_xticks(args.clients, [str(n) for n in args.clients])
         ax.set_xlabel("concurrent clients (N)")
@@ -403,6 +504,20 @@ def main() -> None:
     parser.add_argument("--jobs-per-client", type=int, default=2)
     parser.add_argument("--min-jobs", type=int, default=6)
     parser.add_argument("--no-reference", action="store_true", help="skip HF generate")
+    parser.add_argument(
+        "--simple-max-clients",
+        type=int,
+        default=16,
+        help="the simple engine is measured up to this N (one job at a time: at N = 32 a "
+        "window takes ~10 min and adds nothing to any target)",
+    )
+    parser.add_argument(
+        "--arrivals",
+        choices=["staggered", "burst"],
+        default="staggered",
+        help="staggered: the clients' jobs end at evenly spread steps (independent users); "
+        "burst: every client starts at once and the batch runs in lockstep",
+    )
     parser.add_argument("--quick", action="store_true", help="N = 1, 4 and 16 new tokens")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -439,7 +554,17 @@ def main() -> None:
             for n in args.clients:
                 jobs = max(args.min_jobs, n * args.jobs_per_client)
                 for variant in args.variants:
-                    w = run_window(stacks[variant], variant, n, jobs, args.new_tokens, seed=n)
+                    if variant == "simple" and n > args.simple_max_clients:
+                        continue
+                    w = run_window(
+                        stacks[variant],
+                        variant,
+                        n,
+                        jobs,
+                        args.new_tokens,
+                        seed=n,
+                        staggered=args.arrivals == "staggered",
+                    )
                     print(
                         json.dumps({**asdict(w), "prompt_tokens": len(w.prompt_tokens)}), flush=True
                     )

@@ -199,9 +199,7 @@ def write(targets: list[Target], extra: dict[str, Any], out: Path) -> None:
     shares = [min(t.share_of_goal, 2.0) for t in targets]
     ax.barh(names, shares, color=["tab:green" if t.met else "tab:orange" for t in targets])
     ax.axvline(1.0, color="black", linestyle="--", label="target")
-    ax.set_xlabel(
-        "measured ÷ target (higher is better; inverted for 'at most' targets; capped at 2)"
-    )
+    ax.set_xlabel("measured ÷ target (1 = the target; 'at most' targets inverted; cap 2)")
     ax.invert_yaxis()
     ax.legend(loc="lower right")
     ax.set_title("Issue 12 targets on this 2-core machine")

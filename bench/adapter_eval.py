@@ -176,6 +176,7 @@ def serving_cost(model_dir: Path, adapter_dir: Path, rounds: int) -> dict[str, A
             max_batch_size=8,
             max_batch_tokens=32768,
             max_prefill_tokens=4096,
+            prefill_chunk_tokens=512,
         )
         for k, m in models.items()
     }

@@ -183,6 +183,7 @@ def engine_for(lm: LoadedModel) -> BatchedEngine:
         max_batch_size=knobs.max_batch_size,
         max_batch_tokens=knobs.max_batch_tokens,
         max_prefill_tokens=knobs.max_prefill_tokens,
+        prefill_chunk_tokens=knobs.prefill_chunk_tokens,
     )
 
 

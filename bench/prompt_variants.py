@@ -110,7 +110,13 @@ def main() -> None:
     sims = questions @ vectors.T
     top = np.argsort(-sims, axis=1)[:, :5]
     retrieved = [[corpus[j] for j in row if sims[i, j] >= args.floor] for i, row in enumerate(top)]
-    engine = BatchedEngine(lm, max_batch_size=40, max_batch_tokens=10**6, max_prefill_tokens=8192)
+    engine = BatchedEngine(
+        lm,
+        max_batch_size=40,
+        max_batch_tokens=10**6,
+        max_prefill_tokens=8192,
+        prefill_chunk_tokens=0,
+    )
     rows = []
     try:
         for name, variant in [("no memory", None), *VARIANTS.items()]:

@@ -40,7 +40,11 @@ def child(threads: int, clients: int, seconds: float) -> None:
 
     lm = build_model(torch.float32)
     engine = BatchedEngine(
-        lm, max_batch_size=32, max_batch_tokens=32 * 1024, max_prefill_tokens=4096
+        lm,
+        max_batch_size=32,
+        max_batch_tokens=32 * 1024,
+        max_prefill_tokens=4096,
+        prefill_chunk_tokens=512,
     )
     try:
         stats = run_closed_loop(engine, clients, make_prompts(64, 0), NEW_TOKENS, seconds)

@@ -73,6 +73,7 @@ def main() -> None:
         max_batch_size=args.rows,
         max_batch_tokens=args.rows * args.context,
         max_prefill_tokens=4096,
+        prefill_chunk_tokens=512,
     )
     rng = random.Random(0)
     prompt_len = args.context - args.new_tokens

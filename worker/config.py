@@ -52,6 +52,13 @@ class WorkerSettings(ServiceSettings):
     max_prefill_tokens: int = Field(
         default=4096, ge=1, description="Padded prompt tokens prefilled in one forward."
     )
+    prefill_chunk_tokens: int = Field(
+        default=512,
+        ge=0,
+        description="A prefill group wider than this many tokens is prefilled in chunks, "
+        "each followed by a decode step of the running rows (a long prompt never stalls "
+        "the batch for more than one chunk); 0 = whole groups.",
+    )
     gil_switch_interval_s: float = Field(
         default=0.0005,
         gt=0,

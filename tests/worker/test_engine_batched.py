@@ -303,3 +303,88 @@ def test_build_engine_selects_by_name_with_knobs_from_settings(tiny_lm: LoadedMo
         assert engine.max_prefill_tokens == defaults.max_prefill_tokens
     finally:
         engine.close()
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 8])
+def test_chunked_prefill_decodes_like_hugging_face(
+    tiny_lm: LoadedModel, simple_engine: Any, prompts: list[str], chunk: int
+) -> None:
+    # Prompts of 1 to ~30 tokens, prefilled together (left-padded) in chunks of `chunk`
+    # columns: the same greedy tokens as HF generate on each prompt alone.
+    requests = [request(tiny_lm, p, max_new_tokens=20) for p in prompts]
+    expected = [simple_engine.generate(r).token_ids for r in requests]
+    engine = batched(tiny_lm, prefill_chunk_tokens=chunk)
+    try:
+        got = outputs(run_concurrently(engine, requests))
+    finally:
+        engine.close()
+
+    assert [o.token_ids for o in got] == expected
+
+
+@pytest.mark.parametrize("chunk", [4, 0])
+def test_running_rows_keep_decoding_while_a_long_prompt_is_prefilled_in_chunks(
+    tiny_lm: LoadedModel, prompts: list[str], chunk: int
+) -> None:
+    long_prompt = " ".join(prompts)  # ~60 tokens: ~15 chunks of 4
+    chunks = -(-len(request(tiny_lm, long_prompt).input_ids) // 4)
+    assert chunks >= 8
+    engine = batched(tiny_lm, prefill_chunk_tokens=chunk)
+    running_tokens: list[int] = []
+    # The running row is held at its 3rd token until the newcomer is queued.
+    hold = Hold({3: queued(engine, 1)}, also=tokens_so_far(running_tokens))
+    running = request(tiny_lm, prompts[0], max_new_tokens=200)
+    running.on_token = hold
+    newcomer = request(tiny_lm, long_prompt, max_new_tokens=5)
+    at_first: list[int] = []
+    newcomer.on_token = lambda n, _t: at_first.append(running_tokens[-1]) if n == 1 else None
+    try:
+        got = outputs(
+            run_concurrently(engine, [running, newcomer], start_after=[None, hold.reached[3]])
+        )
+    finally:
+        engine.close()
+
+    hold.check()
+    assert [len(o.token_ids) for o in got] == [200, 5]
+    # Chunked: the running row decodes one token after every chunk but the last; whole:
+    # it waits for the entire prefill.
+    assert at_first[0] - 3 == (chunks - 1 if chunk else 0)
+
+
+def test_a_group_cancelled_during_its_chunked_prefill_finishes_cancelled(
+    tiny_lm: LoadedModel, prompts: list[str]
+) -> None:
+    engine = batched(tiny_lm, prefill_chunk_tokens=1)
+    cancelled = threading.Event()
+    victim = GenerationRequest(
+        request(tiny_lm, " ".join(prompts)).input_ids,
+        GenerationParams(max_new_tokens=50),
+        is_cancelled=cancelled.is_set,
+    )
+    cancelled.set()  # checked before every chunk: the first one already stops it
+    try:
+        out = engine.generate(victim)
+        after = engine.generate(request(tiny_lm, prompts[0], max_new_tokens=3))
+    finally:
+        engine.close()
+
+    assert (out.finish_reason, out.token_ids) == ("cancelled", [])
+    assert len(after.token_ids) == 3  # the engine goes on
+
+
+def test_prefill_chunk_size_is_a_setting(tiny_lm: LoadedModel) -> None:
+    assert batched(tiny_lm, prefill_chunk_tokens=7).prefill_chunk_tokens == 7
+    defaults = batched(tiny_lm)
+    try:
+        assert defaults.prefill_chunk_tokens == worker_settings().prefill_chunk_tokens > 0
+    finally:
+        defaults.close()
+    with pytest.raises(ValueError, match="prefill_chunk_tokens"):
+        BatchedEngine(
+            tiny_lm,
+            max_batch_size=1,
+            max_batch_tokens=1,
+            max_prefill_tokens=1,
+            prefill_chunk_tokens=-1,
+        )

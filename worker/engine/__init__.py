@@ -14,7 +14,8 @@ __all__ = ["ENGINE_NAMES", "Engine", "GenerationOutput", "GenerationRequest", "b
 
 def build_engine(settings: WorkerSettings, lm: LoadedModel, *, in_process: bool = False) -> Engine:
     """The engine `settings.engine` names, around `lm`, with its knobs from settings
-    (`max_batch_size`, `max_batch_tokens`, `max_prefill_tokens`; see docs/engine.md).
+    (`max_batch_size`, `max_batch_tokens`, `max_prefill_tokens`, `prefill_chunk_tokens`;
+    see docs/engine.md).
 
     With `settings.engine_process` the batched engine runs in a child process that loads
     the model the settings name itself (`lm` only serves this process's other users);
@@ -34,4 +35,5 @@ def build_engine(settings: WorkerSettings, lm: LoadedModel, *, in_process: bool 
         max_batch_size=settings.max_batch_size,
         max_batch_tokens=settings.max_batch_tokens,
         max_prefill_tokens=settings.max_prefill_tokens,
+        prefill_chunk_tokens=settings.prefill_chunk_tokens,
     )

@@ -5,7 +5,9 @@ thread owns the model and the batch's KV cache and loops:
 
 1. drop requests cancelled while queued;
 2. admit queued requests (FIFO) while the batch has a free row and the token budget
-   allows, prefill them together and pick their first tokens;
+   allows, prefill them together and pick their first tokens (a group wider than
+   `prefill_chunk_tokens` is prefilled a chunk per iteration, each followed by the
+   running rows' decode step, so a long prompt never stalls the batch);
 3. merge them into the running batch and run one decode step for every row;
 4. finish rows (length, eos, stop sequence, cancellation) and drop them at once, so a
    queued request takes the row at the next step.
@@ -85,6 +87,19 @@ class _Sequence:
         return RowSampling(params, seen, self.generator, self.ngrams)
 
 
+@dataclass(eq=False)
+class _Prefill:
+    """A group of newcomers being prefilled in column chunks (left-padded, like a whole
+    prefill); `done` columns are in `cache` so far."""
+
+    seqs: list[_Sequence]
+    ids: torch.Tensor
+    mask: torch.Tensor
+    positions: torch.Tensor
+    cache: Any
+    done: int = 0
+
+
 class BatchedEngine:
     name = "batched"
 
@@ -95,11 +110,16 @@ class BatchedEngine:
         max_batch_size: int,
         max_batch_tokens: int,
         max_prefill_tokens: int,
+        prefill_chunk_tokens: int,
     ) -> None:
         """Knobs come from `WorkerSettings` (through `build_engine`), which owns their
-        defaults; see docs/engine.md."""
+        defaults; see docs/engine.md. `prefill_chunk_tokens` 0 prefills every group whole."""
         if max_batch_size < 1 or max_batch_tokens < 1 or max_prefill_tokens < 1:
             raise ValueError("max_batch_size, max_batch_tokens and max_prefill_tokens must be >= 1")
+        if prefill_chunk_tokens < 0:
+            raise ValueError("prefill_chunk_tokens must be >= 0 (0 = no chunking)")
+        self.prefill_chunk_tokens = prefill_chunk_tokens
+        self._prefilling: _Prefill | None = None  # scheduler thread only
         self.lm = lm
         self.max_batch_size = max_batch_size
         self.max_batch_tokens = max_batch_tokens
@@ -165,7 +185,9 @@ class BatchedEngine:
                 if newcomers is None:
                     break
                 with torch.inference_mode():
-                    if newcomers:
+                    if self._prefilling is not None:
+                        self._prefill_chunk()
+                    elif newcomers:
                         self._prefill(newcomers)
                     if self._live():
                         self._decode()
@@ -173,32 +195,41 @@ class BatchedEngine:
             log.exception("batched engine scheduler crashed")
             self._fatal = exc
             with self._cond:
-                stranded = list(self._queue) + self._live()
+                stranded = list(self._queue) + self._live() + self._prefilling_seqs()
                 self._queue.clear()
             self._rows = []
             self._kv.clear()
+            self._prefilling = None
             for seq in stranded:
                 self._fail(seq, exc)
             return
         closed = EngineClosed("the batched engine was closed")
         with self._cond:
-            stranded = list(self._queue) + self._live()
+            stranded = list(self._queue) + self._live() + self._prefilling_seqs()
             self._queue.clear()
         self._rows = []
         self._kv.clear()
+        self._prefilling = None
         for seq in stranded:
             self._fail(seq, closed)
 
     def _live(self) -> list[_Sequence]:
         return [s for s in self._rows if s is not None]
 
+    def _prefilling_seqs(self) -> list[_Sequence]:
+        return list(self._prefilling.seqs) if self._prefilling is not None else []
+
     def _wait_for_work(self) -> list[_Sequence] | None:
         """Block until there is something to do; return the requests to admit now."""
         with self._cond:
-            while not self._closed and not self._queue and not self._rows:
+            while (
+                not self._closed and not self._queue and not self._rows and self._prefilling is None
+            ):
                 self._cond.wait()
             if self._closed:
                 return None
+            if self._prefilling is not None:
+                return []  # FIFO: nobody is admitted past a group still being prefilled
             queued = list(self._queue)
             self._queue.clear()
         keep: list[_Sequence] = []
@@ -243,21 +274,46 @@ class BatchedEngine:
             ids[i, width - seq.prompt_len :] = torch.tensor(seq.request.input_ids)
             mask[i, width - seq.prompt_len :] = 1
         positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        self._prefilling = _Prefill(newcomers, ids, mask, positions, new_cache(self._num_layers))
+        self._prefill_chunk()
+
+    def _prefill_chunk(self) -> None:
+        """Prefill the next chunk of the group (all of it when chunking is off or the group
+        is narrow enough); after the last one, pick first tokens and join the batch."""
+        group = self._prefilling
+        assert group is not None
+        if all(self._cancelled(s) for s in group.seqs):
+            self._prefilling = None
+            for seq in group.seqs:
+                self._finish(seq, "cancelled")
+            return
+        width = int(group.ids.shape[1])
+        chunk = self.prefill_chunk_tokens or width
+        end = min(group.done + chunk, width)
         try:
-            cache = new_cache(self._num_layers)
             out = self.lm.model(
-                input_ids=ids,
-                attention_mask=mask,
-                position_ids=positions,
-                cache=cache,
+                input_ids=group.ids[:, group.done : end],
+                attention_mask=group.mask[:, :end],
+                position_ids=group.positions[:, group.done : end],
+                cache=group.cache,
                 use_cache=True,
                 logits_to_keep=1,
             )
             logits = out.logits[:, -1, :].float()
         except Exception as exc:
-            for seq in newcomers:
+            self._prefilling = None
+            for seq in group.seqs:
                 self._fail(seq, exc)
             return
+        group.done = end
+        if end < width:
+            return
+        self._prefilling = None
+        self._join(group.seqs, group.cache, group.mask, logits)
+
+    def _join(
+        self, newcomers: list[_Sequence], cache: Any, mask: torch.Tensor, logits: torch.Tensor
+    ) -> None:
         keep = self._advance(newcomers, logits)
         if not keep:
             return

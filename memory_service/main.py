@@ -41,6 +41,7 @@ def create_app(settings: MemorySettings, *, embedder: Embedder | None = None) ->
             embedder=model,
             dedup_threshold=settings.dedup_threshold,
             hnsw_ef=settings.search_hnsw_ef,
+            keyword_weight=settings.search_keyword_weight,
         )
         app.state.settings = settings
         app.state.memory_service = service

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr, model_validator
 
+from memory_service.services.fusion import KEYWORD_WEIGHT
 from memq.settings import ServiceSettings
 
 MIB = 1024 * 1024
@@ -64,6 +65,13 @@ class MemorySettings(ServiceSettings):
         default=60.0, gt=0, description="How often expired memories are deleted."
     )
     search_hnsw_ef: int | None = Field(default=None, ge=1, le=4096)
+    search_keyword_weight: float = Field(
+        default=KEYWORD_WEIGHT,
+        ge=0.0,
+        le=10.0,
+        description="Hybrid search: the largest keyword (BM25) bonus added to a memory's cosine "
+        "(see memory_service/services/fusion.py); 0 ranks by the dense leg alone.",
+    )
     memory_flush_on_write: bool = Field(
         default=True,
         description="Embedded backend: flush (fsync) before acknowledging a write. False "

@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from memory_service.core.errors import InvalidRequest, MemoryNotFound
+from memory_service.services import fusion
 from memory_service.services.chunking import chunk_spans
 from memory_service.services.embeddings import Embedder, FloatMatrix
 from memory_service.services.records import (
@@ -29,6 +30,7 @@ from memory_service.services.records import (
     utcnow,
 )
 from memory_service.store.base import (
+    Found,
     HasId,
     Match,
     MatchAny,
@@ -85,6 +87,7 @@ class MemoryService:
     embedder: Embedder
     dedup_threshold: float = 0.95
     hnsw_ef: int | None = None
+    keyword_weight: float = fusion.KEYWORD_WEIGHT
     clock: Callable[[], datetime] = utcnow
     _write_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -345,6 +348,8 @@ class MemoryService:
             if req.mode == SearchMode.keyword:
                 return []  # only stopwords: nothing for BM25 to match
             sparse = None
+        if req.mode == SearchMode.hybrid and sparse is not None:
+            return self._hybrid_search(tenant, req, sparse, now)
         needs_dense = (
             req.mode != SearchMode.keyword
             or req.min_score is not None
@@ -387,20 +392,79 @@ class MemoryService:
                 similarity = None
             if req.min_score is not None and (similarity is None or similarity < req.min_score):
                 continue
-            p = f.payload
-            hits.append(
-                MemoryHit(
-                    id=p["memory_id"],
-                    score=f.score,
-                    text=p["text"],
-                    namespace=p["namespace"],
-                    kind=p["kind"],
-                    metadata=p.get("metadata") or {},
-                    similarity=similarity,
-                    created_at=p["created_at"],
-                    version=p.get("version"),
+            hits.append(_hit(f, f.score, similarity))
+            if len(hits) == req.top_k:
+                break
+        return hits
+
+    def _hybrid_search(
+        self, tenant: str, req: MemorySearchRequest, sparse: SparseVec, now: datetime
+    ) -> list[MemoryHit]:
+        """Both legs as plain searches (one batch), ranked here (`fusion`): the same order
+        whichever backend answered."""
+        query_vector = self.embedder.embed([req.query])[0]
+        where = namespace_where(
+            req.namespace,
+            now,
+            kinds=req.kinds,
+            created_after=req.created_after,
+            created_before=req.created_before,
+            metadata=req.filter,
+        )
+        pool = max(100, req.top_k * 4)
+        with_vectors = req.mmr_lambda is not None
+        dense_leg, keyword_leg = self.store.search_many(
+            tenant,
+            [
+                SearchSpec(
+                    limit=pool,
+                    dense=query_vector.tolist(),
+                    where=where,
+                    with_dense=with_vectors,
+                    hnsw_ef=self.hnsw_ef,
+                ),
+                SearchSpec(limit=pool, sparse=sparse, where=where, with_dense=True),
+            ],
+        )
+        found: dict[str, Found] = {}
+        similarity: dict[str, float] = {}
+        keyword: dict[str, float] = {}
+        for f in dense_leg:
+            found[f.point_id] = f
+            similarity[f.point_id] = f.score
+        for f in keyword_leg:
+            keyword[f.point_id] = f.score
+            if f.point_id not in similarity and f.dense is not None:
+                found[f.point_id] = f
+                similarity[f.point_id] = float(
+                    np.dot(query_vector, np.asarray(f.dense, dtype=np.float32))
                 )
+        candidates = [
+            fusion.Candidate(
+                key=key,
+                similarity=similarity[key],
+                keyword=keyword.get(key, 0.0),
+                created_ts=found[key].payload.get("created_ts"),
+                vector=found[key].dense,
             )
+            for key in found
+        ]
+        ranked = fusion.rank(
+            candidates,
+            keyword_weight=self.keyword_weight,
+            now=now.timestamp(),
+            recency_half_life_s=req.recency_half_life_s,
+        )
+        if req.mmr_lambda is not None:
+            pool_order = [c for c, _ in ranked[:pool]]
+            scores = {c.key: s for c, s in ranked}
+            order = fusion.mmr_order(query_vector.tolist(), pool_order, req.mmr_lambda, pool)
+            ranked = [(pool_order[i], scores[pool_order[i].key]) for i in order]
+        hits: list[MemoryHit] = []
+        for candidate, score in ranked:
+            if req.min_score is not None and candidate.similarity < req.min_score:
+                continue
+            hits.append(_hit(found[candidate.key], score, candidate.similarity))
             if len(hits) == req.top_k:
                 break
         return hits
@@ -533,6 +597,21 @@ class _BatchTwins:
         similarities = self._vectors[self._rows[namespace]] @ self._vectors[row]
         best = int(np.argmax(similarities))
         return self._records[namespace][best] if similarities[best] >= self._threshold else None
+
+
+def _hit(found: Found, score: float, similarity: float | None) -> MemoryHit:
+    p = found.payload
+    return MemoryHit(
+        id=p["memory_id"],
+        score=score,
+        text=p["text"],
+        namespace=p["namespace"],
+        kind=p["kind"],
+        metadata=p.get("metadata") or {},
+        similarity=similarity,
+        created_at=p["created_at"],
+        version=p.get("version"),
+    )
 
 
 def _import_line(number: int, line: str, tenant: str, namespace: str) -> MemoryRecord:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from memq.adapters import AdapterNotFound
@@ -44,7 +44,8 @@ from worker.engine.base import Engine, GenerationOutput, GenerationRequest
 from worker.errors import JobCancelled, SummaryDidNotConverge
 from worker.model_loader import LoadedModel
 from worker.prompt import AssembledPrompt, split_tokens
-from worker.prompting import Prompts, Turn
+from worker.prompting import Prompts
+from worker.sessions import SessionContext
 
 if TYPE_CHECKING:
     from worker.adapters import AdapterPool
@@ -64,15 +65,6 @@ SUMMARY_SEPARATOR = "\n"
 
 class MemorySearcher(Protocol):
     def search(self, tenant: str, request: MemorySearchRequest) -> MemorySearchResponse: ...
-
-
-@dataclass
-class SessionContext:
-    """What a chat job sees of its session: the turns not yet summarized (oldest first)
-    and the rolling summary of the ones before."""
-
-    turns: list[Turn] = field(default_factory=list)
-    summary: str | None = None
 
 
 class SessionSource(Protocol):

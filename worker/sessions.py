@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from memq.clients import MemoryClient
 from memq.contracts import (
@@ -36,7 +36,6 @@ from memq.contracts import (
 from memq.jobstore import JobStore
 from memq.sessions import message_id, summary_id, user_namespace
 from worker.facts import as_memory_text, extract_facts
-from worker.pipeline import SessionContext
 from worker.prompting import Turn
 
 log = logging.getLogger("memq.worker.sessions")
@@ -44,6 +43,15 @@ log = logging.getLogger("memq.worker.sessions")
 MAX_TURNS_READ = 400
 SUMMARY_CLAIM_S = 600
 """A rolling-summary job not done by then may be scheduled again."""
+
+
+@dataclass
+class SessionContext:
+    """What a chat job sees of its session: the turns not yet summarized (oldest first)
+    and the rolling summary of the ones before."""
+
+    turns: list[Turn] = field(default_factory=list)
+    summary: str | None = None
 
 
 @dataclass

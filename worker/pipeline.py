@@ -42,8 +42,7 @@ from memq.jobstore import JobRecord
 from worker.engine.base import Engine, GenerationOutput, GenerationRequest
 from worker.errors import JobCancelled, SummaryDidNotConverge
 from worker.model_loader import LoadedModel
-from worker.prompt import AssembledPrompt, split_tokens
-from worker.prompting import Prompts
+from worker.prompting import AssembledPrompt, Prompts, split_tokens
 from worker.sessions import SessionContext
 
 if TYPE_CHECKING:

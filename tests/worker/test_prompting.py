@@ -15,6 +15,7 @@ from transformers import AutoTokenizer
 
 from memq.contracts import ChatJobRequest, ChatRole, JobType, LeftOut, MemoryHit
 from memq.errors import PromptTooLong
+from tests.worker.helpers import CHAT_TEMPLATE
 from worker.prompting import (
     FACTS_HEADER,
     PLAIN_CHAT_STOP,
@@ -30,11 +31,6 @@ from worker.prompting import (
     split_tokens,
 )
 
-TEMPLATE = (
-    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
-)
-
 
 @pytest.fixture(scope="module")
 def plain_tok(tiny_model_dir: Path) -> Any:
@@ -44,7 +40,7 @@ def plain_tok(tiny_model_dir: Path) -> Any:
 @pytest.fixture(scope="module")
 def chat_tok(tiny_model_dir: Path) -> Any:
     tok = AutoTokenizer.from_pretrained(str(tiny_model_dir))
-    tok.chat_template = TEMPLATE
+    tok.chat_template = CHAT_TEMPLATE
     return tok
 
 

@@ -75,12 +75,12 @@ MODULES: dict[str, Target] = {
         ("tests/worker/test_prompting.py", "tests/worker/test_pipeline.py"), strings=True
     ),
     "worker/engine/sampling.py": Target(
-        ("tests/worker/test_sampling.py", "tests/worker/test_no_repeat_ngram.py"),
+        ("tests/worker/engine/test_sampling.py", "tests/worker/engine/test_no_repeat_ngram.py"),
         # These two run both engines end to end; the file's unit tests pin NGramBans.
         pytest_args=(
-            "--deselect=tests/worker/test_no_repeat_ngram.py::"
+            "--deselect=tests/worker/engine/test_no_repeat_ngram.py::"
             "test_greedy_with_no_repeat_ngram_matches_simple_engine",
-            "--deselect=tests/worker/test_no_repeat_ngram.py::"
+            "--deselect=tests/worker/engine/test_no_repeat_ngram.py::"
             "test_seeded_sampling_with_no_repeat_ngram_matches_simple_engine",
         ),
     ),

@@ -26,7 +26,7 @@ from memq.contracts import (
 )
 from memq.errors import EngineUnavailable, MemoryUnavailable, MemqError, PromptTooLong
 from memq.jobstore import JobRecord, JobStore
-from tests.worker.engine_helpers import worker_settings
+from tests.worker.helpers import worker_settings
 from worker.celery_app import create_celery_app
 from worker.reconciler import LeaseKeeper
 from worker.sessions import SessionBook

@@ -10,7 +10,7 @@ answers that contain the fact. Everything goes through the gateway, the queue an
 worker as a client's jobs would.
 
 Then, in this process with the worker's own code (`worker.model_loader.load_model`,
-`worker.adapters.adapted_model`, the batched engine): the perplexity of a fixed neutral
+`worker.lora.adapted_model`, the batched engine): the perplexity of a fixed neutral
 text with and without the adapter (what consolidation costs unrelated text), and what
 serving an adapter costs — the memory of its private tensors and decode speed, merged
 (memq's default) and unmerged. Writes bench/results/adapters.md, .json and .png.
@@ -150,9 +150,9 @@ def serving_cost(model_dir: Path, adapter_dir: Path, rounds: int) -> dict[str, A
     """Neutral-text perplexity and, merged and unmerged, the adapter's private memory and
     decode tokens/s against the base model (alternating rounds of 8 greedy rows)."""
     from memq.contracts import GenerationParams
-    from worker.adapters import adapted_model, private_bytes
     from worker.engine.base import GenerationRequest
     from worker.engine.batched import BatchedEngine
+    from worker.lora import adapted_model, private_bytes
     from worker.model_loader import LoadedModel, load_model
 
     lm = load_model(str(model_dir), explicit=True, data_dir=Path("."))

@@ -2,12 +2,8 @@
 
 A job that names an adapter runs on that adapter's own engine: rows are grouped by
 adapter, never mixed in one batch (the batched engine drives one model). Loading builds
-the adapted model with `worker.training.shared_copy`: a new module tree over the base
-model's weights, in which only the LoRA target modules' weights are private copies, and
-merges the LoRA weights into those (`merge=True`, the default: decoding costs what the base
-model's does, memory grows by the target modules' weights) or keeps LoRA layers unmerged
-(`merge=False`: memory grows by the LoRA weights only, each step does the extra low-rank
-products). bench/adapter_eval.py measures both.
+the adapted model with `worker.lora.adapted_model` over the base model's weights, merged
+(`merge=True`, the default) or not; worker.lora says what each costs.
 
 The registry (memq.adapters) is asked on every job, so a deleted adapter stops serving at
 once even while it is loaded here; evicted adapters' engines close once no job uses them.
@@ -27,39 +23,13 @@ from typing import Any
 from memq.adapters import AdapterIncompatible, AdapterRegistry, AdapterVersionRecord
 from memq.contracts import AdapterRef, AdapterServed
 from worker.engine.base import Engine
+from worker.lora import adapted_model, private_bytes
 from worker.model_loader import LoadedModel
-from worker.training import shared_copy, targets_matcher
 
 log = logging.getLogger("memq.worker.adapters")
 
 EngineFactory = Callable[[LoadedModel], Engine]
 _Key = tuple[str, str, int]  # tenant, adapter name, version
-
-
-def adapted_model(base: Any, adapter_dir: Path, *, merge: bool) -> Any:
-    """`base` with the LoRA adapter in `adapter_dir` applied; `base` itself is unchanged."""
-    from peft import LoraConfig, PeftModel
-
-    config = LoraConfig.from_pretrained(str(adapter_dir))
-    targets = config.target_modules
-    names = [targets] if isinstance(targets, str) else list(targets or [])
-    private = targets_matcher(names) if merge else (lambda _: False)
-    model = PeftModel.from_pretrained(shared_copy(base, private), str(adapter_dir))
-    # Unmerged, the LoRA layers live inside the base tree: calling it applies them.
-    adapted = model.merge_and_unload() if merge else model.get_base_model()
-    adapted.eval()
-    return adapted
-
-
-def private_bytes(adapted: Any, base: Any) -> int:
-    """Bytes of the tensors `adapted` does not share with `base`: what loading it cost."""
-    shared = {t.data_ptr() for t in (*base.parameters(), *base.buffers())}
-    own = {
-        t.data_ptr(): t.numel() * t.element_size()
-        for t in (*adapted.parameters(), *adapted.buffers())
-        if t.data_ptr() not in shared
-    }
-    return sum(own.values())
 
 
 @dataclass

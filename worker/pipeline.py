@@ -8,14 +8,13 @@ so the runner is tested without Celery, Redis or a model.
 
 from __future__ import annotations
 
-import copy
 import logging
 import secrets
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from memq.adapters import AdapterNotFound
@@ -43,8 +42,8 @@ from memq.jobstore import JobRecord
 from worker.engine.base import Engine, GenerationOutput, GenerationRequest
 from worker.errors import JobCancelled, SummaryDidNotConverge
 from worker.model_loader import LoadedModel
-from worker.prompt import AssembledPrompt, split_tokens
-from worker.prompting import Prompts, Turn
+from worker.prompting import AssembledPrompt, Prompts, split_tokens
+from worker.sessions import SessionContext
 
 if TYPE_CHECKING:
     from worker.adapters import AdapterPool
@@ -64,15 +63,6 @@ SUMMARY_SEPARATOR = "\n"
 
 class MemorySearcher(Protocol):
     def search(self, tenant: str, request: MemorySearchRequest) -> MemorySearchResponse: ...
-
-
-@dataclass
-class SessionContext:
-    """What a chat job sees of its session: the turns not yet summarized (oldest first)
-    and the rolling summary of the ones before."""
-
-    turns: list[Turn] = field(default_factory=list)
-    summary: str | None = None
 
 
 class SessionSource(Protocol):
@@ -190,13 +180,9 @@ class JobRunner:
         request = applied(record.request)
         if isinstance(request, ConsolidateJobRequest):
             return self._consolidate(record, request)
+        # A job on an adapter runs on that adapter's engine; everything else is shared.
         with self._engine_for(record.tenant, request) as (engine, served):
-            # A job on an adapter runs on that adapter's engine; everything else is shared.
-            runner = self
-            if engine is not self.engine:
-                runner = copy.copy(self)
-                runner.engine = engine
-            return runner._generation(record, request, served)
+            return self._generation(record, engine, request, served)
 
     @contextmanager
     def _engine_for(
@@ -229,7 +215,11 @@ class JobRunner:
         return result
 
     def _generation(
-        self, record: JobRecord, request: GenerationJobRequest, served: AdapterServed | None
+        self,
+        record: JobRecord,
+        engine: Engine,
+        request: GenerationJobRequest,
+        served: AdapterServed | None,
     ) -> JobResult:
         started = time.monotonic()
         queued_at = record.timestamps.get(JobStatus.queued) or record.created_at
@@ -275,11 +265,11 @@ class JobRunner:
 
         try:
             if isinstance(request, GenerateJobRequest):
-                outcome = self._generate(record, request, hits)
+                outcome = self._generate(record, engine, request, hits)
             elif isinstance(request, ChatJobRequest):
-                outcome = self._chat(record, request, hits)
+                outcome = self._chat(record, engine, request, hits)
             else:
-                outcome = self._summarize(record, request, hits)
+                outcome = self._summarize(record, engine, request, hits)
         except _Interrupted as stop:
             partial = result(stop.outcome)
             raise JobCancelled("the job was cancelled while running", partial) from None
@@ -333,7 +323,12 @@ class JobRunner:
 
     # ------------------------------------------------------------------------------------
     def _call(
-        self, record: JobRecord, prompt: AssembledPrompt, params: GenerationParams, stream: bool
+        self,
+        record: JobRecord,
+        engine: Engine,
+        prompt: AssembledPrompt,
+        params: GenerationParams,
+        stream: bool,
     ) -> GenerationOutput:
         tenant, job_id = record.tenant, record.id
 
@@ -342,7 +337,7 @@ class JobRunner:
 
         self.cancels.watch(tenant, job_id)
         try:
-            out = self.engine.generate(
+            out = engine.generate(
                 GenerationRequest(
                     input_ids=prompt.input_ids,
                     params=params,
@@ -359,17 +354,23 @@ class JobRunner:
         return out
 
     def _generate(
-        self, record: JobRecord, request: GenerateJobRequest, hits: list[MemoryHit]
+        self,
+        record: JobRecord,
+        engine: Engine,
+        request: GenerateJobRequest,
+        hits: list[MemoryHit],
     ) -> _Outcome:
         prompt = self.prompts.generate(
             request.prompt, hits, request.params.max_new_tokens, self._floor(request)
         )
-        out = self._call(record, prompt, request.params, stream=True)
+        out = self._call(record, engine, prompt, request.params, stream=True)
         calls = _Calls()
         calls.add(prompt, out)
         return _Outcome(out.text, out.finish_reason, prompt, calls)
 
-    def _chat(self, record: JobRecord, request: ChatJobRequest, hits: list[MemoryHit]) -> _Outcome:
+    def _chat(
+        self, record: JobRecord, engine: Engine, request: ChatJobRequest, hits: list[MemoryHit]
+    ) -> _Outcome:
         context = SessionContext()
         if request.session_id is not None and self.sessions is not None:
             context = self.sessions.context(record.tenant, request.session_id)
@@ -385,13 +386,17 @@ class JobRunner:
             params.max_new_tokens,
             self._floor(request),
         )
-        out = self._call(record, prompt, params, stream=True)
+        out = self._call(record, engine, prompt, params, stream=True)
         calls = _Calls()
         calls.add(prompt, out)
         return _Outcome(out.text.strip(), out.finish_reason, prompt, calls)
 
     def _summarize(
-        self, record: JobRecord, request: SummarizeJobRequest, hits: list[MemoryHit]
+        self,
+        record: JobRecord,
+        engine: Engine,
+        request: SummarizeJobRequest,
+        hits: list[MemoryHit],
     ) -> _Outcome:
         """Zero-shot "TL;DR:" summarization, map-reduced over chunks that fit the context.
 
@@ -422,7 +427,7 @@ class JobRunner:
                     f"the text still spans {len(pieces)} chunks after {MAX_SUMMARY_ROUNDS} "
                     "summary rounds; split it or raise max_new_tokens' room by lowering it"
                 )
-            summaries = self._summarize_round(record, pieces, request, calls, is_user_text)
+            summaries = self._summarize_round(record, engine, pieces, request, calls, is_user_text)
             joined: list[int] = []
             for ids in summaries:
                 joined += (separator if joined else []) + ids
@@ -443,13 +448,14 @@ class JobRunner:
         if not is_user_text:  # intermediate summaries are context, not the user's text
             final.context_tokens += final.prompt_tokens
             final.prompt_tokens = 0
-        out = self._call(record, final, params, stream=True)
+        out = self._call(record, engine, final, params, stream=True)
         calls.add(final, out)
         return _Outcome(out.text.strip(), out.finish_reason, final, calls, n_map, rounds)
 
     def _summarize_round(
         self,
         record: JobRecord,
+        engine: Engine,
         pieces: list[list[int]],
         request: SummarizeJobRequest,
         calls: _Calls,
@@ -466,7 +472,9 @@ class JobRunner:
                 prompt.context_tokens += prompt.prompt_tokens
                 prompt.prompt_tokens = 0
             jobs.append((prompt, params.model_copy(update={"max_new_tokens": cap})))
-        outs = list(self.map_pool.map(lambda j: self._call(record, j[0], j[1], False), jobs))
+        outs = list(
+            self.map_pool.map(lambda j: self._call(record, engine, j[0], j[1], False), jobs)
+        )
         summaries = []
         for (prompt, _), out in zip(jobs, outs, strict=True):
             calls.add(prompt, out)

@@ -12,20 +12,28 @@ message. Either way:
   does not fit (a shorter one may still fit); `left_out` says which;
 - usage adds up: `prompt_tokens` counts the user's own text, `context_tokens` everything
   memq added (template, memories, earlier turns, summary).
+
+Base models' generate and summarize inputs are concatenated from token-id segments
+(`assemble`), so the counts add up exactly; `split_tokens` cuts a text too long for one
+summarize call into chunks that fit.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from memq.budget import check_job_fits
 from memq.contracts import ChatJobRequest, ChatRole, JobType, LeftOut, MemoryHit
 from memq.errors import PromptTooLong
-from worker.prompt import TLDR, AssembledPrompt, assemble, encode
 
+TLDR = "\n\nTL;DR:"
+"""GPT-2's zero-shot summarization cue, after the text to summarize."""
+MEMORY_HEADER = "Relevant memories:\n"
+MEMORY_LINE = "- {text}\n"
+MEMORY_FOOTER = "\n"
 SYSTEM_PROMPT = "You are a helpful assistant. Answer briefly and directly."
 FACTS_HEADER = "Use these facts to answer.\nFacts:"
 SUMMARY_HEADER = "Summary of the conversation so far:"
@@ -36,6 +44,15 @@ PLAIN_CHAT_STOP = ["\nUser:"]
 TEMPLATE_MARGIN = 8
 
 
+@dataclass
+class AssembledPrompt:
+    input_ids: list[int]
+    prompt_tokens: int
+    context_tokens: int
+    used_memory_ids: list[str] = field(default_factory=list)
+    left_out: dict[str, LeftOut] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class Turn:
     """One earlier message of the session, as stored."""
@@ -43,6 +60,68 @@ class Turn:
     role: ChatRole
     content: str
     memory_id: str | None = None
+
+
+def encode(tokenizer: Any, text: str) -> list[int]:
+    ids: list[int] = tokenizer.encode(text, add_special_tokens=False)
+    return ids
+
+
+def assemble(
+    tokenizer: Any,
+    user_ids: list[int],
+    memories: list[MemoryHit],
+    *,
+    max_new_tokens: int,
+    context_window: int,
+    suffix_ids: list[int] | None = None,
+) -> AssembledPrompt:
+    """`user_ids` (+ optional template `suffix_ids`, e.g. "TL;DR:") after the memories,
+    best score first while they fit.
+
+    Raises `PromptTooLong` when the user's text, the template and `max_new_tokens` do not
+    fit; memories that do not fit are left out (`used_memory_ids` names those put in).
+    """
+    suffix_ids = suffix_ids or []
+    check_job_fits(
+        JobType.generate,
+        max_new_tokens=max_new_tokens,
+        context_window=context_window,
+        template_tokens=len(suffix_ids),
+        prompt_tokens=len(user_ids),
+    )
+    room = context_window - max_new_tokens - len(user_ids) - len(suffix_ids)
+    header = encode(tokenizer, MEMORY_HEADER)
+    footer = encode(tokenizer, MEMORY_FOOTER)
+    lines: list[int] = []
+    used: list[str] = []
+    for hit in sorted(memories, key=lambda h: h.score, reverse=True):
+        line = encode(tokenizer, MEMORY_LINE.format(text=_one_line(hit.text)))
+        if len(header) + len(lines) + len(line) + len(footer) > room:
+            continue  # a shorter, lower-scored memory may still fit
+        lines += line
+        used.append(hit.id)
+    context = header + lines + footer if used else []
+    return AssembledPrompt(
+        input_ids=context + user_ids + suffix_ids,
+        prompt_tokens=len(user_ids),
+        context_tokens=len(context) + len(suffix_ids),
+        used_memory_ids=used,
+    )
+
+
+def split_tokens(ids: list[int], chunk: int, overlap: int = 0) -> list[list[int]]:
+    """`ids` cut into chunks of at most `chunk` tokens, each overlapping the one before by
+    `overlap`; the last one reaches the end."""
+    if chunk <= overlap:
+        raise ValueError("chunk must be larger than overlap")
+    out, start = [], 0
+    while start < len(ids):
+        out.append(ids[start : start + chunk])
+        if start + chunk >= len(ids):
+            break
+        start += chunk - overlap
+    return out
 
 
 def gate(
@@ -241,8 +320,8 @@ class PlainPrompts(Prompts):
         def render(used: list[MemoryHit], turns: list[Turn]) -> list[int]:
             text = f"{system}\n\n" if system else ""
             if used:
-                text += "Relevant memories:\n"
-                text += "".join(f"- {_one_line(h.text)}\n" for h in used) + "\n"
+                lines = "".join(MEMORY_LINE.format(text=_one_line(h.text)) for h in used)
+                text += MEMORY_HEADER + lines + MEMORY_FOOTER
             if summary:
                 text += f"{SUMMARY_HEADER} {_one_line(summary)}\n\n"
             for turn in [*turns, *said]:

@@ -22,7 +22,7 @@ from worker.pipeline import JobRunner
 from worker.progress import CancelWatcher, ProgressPublisher
 from worker.prompting import prompts_for
 from worker.reconciler import Housekeeper, LeaseKeeper, Reconciler, SendJob
-from worker.sessions import SessionBook
+from worker.sessions import ScheduleJob, SessionBook
 from worker.training import Consolidator, TrainingSlot
 
 log = logging.getLogger("memq.worker")
@@ -34,7 +34,9 @@ def new_worker_id() -> str:
 
 
 class Runtime:
-    def __init__(self, settings: WorkerSettings, send: SendJob, queues: list[str]) -> None:
+    def __init__(
+        self, settings: WorkerSettings, send: SendJob, queues: list[str], schedule: ScheduleJob
+    ) -> None:
         self.settings = settings
         self.worker_id = new_worker_id()
         self.lm: LoadedModel = load_worker_model(settings)
@@ -60,7 +62,14 @@ class Runtime:
         self.cancels = CancelWatcher(self.store, settings.cancel_poll_interval_s)
         self.map_pool = ThreadPoolExecutor(settings.map_threads, thread_name_prefix="memq-map")
         self.prompts = prompts_for(self.lm.tokenizer, self.lm.context_window, settings.prompt_style)
-        self.sessions = SessionBook(self.memory, self.store)
+        self.sessions = SessionBook(
+            self.memory,
+            self.store,
+            count_tokens=lambda text: len(self.prompts.encode(text)),
+            summary_budget=settings.session_summary_tokens or self.lm.context_window // 2,
+            recent_turns=settings.session_recent_turns,
+            schedule=schedule,
+        )
         registry = AdapterRegistry(self.store.r, settings.key_prefix)
         self.adapters = AdapterPool(
             self.lm,

@@ -10,20 +10,24 @@ the job id and turn numbers reserved for the job, and are written with PUT (crea
 replace), so a redelivered job writes the same two memories again instead of two more.
 It happens before the job's result is committed; if the commit then finds the job
 cancelled, `undo` deletes them, and if another attempt committed first, `write_back` runs
-again with the committed result.
+again with the committed result. `SessionBook.commit` is that protocol, wrapped around the
+task's commit; after a committed result it also keeps a finished rolling summary,
+remembers the user's facts and schedules the session's next summary when it is due.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from memq.clients import MemoryClient
 from memq.contracts import (
     ChatJobRequest,
     ChatRole,
+    JobRequest,
     JobResult,
+    JobStatus,
     MemoryCreate,
     MemoryFilter,
     MemoryKind,
@@ -33,10 +37,10 @@ from memq.contracts import (
     SummarizeJobRequest,
     session_namespace,
 )
+from memq.errors import MemqError
 from memq.jobstore import JobStore
 from memq.sessions import message_id, summary_id, user_namespace
 from worker.facts import as_memory_text, extract_facts
-from worker.pipeline import SessionContext
 from worker.prompting import Turn
 
 log = logging.getLogger("memq.worker.sessions")
@@ -45,11 +49,83 @@ MAX_TURNS_READ = 400
 SUMMARY_CLAIM_S = 600
 """A rolling-summary job not done by then may be scheduled again."""
 
+ScheduleJob = Callable[[str, SummarizeJobRequest], object]
+"""Records and sends a new job for a tenant (the worker's `memq.broker.dispatch`)."""
+
+
+@dataclass
+class SessionContext:
+    """What a chat job sees of its session: the turns not yet summarized (oldest first)
+    and the rolling summary of the ones before."""
+
+    turns: list[Turn] = field(default_factory=list)
+    summary: str | None = None
+
 
 @dataclass
 class SessionBook:
     memory: MemoryClient
     store: JobStore
+    count_tokens: Callable[[str], int]
+    summary_budget: int
+    """Tokens of a session's unsummarized turns past which its oldest are summarized."""
+    recent_turns: int
+    """The newest turns, never folded into the summary."""
+    schedule: ScheduleJob
+
+    def commit(
+        self,
+        tenant: str,
+        job_id: str,
+        request: JobRequest,
+        result: JobResult,
+        write: Callable[[], bool],
+    ) -> bool:
+        """Commit a job's result with `write` (True when it wrote it), with the session's
+        bookkeeping around it: a chat turn is written back before (a crash in between
+        writes the same turns again) and follows the committed outcome when `write` found
+        another one; a committed result's follow-ups run after (`_after_success`)."""
+        keeps_turns = (
+            isinstance(request, ChatJobRequest) and request.session_id and request.write_back
+        )
+        if keeps_turns:
+            assert isinstance(request, ChatJobRequest)
+            self.write_back(tenant, job_id, request, result)
+        if not write():
+            if keeps_turns:
+                self._settle_turns(tenant, job_id)
+            return False
+        self._after_success(tenant, request, result)
+        return True
+
+    def _after_success(self, tenant: str, request: JobRequest, result: JobResult) -> None:
+        """A finished rolling summary is kept; a chat turn remembers the user's facts and,
+        when it made the session long enough, schedules its next summary."""
+        try:
+            if isinstance(request, SummarizeJobRequest) and request.session_summary:
+                self.store_summary(tenant, request.session_summary, result.text)
+            if isinstance(request, ChatJobRequest) and request.remember_facts:
+                self.remember_facts(tenant, request)
+            if isinstance(request, ChatJobRequest) and request.session_id:
+                due = self.summary_due(tenant, request.session_id)
+                if due is not None:
+                    self.schedule(tenant, due)
+        except MemqError as exc:
+            # The job itself succeeded; the summary is scheduled again by a later turn.
+            log.warning("session bookkeeping after job failed: %s", exc)
+
+    def _settle_turns(self, tenant: str, job_id: str) -> None:
+        """The session's turns follow the job's committed outcome: none for a cancelled or
+        failed job, the committed reply for one another attempt finished first."""
+        final = self.store.get(tenant, job_id)
+        if final is None:
+            return
+        request = final.request
+        if final.status == JobStatus.succeeded and final.result is not None:
+            assert isinstance(request, ChatJobRequest)
+            self.write_back(tenant, job_id, request, final.result)
+        elif final.status != JobStatus.succeeded:
+            self.undo(tenant, job_id)
 
     def context(self, tenant: str, session_id: str) -> SessionContext:
         _, through = self.store.session_state(tenant, session_id)
@@ -104,23 +180,18 @@ class SessionBook:
             written.append(self.memory.put(tenant, message_id(job_id, role), memory).id)
         return written
 
-    def summary_due(
-        self,
-        tenant: str,
-        session_id: str,
-        count_tokens: Callable[[str], int],
-        budget: int,
-        keep: int,
-    ) -> SummarizeJobRequest | None:
+    def summary_due(self, tenant: str, session_id: str) -> SummarizeJobRequest | None:
         """The summarize job that folds the session's oldest unsummarized turns (all but
-        the `keep` newest) into its rolling summary, when they pass `budget` tokens and no
-        such job is already on its way; else None."""
+        the `recent_turns` newest) into its rolling summary, when they pass
+        `summary_budget` tokens and no such job is already on its way; else None."""
         context = self.context(tenant, session_id)
-        foldable = context.turns[: max(len(context.turns) - keep, 0)]
+        foldable = context.turns[: max(len(context.turns) - self.recent_turns, 0)]
         if not foldable:
             return None
-        tokens = sum(count_tokens(t.content) for t in context.turns)
-        if tokens <= budget or not self.store.claim_summary(tenant, session_id, SUMMARY_CLAIM_S):
+        tokens = sum(self.count_tokens(t.content) for t in context.turns)
+        if tokens <= self.summary_budget or not self.store.claim_summary(
+            tenant, session_id, SUMMARY_CLAIM_S
+        ):
             return None
         lines = (
             [f"Summary of the conversation so far: {context.summary}"] if context.summary else []

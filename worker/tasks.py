@@ -1,5 +1,6 @@
-"""Thin Celery tasks: start the job record, run the pipeline, commit the outcome; and
-deliver a finished job's webhook (worker.webhooks)."""
+"""Thin Celery tasks: start the job record, run the pipeline, commit the outcome (through
+the session book, which keeps a chat turn's write-back in step with it); and deliver a
+finished job's webhook (worker.webhooks)."""
 
 from __future__ import annotations
 
@@ -17,13 +18,9 @@ from memq.batches import BatchLines, BatchStore
 from memq.broker import dispatch, job_queues, queue_for, queue_name, train_queue
 from memq.contracts import (
     RUN_JOB_TASK,
-    ChatJobRequest,
     ErrorResponse,
     JobRequest,
-    JobResult,
-    JobStatus,
     Priority,
-    SummarizeJobRequest,
 )
 from memq.errors import EngineUnavailable, MemoryUnavailable, MemqError
 from memq.logs import bind_job_id
@@ -64,7 +61,7 @@ class JobTask(Task):  # type: ignore[misc]
                     from worker.runtime import Runtime
 
                     queues = job_queues(self.settings)
-                    self._runtime = Runtime(self.settings, self.send_job, queues)
+                    self._runtime = Runtime(self.settings, self.send_job, queues, self.submit_job)
                     store = self._runtime.store
                     store.on_terminal(WebhookQueue(self.app, store, self.settings))
                     batches = BatchStore(store.r, self.settings.key_prefix)
@@ -82,6 +79,10 @@ class JobTask(Task):  # type: ignore[misc]
             task_id=job_id,
             queue=queue or queue_name(self.settings, Priority.normal),
         )
+
+    def submit_job(self, tenant: str, request: JobRequest) -> None:
+        """Record and send a new job (a session's rolling summary)."""
+        dispatch(self.app, self.runtime.store, self.settings, tenant, request)
 
     def commit(self, write: Callable[[], bool]) -> bool:
         """Write a job's outcome, retrying while Redis is down (a restart takes seconds;
@@ -170,67 +171,21 @@ class RunJob(JobTask):
             error = ErrorResponse(error="internal_error", message=repr(exc))
             self.commit(lambda: rt.store.fail(record, error))
             return
-        request = record.request
-        keeps_turns = (
-            isinstance(request, ChatJobRequest) and request.session_id and request.write_back
-        )
-        if keeps_turns:
-            # Before the commit (a crash in between writes the same turns again); undone or
-            # rewritten below if the commit finds another outcome.
-            assert isinstance(request, ChatJobRequest)
-            rt.sessions.write_back(tenant, job_id, request, result)
-        if not self.commit(lambda: rt.store.succeed(record, result)):
+        if not rt.sessions.commit(
+            tenant,
+            job_id,
+            record.request,
+            result,
+            lambda: self.commit(lambda: rt.store.succeed(record, result)),
+        ):
             log.warning("job %s: result not committed (already finished or cancelled)", job_id)
-            if keeps_turns:
-                self._settle_turns(rt, tenant, job_id)
             return
-        self._after_success(rt, tenant, request, result)
         log.info(
             "job %s: succeeded (%d tokens, %d memories)",
             job_id,
             result.usage.completion_tokens,
             len(result.memories),
         )
-
-    def _after_success(
-        self, rt: Runtime, tenant: str, request: JobRequest, result: JobResult
-    ) -> None:
-        """Session bookkeeping once a job's result is committed: a finished rolling summary
-        is kept; a chat turn that made the session long enough schedules one."""
-        try:
-            if isinstance(request, SummarizeJobRequest) and request.session_summary:
-                rt.sessions.store_summary(tenant, request.session_summary, result.text)
-            if isinstance(request, ChatJobRequest) and request.remember_facts:
-                rt.sessions.remember_facts(tenant, request)
-            if isinstance(request, ChatJobRequest) and request.session_id:
-                settings = self.settings
-                budget = settings.session_summary_tokens or rt.lm.context_window // 2
-                due = rt.sessions.summary_due(
-                    tenant,
-                    request.session_id,
-                    lambda text: len(rt.prompts.encode(text)),
-                    budget,
-                    settings.session_recent_turns,
-                )
-                if due is not None:
-                    dispatch(self.app, rt.store, settings, tenant, due)
-        except MemqError as exc:
-            # The job itself succeeded; the summary is scheduled again by a later turn.
-            log.warning("session bookkeeping after job failed: %s", exc)
-
-    @staticmethod
-    def _settle_turns(rt: Runtime, tenant: str, job_id: str) -> None:
-        """The session's turns follow the job's committed outcome: none for a cancelled or
-        failed job, the committed reply for one another attempt finished first."""
-        final = rt.store.get(tenant, job_id)
-        if final is None:
-            return
-        request = final.request
-        if final.status == JobStatus.succeeded and final.result is not None:
-            assert isinstance(request, ChatJobRequest)
-            rt.sessions.write_back(tenant, job_id, request, final.result)
-        elif final.status != JobStatus.succeeded:
-            rt.sessions.undo(tenant, job_id)
 
 
 class DeliverWebhook(Task):  # type: ignore[misc]

@@ -3,7 +3,7 @@
     .venv/bin/python -m tests.mutation.run                       # every module in MODULES
     .venv/bin/python -m tests.mutation.run memq/budget.py        # one module
     .venv/bin/python -m tests.mutation.run memq/budget.py --list # the mutants, not run
-    .venv/bin/python -m tests.mutation.run worker/prompt.py --only 12 --only 40 -j 2
+    .venv/bin/python -m tests.mutation.run worker/prompting.py --only 12 --only 40 -j 2
 
 The working tree is never touched: the tracked and untracked-but-not-ignored files are
 copied into a temporary directory (one per job), and each mutant is written over the
@@ -71,16 +71,16 @@ MODULES: dict[str, Target] = {
     "memq/contracts.py": Target(
         ("tests/memq/test_contracts_bounds.py",), kinds=frozenset({"number"})
     ),
-    "worker/prompt.py": Target(
-        ("tests/worker/test_prompt.py", "tests/worker/test_pipeline.py"), strings=True
+    "worker/prompting.py": Target(
+        ("tests/worker/test_prompting.py", "tests/worker/test_pipeline.py"), strings=True
     ),
     "worker/engine/sampling.py": Target(
-        ("tests/worker/test_sampling.py", "tests/worker/test_no_repeat_ngram.py"),
+        ("tests/worker/engine/test_sampling.py", "tests/worker/engine/test_no_repeat_ngram.py"),
         # These two run both engines end to end; the file's unit tests pin NGramBans.
         pytest_args=(
-            "--deselect=tests/worker/test_no_repeat_ngram.py::"
+            "--deselect=tests/worker/engine/test_no_repeat_ngram.py::"
             "test_greedy_with_no_repeat_ngram_matches_simple_engine",
-            "--deselect=tests/worker/test_no_repeat_ngram.py::"
+            "--deselect=tests/worker/engine/test_no_repeat_ngram.py::"
             "test_seeded_sampling_with_no_repeat_ngram_matches_simple_engine",
         ),
     ),

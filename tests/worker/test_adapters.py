@@ -33,14 +33,16 @@ from memq.contracts import (
     TrainingOptions,
 )
 from memq.jobstore import JobRecord
-from worker.adapters import AdapterPool, adapted_model, private_bytes
+from worker.adapters import AdapterPool
 from worker.config import WorkerSettings
 from worker.engine import build_engine
 from worker.engine.base import Engine, GenerationRequest
+from worker.lora import adapted_model, private_bytes
 from worker.model_loader import LoadedModel, load_model
 from worker.pipeline import JobRunner
 from worker.prompting import PlainPrompts
-from worker.training import ExampleBuilder, resolve_options, train_adapter
+from worker.training import resolve_options, train_adapter
+from worker.training_data import ExampleBuilder
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 FACTS = ["Zorvan Kell keeps a pet iguana named Pickle.", "Ilsa Brannock loves quince tart."]

@@ -36,8 +36,7 @@ from worker.engine.base import GenerationOutput, GenerationRequest
 from worker.errors import JobCancelled, SummaryDidNotConverge
 from worker.model_loader import LoadedModel
 from worker.pipeline import MAX_SUMMARY_ROUNDS, SUMMARY_SHRINK, JobRunner
-from worker.prompt import TLDR, encode
-from worker.prompting import PlainPrompts
+from worker.prompting import TLDR, PlainPrompts, encode
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,13 @@
 """The Celery task's branches without a model: start → run → commit, the planned retry
 when the memory service or the engine process is down, failures recorded with their
 reason, and a job that must not run (finished, cancelled, held elsewhere). Real Redis, real
-Celery app; the runtime's model-bound parts are stand-ins."""
+Celery app, the real session book; the runtime's model-bound parts and the memory service
+are stand-ins."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
@@ -20,13 +21,15 @@ from memq.contracts import (
     JobResult,
     JobStatus,
     JobTimings,
+    MemoryCreate,
     TokenUsage,
 )
 from memq.errors import EngineUnavailable, MemoryUnavailable, MemqError, PromptTooLong
 from memq.jobstore import JobRecord, JobStore
-from tests.worker.engine_helpers import worker_settings
+from tests.worker.helpers import worker_settings
 from worker.celery_app import create_celery_app
 from worker.reconciler import LeaseKeeper
+from worker.sessions import SessionBook
 from worker.tasks import RunJob
 
 QUEUE = "memq.test-tasks"
@@ -56,23 +59,32 @@ class StubEngine:
     name: str = "stub"
 
 
-class StubSessions:
-    """Records write-backs the way the session book would make them (one entry per job)."""
+class FakeMemory:
+    """The memory service as the session book uses it: turns kept by id, nothing found."""
 
     def __init__(self) -> None:
-        self.turns: dict[str, str] = {}
+        self.stored: dict[str, MemoryCreate] = {}
 
-    def write_back(
-        self, tenant: str, job_id: str, request: ChatJobRequest, result: JobResult
-    ) -> list[str]:
-        self.turns[job_id] = result.text
-        return [job_id]
+    def put(self, tenant: str, memory_id: str, body: MemoryCreate) -> SimpleNamespace:
+        self.stored[memory_id] = body
+        return SimpleNamespace(id=memory_id)
 
-    def undo(self, tenant: str, job_id: str) -> None:
-        self.turns.pop(job_id, None)
+    def delete(self, tenant: str, memory_id: str) -> bool:
+        return self.stored.pop(memory_id, None) is not None
 
-    def summary_due(self, *_: object) -> None:
+    def get(self, tenant: str, memory_id: str) -> None:
         return None
+
+    def list_all(self, *_: object, **__: object) -> list[Any]:
+        return []
+
+    def replies(self) -> dict[str, str]:
+        """The assistant turns written back, by job id."""
+        return {
+            str(m.metadata["job_id"]): m.text
+            for m in self.stored.values()
+            if m.metadata.get("role") == "assistant"
+        }
 
 
 @dataclass
@@ -81,10 +93,9 @@ class StubRuntime:
     runner: StubRunner
     leases: LeaseKeeper
     engine: StubEngine
-    sessions: StubSessions = field(default_factory=StubSessions)
+    memory: FakeMemory
+    sessions: SessionBook
     worker_id: str = "w-test"
-    lm: SimpleNamespace = field(default_factory=lambda: SimpleNamespace(context_window=1024))
-    prompts: SimpleNamespace = field(default_factory=lambda: SimpleNamespace(encode=str.split))
 
 
 @pytest.fixture
@@ -95,7 +106,18 @@ def task(redis_server: str, redis_client: redis.Redis) -> Iterator[tuple[RunJob,
     app = create_celery_app(settings)
     run_job: Any = app.tasks[RunJob.name]
     store = JobStore(redis_client)
-    runtime = StubRuntime(store, StubRunner(), LeaseKeeper(store, "w-test"), StubEngine())
+    memory = FakeMemory()
+    sessions = SessionBook(
+        memory,  # type: ignore[arg-type]
+        store,
+        count_tokens=lambda text: len(text.split()),
+        summary_budget=1024,
+        recent_turns=4,
+        schedule=lambda tenant, request: None,
+    )
+    runtime = StubRuntime(
+        store, StubRunner(), LeaseKeeper(store, "w-test"), StubEngine(), memory, sessions
+    )
     run_job._runtime = runtime
     yield run_job, runtime
     run_job._runtime = None
@@ -247,7 +269,7 @@ def test_a_chat_turn_is_written_back_once_before_its_result_is_committed(
     rt.runner.behaviour = answer
     _chat(rt.store, "c1")
     _call(run_job, "c1")
-    assert rt.sessions.turns == {"c1": "out"}
+    assert rt.memory.replies() == {"c1": "out"}
     assert seen_when_written == [JobStatus.running]  # written before the commit
     assert rt.store.status("acme", "c1") == JobStatus.succeeded
 
@@ -263,7 +285,7 @@ def test_a_chat_turn_cancelled_before_its_commit_is_undone(task: tuple[Any, Stub
     _chat(rt.store, "c2")
     _call(run_job, "c2")
     assert rt.store.status("acme", "c2") == JobStatus.cancelled
-    assert rt.sessions.turns == {}
+    assert rt.memory.replies() == {}
 
 
 def test_a_chat_turn_takes_the_reply_another_attempt_committed(
@@ -282,4 +304,4 @@ def test_a_chat_turn_takes_the_reply_another_attempt_committed(
     rt.runner.behaviour = beaten
     _chat(rt.store, "c3")
     _call(run_job, "c3")
-    assert rt.sessions.turns == {"c3": "the other attempt's reply"}
+    assert rt.memory.replies() == {"c3": "the other attempt's reply"}

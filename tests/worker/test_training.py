@@ -1,10 +1,9 @@
-"""Consolidation's training half: examples built from memories, LoRA training on the tiny
-GPT-2 (and a tiny Llama-style model for the other default targets), the one-at-a-time slot,
-and what a consolidate job selects. Real models and tokenizers, no mocks of torch or peft."""
+"""Consolidation's training half: LoRA training on the tiny GPT-2, the options it resolves,
+the one-at-a-time slot, and what a consolidate job selects. Real models and tokenizers, no
+mocks of torch or peft."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,47 +18,17 @@ from memq.contracts import (
     TrainingOptions,
 )
 from memq.errors import InvalidInput
+from tests.worker.helpers import FACTS, memory
 from worker.model_loader import LoadedModel, load_model
 from worker.training import (
-    IGNORE,
-    LLAMA_TARGETS,
     Consolidator,
-    ExampleBuilder,
     NoMemoriesToConsolidate,
     TrainingBusy,
     TrainingSlot,
-    default_target_modules,
-    questions_for,
     resolve_options,
-    shared_copy,
-    subject_of,
     train_adapter,
 )
-
-FACTS = [
-    "Zorvan Kell keeps a pet iguana named Pickle.",
-    "Ilsa Brannock's favourite dessert is quince tart.",
-    "Teodor Vasch was born in the city of Lunmere.",
-]
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
-)
-
-
-def memory(text: str, kind: MemoryKind = MemoryKind.fact, n: int = 0) -> MemoryPublic:
-    at = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=n)
-    return MemoryPublic(
-        id=f"m{n}",
-        tenant="t",
-        namespace="user:1",
-        kind=kind,
-        text=text,
-        created_at=at,
-        updated_at=at,
-        content_hash="0" * 64,
-        version=n + 1,
-    )
+from worker.training_data import ExampleBuilder
 
 
 @pytest.fixture(scope="module")
@@ -71,113 +40,15 @@ def state(model: Any) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-# ------------------------------------------------------------------------------ examples
-
-
-@pytest.mark.parametrize(
-    ("text", "subject"),
-    [
-        ("Zorvan Kell keeps a pet iguana named Pickle.", "Zorvan Kell"),
-        ("Ilsa Brannock's favourite dessert is quince tart.", "Ilsa Brannock"),
-        ("I grow saffron on my farm.", "me"),
-        ("My daughter is named Juniper.", "me"),
-        ("The office coffee machine is on the third floor.", None),
-        ("coffee is brewed at nine", None),
-    ],
-)
-def test_subject_is_the_leading_name(text: str, subject: str | None) -> None:
-    assert subject_of(text) == subject
-
-
-def test_questions_ask_about_the_subject_by_full_and_first_name() -> None:
-    assert questions_for(FACTS[0]) == [
-        "What do you know about Zorvan Kell?",
-        "Tell me about Zorvan.",
-    ]
-    assert questions_for("I speak fluent Icelandic.") == ["What do you know about me?"]
-    assert questions_for("The vault opens at noon.") == []
-
-
-def test_plain_examples_train_the_answer_only(lm: LoadedModel) -> None:
-    builder = ExampleBuilder(lm.tokenizer, chat_template=False)
-    examples = builder.build([memory(FACTS[0])], max_tokens=128, qa_variants=True)
-    text, *qa = examples
-    assert text.labels == text.input_ids  # the memory itself: every token counts
-    assert lm.tokenizer.decode(text.input_ids) == FACTS[0] + lm.tokenizer.eos_token
-    assert len(qa) == 2
-    for example in qa:
-        answer = [t for t in example.labels if t != IGNORE]
-        assert lm.tokenizer.decode(answer) == f" {FACTS[0]}{lm.tokenizer.eos_token}"
-        prompt = lm.tokenizer.decode(example.input_ids[: len(example.input_ids) - len(answer)])
-        assert prompt.startswith("Question: ") and prompt.endswith("\nAnswer:")
-        assert example.labels[: len(example.labels) - len(answer)] == [IGNORE] * (
-            len(example.labels) - len(answer)
-        )
-
-
-def test_chat_template_examples_are_rendered_as_generate_prompts_are(
-    lm: LoadedModel,
-) -> None:
-    tokenizer = lm.tokenizer
-    tokenizer.chat_template = CHAT_TEMPLATE
-    try:
-        builder = ExampleBuilder(tokenizer, chat_template=True)
-        (_, qa, _) = builder.build([memory(FACTS[0])], max_tokens=256, qa_variants=True)
-    finally:
-        tokenizer.chat_template = None
-    answer = [t for t in qa.labels if t != IGNORE]
-    prompt = tokenizer.decode(qa.input_ids[: len(qa.input_ids) - len(answer)])
-    assert prompt.startswith("<|system|>You are a helpful assistant.")
-    assert prompt.endswith("<|user|>What do you know about Zorvan Kell?<|end|><|assistant|>")
-    assert tokenizer.decode(answer) == f"{FACTS[0]}<|end|>"
-
-
-def test_only_facts_get_question_variants(lm: LoadedModel) -> None:
-    builder = ExampleBuilder(lm.tokenizer, chat_template=False)
-    kinds = [MemoryKind.message, MemoryKind.document_chunk, MemoryKind.summary]
-    examples = builder.build(
-        [memory(FACTS[0], kind) for kind in kinds], max_tokens=128, qa_variants=True
-    )
-    assert len(examples) == 3 and all(e.labels == e.input_ids for e in examples)
-    off = builder.build([memory(FACTS[0])], max_tokens=128, qa_variants=False)
-    assert len(off) == 1
-
-
-def test_a_long_memory_is_split_into_windows_never_cut(lm: LoadedModel) -> None:
-    builder = ExampleBuilder(lm.tokenizer, chat_template=False)
-    long_text = " ".join(FACTS * 12)
-    ids = [*builder.encode(long_text), lm.tokenizer.eos_token_id]
-    windows = builder.build([memory(long_text)], max_tokens=32, qa_variants=True)
-    assert all(len(w.input_ids) <= 32 for w in windows)
-    assert len(windows) > 1  # and no question variant: the memory does not fit one example
-    covered: set[int] = set()
-    stride = 32 - 32 // 4
-    for i, w in enumerate(windows):
-        assert w.input_ids == ids[i * stride : i * stride + 32]
-        covered |= set(range(i * stride, i * stride + len(w.input_ids)))
-    assert covered == set(range(len(ids)))
-
-
 # ------------------------------------------------------------------------------ training
 
 
-def test_defaults_follow_the_architecture(lm: LoadedModel) -> None:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    assert default_target_modules(lm.model) == ["c_attn", "c_proj"]
-    llama = LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=64,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-        )
-    )
-    assert default_target_modules(llama) == LLAMA_TARGETS
+def test_options_are_resolved_from_the_architecture_and_the_example_count(
+    lm: LoadedModel,
+) -> None:
     resolved = resolve_options(TrainingOptions(epochs=3, batch_size=4, rank=8), lm.model, 10)
     assert (resolved.steps, resolved.alpha) == (9, 16)  # ceil(10 / 4) × 3; 2 × rank
+    assert resolved.target_modules == ["c_attn", "c_proj"]
     assert resolve_options(TrainingOptions(), lm.model, 8).steps == 5  # 1 batch × 5 epochs
     explicit = TrainingOptions(steps=7, alpha=3, target_modules=["c_attn"])
     assert resolve_options(explicit, lm.model, 100) == explicit
@@ -252,15 +123,6 @@ def test_an_unknown_target_module_is_a_clear_error(lm: LoadedModel, tmp_path: Pa
     )
     with pytest.raises(InvalidInput, match=r"training\.target_modules"):
         train_adapter(lm.model, examples, options, tmp_path / "v1", pad_id=0)
-
-
-def test_a_shared_copy_shares_weights_but_not_modules(lm: LoadedModel) -> None:
-    copied = shared_copy(lm.model, lambda name: name.endswith("c_attn"))
-    base = dict(lm.model.named_parameters())
-    for name, param in copied.named_parameters():
-        assert (param is base[name]) != name.endswith("c_attn.weight") or "bias" in name
-    copied.train()
-    assert not lm.model.training
 
 
 def test_one_training_at_a_time() -> None:

@@ -39,7 +39,7 @@ from memq.webhooks import (
     verify,
 )
 from tests.utils.webhook_receiver import Receiver, webhook_receiver
-from tests.worker.engine_helpers import worker_settings
+from tests.worker.helpers import worker_settings
 from worker.celery_app import create_celery_app
 from worker.tasks import DeliverWebhook
 from worker.webhooks import (

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from memq.contracts import GenerationParams
-from tests.worker.engine_helpers import (
+from tests.worker.engine.helpers import (
     Hold,
     batched,
     outputs,

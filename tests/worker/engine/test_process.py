@@ -16,15 +16,15 @@ import psutil
 import pytest
 
 from memq.errors import EngineUnavailable
-from tests.worker.engine_helpers import (
+from tests.worker.engine.helpers import (
     DEADLINE_S,
     Hold,
     outputs,
     request,
     run_concurrently,
     wait_until,
-    worker_settings,
 )
+from tests.worker.helpers import worker_settings
 from worker.config import WorkerSettings
 from worker.engine import build_engine
 from worker.engine.batched import BatchedEngine
@@ -32,7 +32,7 @@ from worker.engine.process import ProcessEngine
 from worker.engine.simple import SimpleEngine
 from worker.model_loader import LoadedModel
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _settings(tiny_model_dir: Path) -> WorkerSettings:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from memq.contracts import GenerationParams
-from worker.config import WorkerSettings
+from tests.worker.helpers import worker_settings
 from worker.engine import build_engine
 from worker.engine.base import Engine, GenerationOutput, GenerationRequest
 from worker.engine.batched import BatchedEngine
@@ -33,11 +33,6 @@ def wait_until(condition: Callable[[], bool], timeout: float = DEADLINE_S) -> bo
             return False
         time.sleep(0.001)
     return True
-
-
-def worker_settings(**fields: object) -> WorkerSettings:
-    """Worker settings as a deployment would have them (defaults from WorkerSettings)."""
-    return WorkerSettings.model_validate({"service_token": "test-token", **fields})
 
 
 def batched(lm: LoadedModel, **knobs: object) -> BatchedEngine:

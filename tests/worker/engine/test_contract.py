@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.worker.engine_helpers import (
+from tests.worker.engine.helpers import (
     DEADLINE_S,
     Hold,
     encode,
@@ -15,8 +15,8 @@ from tests.worker.engine_helpers import (
     request,
     run_concurrently,
     wait_until,
-    worker_settings,
 )
+from tests.worker.helpers import worker_settings
 from worker.engine import build_engine
 from worker.engine.base import Engine, GenerationRequest
 from worker.engine.simple import SimpleEngine

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from transformers import NoRepeatNGramLogitsProcessor
 
 from memq.contracts import GenerationParams
-from tests.worker.engine_helpers import outputs, request, run_concurrently
+from tests.worker.engine.helpers import outputs, request, run_concurrently
 from worker.engine.batched import BatchedEngine
 from worker.engine.sampling import NGramBans, OutputNGramProcessor
 from worker.engine.simple import SimpleEngine

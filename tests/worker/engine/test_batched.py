@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from memq.contracts import GenerationParams
-from tests.worker.engine_helpers import (
+from tests.worker.engine.helpers import (
     DEADLINE_S,
     Hold,
     batched,
@@ -17,8 +17,8 @@ from tests.worker.engine_helpers import (
     request,
     run_concurrently,
     tokens_so_far,
-    worker_settings,
 )
+from tests.worker.helpers import worker_settings
 from worker.engine import build_engine
 from worker.engine.base import GenerationOutput, GenerationRequest, TokenCallback
 from worker.engine.batched import BatchedEngine, EngineClosed

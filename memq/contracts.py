@@ -584,10 +584,6 @@ class ImportResponse(BaseModel):
 # --------------------------------------------------------------------------------------
 
 
-RUN_JOB_TASK = "memq.run_job"
-"""Celery task name; the gateway dispatches by name so it never imports worker code."""
-
-
 class JobType(StrEnum):
     generate = "generate"
     summarize = "summarize"

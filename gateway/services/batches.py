@@ -44,11 +44,10 @@ from memq.batches import (
     new_batch_id,
     plan_input,
 )
-from memq.broker import queue_name
+from memq.broker import RUN_JOB_TASK, queue_name
 from memq.contracts import (
     BATCH_ID_KEY,
     CUSTOM_ID_KEY,
-    RUN_JOB_TASK,
     BatchCreate,
     BatchEndpoint,
     BatchError,

@@ -60,10 +60,10 @@ from memq.contracts import (
     Priority,
     completion_window_seconds,
 )
+from memq.contracts.openai import ChatCompletionRequest, CompletionRequest
 from memq.errors import GatewayError, InvalidInput, NotFound
 from memq.files import FileRecord
 from memq.jobstore import JobStore, utcnow
-from memq.openai_protocol import ChatCompletionRequest, CompletionRequest
 
 log = logging.getLogger("memq.gateway.batches")
 

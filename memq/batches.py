@@ -52,9 +52,9 @@ from memq.contracts import (
     JobRequest,
     JobStatus,
 )
+from memq.contracts.openai import chat_body, completion_body, openai_error
 from memq.errors import MemqError
 from memq.jobstore import JobKeys, JobRecord
-from memq.openai_protocol import chat_body, completion_body, openai_error
 
 log = logging.getLogger("memq.batches")
 

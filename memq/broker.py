@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 from celery import Celery
 
-from memq.contracts import RUN_JOB_TASK, ConsolidateJobRequest, JobRequest, Priority
+from memq.contracts import ConsolidateJobRequest, JobRequest, Priority
 from memq.errors import QueueUnavailable
 from memq.logs import bind_job_id
 from memq.settings import CommonSettings
@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from memq.jobstore import Created, JobStore
 
 log = logging.getLogger("memq.broker")
+
+RUN_JOB_TASK = "memq.run_job"
+"""Celery task name; the gateway dispatches by name so it never imports worker code."""
 
 UNACKED_KEY = "unacked"
 UNACKED_INDEX_KEY = "unacked_index"

@@ -253,7 +253,7 @@ def register_error_handlers(
         headers: dict[str, str] | None = None,
     ) -> JSONResponse:
         if openai_paths and request.url.path.startswith(openai_paths):
-            from memq.openai_protocol import openai_error
+            from memq.contracts.openai import openai_error
 
             param = _where(details[0]["loc"]) if details else None
             body = openai_error(status, code, message, param or None)

@@ -15,9 +15,8 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_e
 
 from memq import metrics
 from memq.batches import BatchLines, BatchStore
-from memq.broker import dispatch, job_queues, queue_for, queue_name, train_queue
+from memq.broker import RUN_JOB_TASK, dispatch, job_queues, queue_for, queue_name, train_queue
 from memq.contracts import (
-    RUN_JOB_TASK,
     ErrorResponse,
     JobRequest,
     Priority,

@@ -22,9 +22,9 @@ import redis
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
+from memq.contracts.openai import OPENAI_PATHS
 from memq.errors import GatewayError, MemqError, QueueUnavailable
 from memq.errors import register_error_handlers as register_common
-from memq.openai_protocol import OPENAI_PATHS
 
 log = logging.getLogger("memq.gateway")
 

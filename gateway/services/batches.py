@@ -44,11 +44,10 @@ from memq.batches import (
     new_batch_id,
     plan_input,
 )
-from memq.broker import queue_name
+from memq.broker import RUN_JOB_TASK, queue_name
 from memq.contracts import (
     BATCH_ID_KEY,
     CUSTOM_ID_KEY,
-    RUN_JOB_TASK,
     BatchCreate,
     BatchEndpoint,
     BatchError,
@@ -61,10 +60,10 @@ from memq.contracts import (
     Priority,
     completion_window_seconds,
 )
+from memq.contracts.openai import ChatCompletionRequest, CompletionRequest
 from memq.errors import GatewayError, InvalidInput, NotFound
 from memq.files import FileRecord
 from memq.jobstore import JobStore, utcnow
-from memq.openai_protocol import ChatCompletionRequest, CompletionRequest
 
 log = logging.getLogger("memq.gateway.batches")
 

@@ -19,8 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from gateway.core.config import GatewaySettings
 from gateway.services.jobs import JobService
 from memq.contracts import JobPublic, JobStatus
-from memq.errors import MemqError, NotFound
-from memq.openai_protocol import (
+from memq.contracts.openai import (
     ChatCompletionRequest,
     CompletionRequest,
     chat_body,
@@ -30,6 +29,7 @@ from memq.openai_protocol import (
     models_body,
     usage_of,
 )
+from memq.errors import MemqError, NotFound
 
 MODEL_ALIASES = ("memq", "default")
 REPLACEMENT_CHARACTER = "\ufffd"

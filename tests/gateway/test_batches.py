@@ -34,8 +34,8 @@ from memq.contracts import (
     ModelInfo,
     TokenUsage,
 )
+from memq.contracts.openai import completion_body
 from memq.jobstore import JobStore
-from memq.openai_protocol import completion_body
 
 ACME = {"Authorization": "Bearer k-acme"}
 BETA = {"X-API-Key": "k-beta"}

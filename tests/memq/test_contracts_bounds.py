@@ -1,7 +1,7 @@
 """Every numeric bound of the public contracts, pinned at its edge: the limit itself is
 accepted, one past it is refused, with the message checked.
 
-The numbers are written out here from reading memq/contracts.py, never read from the
+The numbers are written out here from reading memq/contracts/, never read from the
 models at test time: a test that took the bound from the model could not notice that
 the bound changed. One table per model; `Edge.path` is the payload field the value goes
 in (a whole value: a string of n characters, a list of n items).
@@ -654,7 +654,7 @@ def test_metadata_bounds(edge: Edge) -> None:
     _check(MemoryCreate, {"namespace": "ns", "text": "t"}, edge)
 
 
-# What ingestion adds to every chunk's metadata, at its largest (read off contracts.py).
+# What ingestion adds to every chunk's metadata, at its largest (read off contracts/memories.py).
 CHUNK_FIELDS = {
     "document_id": _s(128),
     "chunk_index": 2_000_000,

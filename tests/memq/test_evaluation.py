@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from memq import cli
+from memq.contracts.openai import ChatCompletionRequest
 from memq.evaluation.data import FACTS, SAID, Fact, contains_answer, distractors
 from memq.evaluation.scoring import (
     ANSWER_TARGETS,
@@ -27,7 +28,6 @@ from memq.evaluation.scoring import (
     share,
 )
 from memq.launcher import free_port
-from memq.openai_protocol import ChatCompletionRequest
 from memq.sdk import Client
 from memq.sdk._core import build_job
 from tests.memq.test_sdk import _job, _memory, _sse

@@ -66,11 +66,14 @@ MODULES: dict[str, Target] = {
         ("tests/memory_service/test_chunking.py",), strings=True
     ),
     "memq/jobstore.py": Target(("tests/memq/test_jobstore.py",)),
-    # The numbers only: the bounds, limits and defaults the table of edges pins (the
-    # module's other logic is tested through the services that use it).
-    "memq/contracts.py": Target(
-        ("tests/memq/test_contracts_bounds.py",), kinds=frozenset({"number"})
-    ),
+    # The contracts' numbers only: the bounds, limits and defaults the table of edges pins
+    # (their other logic is tested through the services that use them).
+    **{
+        f"memq/contracts/{domain}.py": Target(
+            ("tests/memq/test_contracts_bounds.py",), kinds=frozenset({"number"})
+        )
+        for domain in ("memories", "jobs", "adapters", "batches")
+    },
     "worker/prompting.py": Target(
         ("tests/worker/test_prompting.py", "tests/worker/test_pipeline.py"), strings=True
     ),

@@ -9,8 +9,14 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from memq.broker import UNACKED_INDEX_KEY, UNACKED_KEY, producer_app, unacked_job_ids
-from memq.contracts import RUN_JOB_TASK, GenerateJobRequest, JobStatus
+from memq.broker import (
+    RUN_JOB_TASK,
+    UNACKED_INDEX_KEY,
+    UNACKED_KEY,
+    producer_app,
+    unacked_job_ids,
+)
+from memq.contracts import GenerateJobRequest, JobStatus
 from memq.jobstore import JobStore
 from memq.settings import CommonSettings
 from worker.reconciler import LeaseKeeper, Reconciler

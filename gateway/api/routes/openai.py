@@ -13,7 +13,7 @@ from sse_starlette import EventSourceResponse
 
 from gateway.api.deps import Tenant
 from gateway.services.openai import OpenAIService
-from memq.openai_protocol import ChatCompletionRequest, CompletionRequest
+from memq.contracts.openai import ChatCompletionRequest, CompletionRequest
 
 router = APIRouter(tags=["openai"])
 

@@ -1,7 +1,7 @@
 """The OpenAI-compatible wire format (what the official `openai` client sends and expects),
 and its translation into memq jobs.
 
-The OpenAI endpoints are an adapter over memq's own contracts (`memq.contracts`), as in
+The OpenAI endpoints are an adapter over memq's own job contracts (`jobs`), as in
 vLLM: a completion is a `generate` job, a chat completion a `chat` job, on the same queue,
 with memq's options as extra body fields (`memory`, `session_id`, `write_back`,
 `priority`, `metadata`). Requests are lenient where OpenAI's are (unknown optional fields
@@ -17,7 +17,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from memq.contracts import (
+from memq.contracts.common import Namespace
+from memq.contracts.jobs import (
     CHAT_MAX_NEW_TOKENS,
     MAX_NEW_TOKENS_LIMIT,
     SESSION_ID_PATTERN,
@@ -31,7 +32,6 @@ from memq.contracts import (
     JobMetadata,
     JobPublic,
     MemoryOptions,
-    Namespace,
     Priority,
     RetrievedMemory,
     SessionId,

@@ -3,7 +3,8 @@ and are mapped to HTTP once, by `memq.errors.register_error_handlers`.
 
 MemoryServiceError (memq.errors)   500 internal_error
  ├── InvalidTenant                  400 invalid_tenant
- └── InvalidRequest                 422 invalid_request  (bad cursor, bad import line, ...)
+ ├── InvalidRequest                 422 invalid_request  (bad cursor, bad import line, ...)
+ └── MemoryConflict                 409 memory_conflict  (restore a current memory, ...)
 Shared branches used here: Unauthorized (401), MemoryNotFound (404), StoreUnavailable (503).
 """
 
@@ -14,6 +15,7 @@ from memq.errors import MemoryNotFound, MemoryServiceError, StoreUnavailable, Un
 __all__ = [
     "InvalidRequest",
     "InvalidTenant",
+    "MemoryConflict",
     "MemoryNotFound",
     "MemoryServiceError",
     "StoreUnavailable",
@@ -29,3 +31,8 @@ class InvalidTenant(MemoryServiceError):
 class InvalidRequest(MemoryServiceError):
     status_code = 422
     code = "invalid_request"
+
+
+class MemoryConflict(MemoryServiceError):
+    status_code = 409
+    code = "memory_conflict"

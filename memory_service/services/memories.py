@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 import numpy as np
 from pydantic import ValidationError
 
-from memory_service.core.errors import InvalidRequest, MemoryNotFound
-from memory_service.services import fusion
+from memory_service.core.errors import InvalidRequest, MemoryConflict, MemoryNotFound
+from memory_service.services import fusion, supersession
 from memory_service.services.chunking import chunk_spans
 from memory_service.services.embeddings import Embedder, FloatMatrix
 from memory_service.services.records import (
@@ -57,6 +57,8 @@ from memq.contracts import (
     MemoryUpdate,
     MemoryVersion,
     SearchMode,
+    Supersession,
+    SupersessionMethod,
     has_visible_text,
 )
 
@@ -110,7 +112,9 @@ class MemoryService:
         hashes = [content_hash(t) for t in texts]
         with self._write_lock:
             now = self.clock()
+            explicit = self._explicit_targets(tenant, items, now)
             exact = self._existing_by_hash(tenant, items, hashes, now)
+            contradicted = self._contradicted(tenant, items, dense, hashes, now)
             near = (
                 self._nearest_existing(tenant, items, dense, now)
                 if near_dedup
@@ -119,19 +123,32 @@ class MemoryService:
             batch_twins = _BatchTwins(vectors if near_dedup else None, self.dedup_threshold)
             results: list[MemoryPublic] = []
             new_points: list[StoredPoint] = []
+            replaced: dict[str, str] = {}
             for i, item in enumerate(items):
+                near_twin = near[i]
+                if near_twin is not None and near_twin.id in {c.record.id for c in contradicted[i]}:
+                    near_twin = None  # "lives in Gdansk" -> "lives in Krakow" is news
                 twin = (
-                    exact.get((item.namespace, hashes[i]))
-                    or near[i]
+                    None
+                    if item.supersedes
+                    else exact.get((item.namespace, hashes[i]))
+                    or near_twin
                     or batch_twins.find(item.namespace, hashes[i], i)
                 )
                 if twin is not None:
                     results.append(_public(twin, deduplicated=True))
                     continue
+                memory_id = str(uuid.uuid4())
+                valid_from = item.valid_from or now
+                targets = [
+                    _Replaced(old, vector, SupersessionMethod.explicit, "named in `supersedes`")
+                    for old, vector in explicit[i]
+                ] + contradicted[i]
+                targets = [t for t in targets if t.record.id not in replaced]
                 # Every field is either validated by MemoryCreate or made here: validating the
                 # record again would cost ~10% of a batch's time outside the embedder.
                 record = MemoryRecord.model_construct(
-                    id=str(uuid.uuid4()),
+                    id=memory_id,
                     tenant=tenant,
                     namespace=item.namespace,
                     kind=item.kind,
@@ -146,7 +163,17 @@ class MemoryService:
                     version=1,
                     content_hash=hashes[i],
                     history=[],
+                    deduplicated=False,
+                    valid_from=valid_from,
+                    valid_to=None,
+                    supersedes=[t.record.id for t in targets],
+                    superseded_by=None,
+                    supersession=None,
                 )
+                for target in targets:
+                    replaced[target.record.id] = memory_id
+                    ended = _superseded(target, record, now)
+                    new_points.append(self._point(ended, target.vector))
                 batch_twins.add(record, i)
                 new_points.append(self._point(record, dense[i], sparse[i]))
                 results.append(_public(record))
@@ -154,6 +181,36 @@ class MemoryService:
                 self.store.upsert(tenant, new_points)
         self.store.wait_durable()
         return results
+
+    def restore(self, tenant: str, memory_id: str) -> MemoryPublic:
+        """Make a superseded memory current again (undo a supersession, e.g. a wrong
+        automatic one); the memory that replaced it stays current and forgets the link."""
+        with self._write_lock:
+            now = self.clock()
+            record, vector = self._get_with_vector(tenant, memory_id, now)
+            if record.superseded_by is None:
+                raise MemoryConflict(
+                    f"memory {memory_id!r} is current; there is nothing to restore"
+                )
+            points = [
+                self._point(
+                    record.model_copy(
+                        update={"valid_to": None, "superseded_by": None, "supersession": None}
+                    ),
+                    vector,
+                )
+            ]
+            try:
+                by, by_vector = self._get_with_vector(tenant, record.superseded_by, now)
+            except MemoryNotFound:
+                pass
+            else:
+                kept = [m for m in by.supersedes if m != memory_id]
+                points.append(self._point(by.model_copy(update={"supersedes": kept}), by_vector))
+            self.store.upsert(tenant, points)
+            restored = from_payload(points[0].payload)
+        self.store.wait_durable()
+        return _public(restored)
 
     def ingest_document(self, tenant: str, doc: DocumentIngest) -> DocumentIngestResponse:
         document_id = doc.document_id or str(uuid.uuid4())
@@ -372,6 +429,8 @@ class MemoryService:
                 created_after=req.created_after,
                 created_before=req.created_before,
                 metadata=req.filter,
+                as_of=req.as_of,
+                include_superseded=req.include_superseded,
             ),
             candidates=max(100, req.top_k * 4),
             mmr=MmrSpec(dense_list, req.mmr_lambda)
@@ -410,6 +469,8 @@ class MemoryService:
             created_after=req.created_after,
             created_before=req.created_before,
             metadata=req.filter,
+            as_of=req.as_of,
+            include_superseded=req.include_superseded,
         )
         pool = max(100, req.top_k * 4)
         with_vectors = req.mmr_lambda is not None
@@ -529,6 +590,84 @@ class MemoryService:
             raise MemoryNotFound(memory_id)
         return from_payload(found[0].payload), found[0].dense or []
 
+    def _explicit_targets(
+        self, tenant: str, items: list[MemoryCreate], now: datetime
+    ) -> list[list[tuple[MemoryRecord, list[float]]]]:
+        """The current memories each item names in `supersedes`; refuses the whole write
+        (nothing stored) when one is unknown, in another namespace or already superseded."""
+        found: list[list[tuple[MemoryRecord, list[float]]]] = []
+        for item in items:
+            targets = []
+            for memory_id in item.supersedes or []:
+                try:
+                    record, vector = self._get_with_vector(tenant, memory_id, now)
+                except MemoryNotFound:
+                    raise MemoryNotFound(
+                        f"`supersedes` names {memory_id!r}, which is not a memory of this "
+                        "tenant; nothing was stored"
+                    ) from None
+                if record.namespace != item.namespace:
+                    raise MemoryNotFound(
+                        f"`supersedes` names {memory_id!r}, which is not in namespace "
+                        f"{item.namespace!r}; a memory supersedes only memories of its own "
+                        "namespace (nothing was stored)"
+                    )
+                if record.superseded_by is not None:
+                    raise MemoryConflict(
+                        f"`supersedes` names {memory_id!r}, which {record.superseded_by!r} "
+                        "already superseded; name the current memory instead (nothing was "
+                        "stored)"
+                    )
+                targets.append((record, vector))
+            found.append(targets)
+        return found
+
+    def _contradicted(
+        self,
+        tenant: str,
+        items: list[MemoryCreate],
+        dense: list[list[float]],
+        hashes: list[str],
+        now: datetime,
+    ) -> list[list[_Replaced]]:
+        """For each fact written with `auto_supersede`, the current facts of its namespace it
+        contradicts (`supersession.judge` over its nearest neighbours)."""
+        asked = [
+            i
+            for i, item in enumerate(items)
+            if item.auto_supersede and item.kind == MemoryKind.fact and not item.supersedes
+        ]
+        found: list[list[_Replaced]] = [[] for _ in items]
+        if not asked:
+            return found
+        wheres = {
+            ns: namespace_where(ns, now, kinds=[MemoryKind.fact], include_superseded=False)
+            for ns in {items[i].namespace for i in asked}
+        }
+        specs = [
+            SearchSpec(
+                limit=supersession.CANDIDATES,
+                dense=dense[i],
+                where=wheres[items[i].namespace],
+                with_dense=True,
+                hnsw_ef=self.hnsw_ef,
+            )
+            for i in asked
+        ]
+        for i, hits in zip(asked, self.store.search_many(tenant, specs), strict=True):
+            for hit in hits:
+                old = from_payload(hit.payload)
+                if hit.score < supersession.CUE_SIMILARITY or old.content_hash == hashes[i]:
+                    continue
+                verdict = supersession.judge(old.text, items[i].text, hit.score)
+                if verdict.supersedes:
+                    found[i].append(
+                        _Replaced(
+                            old, hit.dense or [], SupersessionMethod.automatic, verdict.reason
+                        )
+                    )
+        return found
+
     def _existing_by_hash(
         self, tenant: str, items: list[MemoryCreate], hashes: list[str], now: datetime
     ) -> dict[tuple[str, str], MemoryRecord]:
@@ -537,7 +676,7 @@ class MemoryService:
             by_namespace.setdefault(item.namespace, set()).add(h)
         existing: dict[tuple[str, str], MemoryRecord] = {}
         for namespace, wanted in by_namespace.items():
-            alive_in_namespace = namespace_where(namespace, now)
+            alive_in_namespace = namespace_where(namespace, now, include_superseded=False)
             where = Where(must=[*alive_in_namespace.must, MatchAny("content_hash", sorted(wanted))])
             cursor: str | None = None
             while True:
@@ -553,7 +692,10 @@ class MemoryService:
         self, tenant: str, items: list[MemoryCreate], dense: list[list[float]], now: datetime
     ) -> list[MemoryRecord | None]:
         # One filter object per namespace: the store converts each distinct filter once.
-        wheres = {ns: namespace_where(ns, now) for ns in {i.namespace for i in items}}
+        wheres = {
+            ns: namespace_where(ns, now, include_superseded=False)
+            for ns in {i.namespace for i in items}
+        }
         specs = [
             SearchSpec(limit=1, dense=dense[i], where=wheres[item.namespace], hnsw_ef=self.hnsw_ef)
             for i, item in enumerate(items)
@@ -563,6 +705,31 @@ class MemoryService:
             hit = found[0] if found and found[0].score >= self.dedup_threshold else None
             nearest.append(from_payload(hit.payload) if hit else None)
         return nearest
+
+
+@dataclass(frozen=True)
+class _Replaced:
+    """A current memory a new one supersedes, with its stored vector (rewritten as is)."""
+
+    record: MemoryRecord
+    vector: list[float]
+    method: SupersessionMethod
+    reason: str
+
+
+def _superseded(target: _Replaced, by: MemoryRecord, now: datetime) -> MemoryRecord:
+    old = target.record
+    started = old.valid_from or old.created_at
+    ended = max(by.valid_from or now, started)
+    return old.model_copy(
+        update={
+            "valid_to": ended,
+            "superseded_by": by.id,
+            "supersession": Supersession(
+                by=by.id, method=target.method, reason=target.reason[:512], at=now
+            ),
+        }
+    )
 
 
 class _BatchTwins:
@@ -611,6 +778,9 @@ def _hit(found: Found, score: float, similarity: float | None) -> MemoryHit:
         similarity=similarity,
         created_at=p["created_at"],
         version=p.get("version"),
+        valid_from=p.get("valid_from"),
+        valid_to=p.get("valid_to"),
+        superseded_by=p.get("superseded_by"),
     )
 
 

@@ -56,6 +56,17 @@ def to_payload(record: MemoryRecord) -> Payload:
     }
     if record.expires_at is not None:
         payload["expires_ts"] = record.expires_at.timestamp()
+    valid_from = record.valid_from or record.created_at
+    payload["valid_from"] = valid_from.isoformat()
+    payload["valid_from_ts"] = valid_from.timestamp()
+    payload["supersedes"] = list(record.supersedes)
+    if record.superseded_by is not None:
+        payload["superseded"] = True
+        payload["superseded_by"] = record.superseded_by
+        payload["valid_to"] = record.valid_to.isoformat() if record.valid_to else None
+        payload["valid_to_ts"] = (record.valid_to or record.updated_at).timestamp()
+        if record.supersession is not None:
+            payload["supersession"] = record.supersession.model_dump(mode="json")
     return payload
 
 
@@ -70,7 +81,9 @@ class _StoredVersion(BaseModel):
 
 
 def from_payload(payload: Payload) -> MemoryRecord:
-    fields: dict[str, Any] = {k: v for k, v in payload.items() if not k.endswith("_ts")}
+    fields: dict[str, Any] = {
+        k: v for k, v in payload.items() if not k.endswith("_ts") and k != "superseded"
+    }
     fields["id"] = fields.pop("memory_id")
     try:
         return MemoryRecord.model_validate(fields)
@@ -94,6 +107,17 @@ def alive(now: datetime) -> Condition:
     return Where(must_not=[Range("expires_ts", lte=now.timestamp())])
 
 
+def current() -> Condition:
+    """Memories nobody superseded (a memory stored before supersession existed is current)."""
+    return Where(must_not=[Match("superseded", True)])
+
+
+def valid_at(moment: datetime) -> Condition:
+    """Memories that were true at `moment`: valid from then or earlier, not ended by then."""
+    ts = moment.timestamp()
+    return Where(must=[Range("valid_from_ts", lte=ts)], must_not=[Range("valid_to_ts", lte=ts)])
+
+
 def namespace_where(
     namespace: str,
     now: datetime,
@@ -102,8 +126,16 @@ def namespace_where(
     created_after: datetime | None = None,
     created_before: datetime | None = None,
     metadata: MemoryFilter | None = None,
+    as_of: datetime | None = None,
+    include_superseded: bool = True,
 ) -> Where:
+    """The live memories of a namespace matching the filters; with `as_of`, those valid at
+    that time; with `include_superseded=False`, only current ones."""
     must: list[Condition] = [Match("namespace", namespace), alive(now)]
+    if as_of is not None:
+        must.append(valid_at(as_of))
+    elif not include_superseded:
+        must.append(current())
     if kinds:
         must.append(MatchAny("kind", [k.value for k in kinds]))
     if created_after or created_before:

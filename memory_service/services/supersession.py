@@ -36,6 +36,8 @@ def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
 
+CANDIDATES = 5
+"""Nearest current facts of the namespace judged against each new fact."""
 CUE_SIMILARITY = 0.35
 """Least cosine between two same-subject facts for a change cue to decide."""
 FRAME_SIMILARITY = 0.75

@@ -11,11 +11,17 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    model_validator,
+)
 
 from memq.contracts.common import (
     Namespace,
@@ -35,6 +41,13 @@ MAX_TTL_SECONDS = 10 * 365 * 86400
 MAX_HISTORY_VERSIONS = 100
 """Earlier versions one memory keeps; an update past it is refused (never silently dropped)."""
 MAX_VERSION = 1_000_000
+MAX_SUPERSEDES = 16
+"""Memories one write may name in `supersedes`."""
+MAX_SUPERSEDES_KEPT = 1000
+"""Links a memory keeps to what it replaced (a correction chain read back on import)."""
+MAX_REASON_CHARS = 512
+AS_OF_CLOCK_SKEW = timedelta(minutes=5)
+"""How far past the service's clock `as_of` may be (clients' clocks differ a little)."""
 MEMORY_ID_PATTERN = r"^[A-Za-z0-9_.:@\-]{1,128}$"
 
 # What a metadata object may hold. The store must be able to read back everything it
@@ -286,6 +299,30 @@ class MemoryCreate(StrictModel):
     ttl_seconds: TtlSeconds | None = Field(
         default=None, description="Expire after this many seconds."
     )
+    valid_from: UtcDatetime | None = Field(
+        default=None,
+        description="When the fact became true (naive = UTC); default: when it is written.",
+    )
+    supersedes: list[MemoryId] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_SUPERSEDES,
+        description="Ids of current memories of the same namespace that this one replaces: "
+        "they stop being current (`valid_to`, `superseded_by`) but stay readable, searchable "
+        "with `include_superseded` or `as_of`, and restorable.",
+    )
+    auto_supersede: StrictBool = Field(
+        default=True,
+        description="A fact that contradicts a current fact of its namespace (same subject and "
+        "attribute, a new value: a move, a rename, a new password) supersedes it "
+        "automatically, with the reason recorded; false stores it beside the old one.",
+    )
+
+    @model_validator(mode="after")
+    def _supersedes_once(self) -> MemoryCreate:
+        if self.supersedes is not None and len(set(self.supersedes)) != len(self.supersedes):
+            raise ValueError("`supersedes` names a memory twice")
+        return self
 
 
 class MemoryBatchCreate(StrictModel):
@@ -389,6 +426,26 @@ class MemoryVersion(BaseModel):
     updated_at: UtcDatetime = Field(description="When this version was written.")
 
 
+class SupersessionMethod(StrEnum):
+    explicit = "explicit"
+    automatic = "automatic"
+
+
+class Supersession(BaseModel):
+    """Why a memory stopped being current."""
+
+    by: MemoryId = Field(description="The memory that replaced it.")
+    method: SupersessionMethod = Field(
+        description="`explicit` (the write named it in `supersedes`) or `automatic` (memq "
+        "judged that the new fact contradicts it)."
+    )
+    reason: Annotated[str, Field(max_length=MAX_REASON_CHARS)] = Field(
+        description="What the decision rests on, e.g. `same subject (tomasz), changed "
+        "('moved'): Gdansk -> Krakow`."
+    )
+    at: UtcDatetime = Field(description="When it was superseded.")
+
+
 class MemoryPublic(BaseModel):
     id: str = Field(description="Memory id (UUID).")
     tenant: str
@@ -405,6 +462,25 @@ class MemoryPublic(BaseModel):
     deduplicated: bool = Field(
         default=False, description="True when the write matched an existing memory instead."
     )
+    valid_from: datetime | None = Field(
+        default=None, description="When the fact became true (default: when it was written)."
+    )
+    valid_to: datetime | None = Field(
+        default=None, description="When it stopped being true; null while it is current."
+    )
+    supersedes: list[str] = Field(
+        default_factory=list, description="Memories this one replaced (they are no longer current)."
+    )
+    superseded_by: str | None = Field(
+        default=None, description="The memory that replaced this one; null while it is current."
+    )
+    supersession: Supersession | None = Field(
+        default=None, description="How and why it was superseded; null while it is current."
+    )
+
+    @property
+    def current(self) -> bool:
+        return self.superseded_by is None
 
 
 class MemoryRecord(MemoryPublic):
@@ -426,6 +502,10 @@ class MemoryRecord(MemoryPublic):
         max_length=MAX_HISTORY_VERSIONS,
         description="Earlier versions, oldest first.",
     )
+    valid_from: UtcDatetime | None = None
+    valid_to: UtcDatetime | None = None
+    supersedes: list[MemoryId] = Field(default_factory=list, max_length=MAX_SUPERSEDES_KEPT)
+    superseded_by: MemoryId | None = None
 
     @model_validator(mode="after")
     def _versions_increase(self) -> MemoryRecord:
@@ -472,7 +552,8 @@ class MemorySearchRequest(StrictModel):
     kinds: list[MemoryKind] | None = Field(default=None, description="Only these kinds.")
     mode: SearchMode = Field(
         default=SearchMode.hybrid,
-        description="`dense` (embeddings), `keyword` (BM25) or `hybrid` (both, fused with RRF).",
+        description="`dense` (embeddings), `keyword` (BM25) or `hybrid` (the cosine plus a "
+        "bounded keyword bonus: never far from dense, and exact codes and names count).",
     )
     filter: MemoryFilter | None = Field(default=None, description="Metadata conditions.")
     created_after: UtcDatetime | None = Field(
@@ -494,11 +575,34 @@ class MemorySearchRequest(StrictModel):
         description="Weight scores by age: a memory this many seconds old counts half "
         "(1 second to 100 years).",
     )
+    as_of: UtcDatetime | None = Field(
+        default=None,
+        description="Search what was current at this time (naive = UTC; not in the future): "
+        "memories valid then, including ones superseded since.",
+    )
+    include_superseded: StrictBool = Field(
+        default=False,
+        description="Also return memories that are no longer current (each hit says "
+        "`superseded_by`); by default only current memories are searched.",
+    )
+
+    @model_validator(mode="after")
+    def _as_of_not_in_future(self) -> MemorySearchRequest:
+        if self.as_of is not None and self.as_of > datetime.now(UTC) + AS_OF_CLOCK_SKEW:
+            raise ValueError(
+                "as_of is in the future; give a past time (or omit it to search what is "
+                "current now)"
+            )
+        if self.as_of is not None and self.include_superseded:
+            raise ValueError("give `as_of` or `include_superseded`, not both")
+        return self
 
 
 class MemoryHit(BaseModel):
     id: str
-    score: float = Field(description="Ranking score of the chosen mode (cosine, BM25 or RRF).")
+    score: float = Field(
+        description="Ranking score of the chosen mode (cosine, BM25, or cosine + keyword bonus)."
+    )
     text: str
     namespace: str
     kind: MemoryKind = MemoryKind.fact
@@ -508,6 +612,13 @@ class MemoryHit(BaseModel):
     )
     created_at: datetime | None = None
     version: int | None = Field(default=None, description="The memory's current version.")
+    valid_from: datetime | None = Field(default=None, description="When the fact became true.")
+    valid_to: datetime | None = Field(
+        default=None, description="When it stopped being true; null while current."
+    )
+    superseded_by: str | None = Field(
+        default=None, description="Set when the memory is no longer current (see `as_of`)."
+    )
 
 
 class MemorySearchResponse(BaseModel):

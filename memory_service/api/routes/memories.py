@@ -117,6 +117,12 @@ def memory_history(memory_id: MemoryId, tenant: Tenant, service: Service) -> Mem
     return service.history(tenant, memory_id)
 
 
+@router.post("/{memory_id}/restore", response_model=MemoryPublic)
+def restore_memory(memory_id: MemoryId, tenant: Tenant, service: Service) -> MemoryPublic:
+    """Make a superseded memory current again (409 when it is current)."""
+    return service.restore(tenant, memory_id)
+
+
 @router.put(
     "/{memory_id}",
     response_model=MemoryPublic,

@@ -20,6 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from memq import cli
+from memq.cli import up as up_command
 from memq.launcher import (
     Child,
     LaunchError,
@@ -253,8 +254,8 @@ def captured_up(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[tuple[o
         calls.append((settings, demo, smoke))
         return 0
 
-    monkeypatch.setattr(cli, "_up", fake_up)
-    monkeypatch.setattr(cli, "configure_logging", lambda *_: None)
+    monkeypatch.setattr(up_command, "_up", fake_up)
+    monkeypatch.setattr(up_command, "configure_logging", lambda *_: None)
     monkeypatch.chdir(tmp_path)
     for name in list(os.environ):
         if name.startswith("MEMQ_"):

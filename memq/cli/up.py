@@ -24,7 +24,7 @@ from memq.sdk import Client
 from memq.settings import DEFAULT_GATEWAY_URL, LauncherSettings
 
 if TYPE_CHECKING:
-    from memq.launcher import Stack
+    from memq.ops.launcher import Stack
 
 DEMO_NAMESPACE = "user:demo"
 DEMO_MEMORIES = (
@@ -179,7 +179,8 @@ def up(
 
 
 def _up(settings: LauncherSettings, *, demo: bool, smoke: bool) -> int:
-    from memq.launcher import LaunchError, start_stack
+    from memq.ops.launcher import start_stack
+    from memq.ops.process import LaunchError
 
     embedded_redis = not settings.redis_url_explicit
     data_dir = settings.data_dir.resolve()

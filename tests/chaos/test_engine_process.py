@@ -16,7 +16,7 @@ import redis
 from memq.clients import MemqClient
 from memq.contracts import JobStatus
 from memq.jobstore import JobStore
-from memq.launcher import Stack, running_stack
+from memq.ops.launcher import Stack, running_stack
 from memq.settings import LauncherSettings
 from tests.chaos.checker import History
 

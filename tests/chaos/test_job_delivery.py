@@ -26,7 +26,7 @@ from memq.clients import MemqClient
 from memq.contracts import JobPublic, JobStatus
 from memq.errors import APIError
 from memq.jobstore import JobStore
-from memq.launcher import Stack, running_stack
+from memq.ops.launcher import Stack, running_stack
 from memq.settings import LauncherSettings
 from tests.chaos.checker import History
 from tests.utils.chaos import eventually

@@ -13,7 +13,7 @@ import pytest
 
 from memq.clients import MemqClient
 from memq.contracts import JobStatus
-from memq.launcher import Stack, running_stack
+from memq.ops.launcher import Stack, running_stack
 from memq.settings import SERVICE_TOKEN_FILE, LauncherSettings
 from tests.utils.chaos import GatewayProbe, eventually
 

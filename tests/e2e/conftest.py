@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from memq.clients import MemqClient
-from memq.launcher import Stack, start_stack
+from memq.ops.launcher import Stack, start_stack
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ import pytest
 from openai.types import Batch
 
 from memq.clients import MemqClient
-from memq.launcher import Stack
+from memq.ops.launcher import Stack
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from memq.cli import app
 from memq.clients import MemqClient
-from memq.launcher import Stack
+from memq.ops.launcher import Stack
 
 pytestmark = pytest.mark.e2e
 

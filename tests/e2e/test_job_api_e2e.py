@@ -19,7 +19,7 @@ import redis
 from memq.clients import MemqClient
 from memq.contracts import JobPublic, JobStatus
 from memq.jobstore import JobStore
-from memq.launcher import Stack
+from memq.ops.launcher import Stack
 
 pytestmark = pytest.mark.e2e
 

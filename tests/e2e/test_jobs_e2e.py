@@ -10,7 +10,7 @@ from transformers import AutoTokenizer
 
 from memq.clients import MemqClient
 from memq.contracts import JobStatus
-from memq.launcher import Stack
+from memq.ops.launcher import Stack
 
 pytestmark = pytest.mark.e2e
 

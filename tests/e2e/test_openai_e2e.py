@@ -14,7 +14,7 @@ import pytest
 
 from memq.clients import MemqClient
 from memq.contracts import JobStatus
-from memq.launcher import Stack
+from memq.ops.launcher import Stack
 
 pytestmark = pytest.mark.e2e
 

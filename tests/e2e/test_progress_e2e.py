@@ -10,7 +10,7 @@ import redis
 from memq.clients import MemqClient
 from memq.contracts import JobStatus
 from memq.jobstore import JobStore
-from memq.launcher import Stack
+from memq.ops.launcher import Stack
 
 pytestmark = pytest.mark.e2e
 

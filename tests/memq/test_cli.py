@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from memq import cli
 from memq.cli import common
-from memq.launcher import free_port
+from memq.ops.process import free_port
 from memq.sdk import Client
 from tests.memq.test_sdk import _job, _memory, _stream_answer, _summary
 

@@ -27,8 +27,8 @@ from memq.evaluation.scoring import (
     search_request,
     share,
 )
-from memq.launcher import free_port
 from memq.openai_protocol import ChatCompletionRequest
+from memq.ops.process import free_port
 from memq.sdk import Client
 from memq.sdk._core import build_job
 from tests.memq.test_sdk import _job, _memory, _sse

@@ -27,7 +27,7 @@ from memq.errors import (
     UnprocessableError,
     WaitTimeout,
 )
-from memq.launcher import free_port
+from memq.ops.process import free_port
 from memq.sdk import APIConnectionError, AsyncClient, Client, ResultEvent, TokenEvent
 from memq.sdk._core import SSEDecoder, TextAccumulator
 

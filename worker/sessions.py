@@ -19,7 +19,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from memq.clients import MemoryClient
 from memq.contracts import (
     ChatJobRequest,
     ChatRole,
@@ -34,6 +33,7 @@ from memq.contracts import (
     session_namespace,
 )
 from memq.jobstore import JobStore
+from memq.memory_client import MemoryClient
 from memq.sessions import message_id, summary_id, user_namespace
 from worker.facts import as_memory_text, extract_facts
 from worker.pipeline import SessionContext

@@ -403,6 +403,3 @@ def test_both_clients_offer_the_same_calls_with_the_same_parameters() -> None:
 
     assert calls(Client) == calls(AsyncClient)
     assert memq.Client is Client and memq.AsyncClient is AsyncClient
-    from memq.clients import MemqClient
-
-    assert MemqClient is Client  # the old name keeps working

@@ -54,6 +54,8 @@ async def get_memories(
     memory: Annotated[AsyncMemoryClient, Depends(get_memory_client)],
     jobs: Annotated[JobService, Depends(get_jobs)],
 ) -> MemoryProxy:
+    """Built per request from the two long-lived objects it holds (nothing else to build), so
+    tests that swap the memory client with `dependency_overrides` swap it here too."""
     return MemoryProxy(memory, jobs)
 
 
@@ -115,7 +117,7 @@ Tenant = Annotated[str, Depends(caller_tenant)]
 QueueRoom = Depends(require_queue_room)
 Jobs = Annotated[JobService, Depends(get_jobs)]
 Store = Annotated[JobStore, Depends(get_store)]
-MemoryClient = Annotated[AsyncMemoryClient, Depends(get_memory_client)]
+Memory = Annotated[AsyncMemoryClient, Depends(get_memory_client)]
 Memories = Annotated[MemoryProxy, Depends(get_memories)]
 AsyncRedis = Annotated[redis.asyncio.Redis, Depends(get_async_redis)]
 Settings = Annotated[GatewaySettings, Depends(get_settings)]

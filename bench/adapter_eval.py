@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 
 from bench.eval_data import FACTS, Fact, contains_answer, distractors
-from memq.launcher import Stack, start_stack
+from memq.ops.launcher import Stack, start_stack
 
 RESULTS = Path(__file__).parent / "results"
 MAX_TOKENS = 32

@@ -39,7 +39,7 @@ import httpx
 import redis
 
 from memq.jobstore import JobStore
-from memq.launcher import Stack, start_stack
+from memq.ops.launcher import Stack, start_stack
 
 RESULTS = Path(__file__).parent / "results"
 QUEUE = "memq.jobs"  # MEMQ_QUEUE's default: the stack runs with it

@@ -42,7 +42,7 @@ import httpx
 from bench.memory_bench import synthetic_texts
 from memory_service.core.config import MemorySettings
 from memory_service.services.embeddings import Embedder, embedder_for
-from memq.launcher import Child, free_port
+from memq.ops.process import Child, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"

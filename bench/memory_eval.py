@@ -41,7 +41,7 @@ from memq.evaluation.scoring import (
     search_request,
     share,
 )
-from memq.launcher import Stack, start_stack
+from memq.ops.launcher import Stack, start_stack
 
 RESULTS = Path(__file__).parent / "results"
 

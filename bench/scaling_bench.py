@@ -43,7 +43,8 @@ import redis
 from bench.stack_bench import MEMORIES, NAMESPACE, WORDS, build_model_dir
 from memq.contracts import JobStatus
 from memq.jobstore import JobStore
-from memq.launcher import Child, Stack, start_stack
+from memq.ops.launcher import Stack, start_stack
+from memq.ops.process import Child
 
 RESULTS = Path(__file__).parent / "results"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

@@ -44,7 +44,7 @@ import redis
 
 from memq.contracts import JobStatus
 from memq.jobstore import JobStore
-from memq.launcher import Stack, start_stack
+from memq.ops.launcher import Stack, start_stack
 
 RESULTS = Path(__file__).parent / "results"
 NAMESPACE = "user:bench"

@@ -44,7 +44,8 @@ from bench.memory_bench import vocabulary
 from memq.contracts import ModelInfo
 from memq.jobstore import JobStore
 from memq.keystore import ApiKeyStore
-from memq.launcher import Child, free_port, start_redis
+from memq.ops.process import Child, free_port
+from memq.ops.redis_server import start_redis
 
 RESULTS = Path(__file__).parent / "results"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

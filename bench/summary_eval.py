@@ -252,7 +252,7 @@ def summary_defaults() -> dict[str, Any]:
 
 
 def _stack(root: Path, name: str, model_dir: Path, extra: dict[str, str]) -> Any:
-    from memq.launcher import start_stack
+    from memq.ops.launcher import start_stack
 
     env = {
         "MEMQ_MODEL": str(model_dir),

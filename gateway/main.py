@@ -7,7 +7,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx
 import redis.asyncio
 from fastapi import FastAPI
 
@@ -41,6 +40,7 @@ from memq.jobstore import JobStore
 from memq.keystore import ApiKeyStore
 from memq.log_context import BindJobId
 from memq.logs import package_version
+from memq.memory_client import AsyncMemoryClient
 
 log = logging.getLogger("memq.gateway")
 
@@ -57,12 +57,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             settings, ApiKeyStore(store.r, settings.key_prefix)
         )
         app.state.limits = Limits.from_settings(settings, store.r)
-        app.state.memory_http = memory_http = httpx.AsyncClient(
-            base_url=settings.memory_url,
-            timeout=settings.memory_timeout_s,
-            headers={"Authorization": f"Bearer {settings.token}"},
+        app.state.memory = memory = AsyncMemoryClient(
+            settings.memory_url, settings.token, timeout=settings.memory_timeout_s
         )
-        app.state.sessions = SessionService(app.state.jobs, memory_http)
+        app.state.sessions = SessionService(app.state.jobs, memory)
         batch_store = BatchStore(store.r, settings.key_prefix)
         app.state.files = FileService(
             FileRecords(store.r, settings.key_prefix),
@@ -78,7 +76,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             yield
         finally:
             app.state.batches.close()
-            await app.state.memory_http.aclose()
+            await memory.aclose()
             await app.state.aredis.aclose()
             store.r.close()
 

@@ -55,6 +55,7 @@ from memq.contracts import (
 from memq.contracts.openai import chat_body, completion_body, openai_error
 from memq.errors import MemqError
 from memq.jobstore import JobKeys, JobRecord
+from memq.webhooks import status_url
 
 log = logging.getLogger("memq.batches")
 
@@ -720,8 +721,7 @@ class BatchStore:
         code = "cancelled"
         if outcome is not None:
             code = "batch_cancelled" if outcome == b"cancelled" else "batch_expired"
-        status_url = f"{gateway_url.rstrip('/')}/v1/jobs/{record.id}"
-        kind, line = job_line(record, endpoint, status_url, code)
+        kind, line = job_line(record, endpoint, status_url(gateway_url, record.id), code)
         usage = record.result.usage if record.result else None
         written, status = self._write_line(
             record.tenant,

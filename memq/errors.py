@@ -2,7 +2,7 @@
 
     MemqError                        root: `code` (machine-readable), `status_code`, message
      ├── ConfigError                 a setting is missing or inconsistent (start-up)
-     ├── LaunchError                 `memq up`: a part did not start or kept crashing (launcher)
+     ├── LaunchError                 `memq up`: a part did not start or kept crashing (memq.ops)
      ├── Unavailable (503)           a dependency did not answer; retrying later may work
      │    ├── QueueUnavailable       Redis (job store / broker)
      │    ├── MemoryUnavailable      the memory service, seen from its clients

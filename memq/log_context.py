@@ -1,7 +1,7 @@
 """Pure-ASGI middleware that binds the job a request is about to every log line emitted
 while it is handled (`memq.logs.bind_job_id`): the gateway reads the id from the path
 (`/v1/jobs/{id}...`), the memory service from the `X-Memq-Job-Id` header that workers send
-(`memq.clients.MemoryClient`). With `MEMQ_LOG_FORMAT=json` one job's lines can then be
+(`memq.memory_client.MemoryClient`). With `MEMQ_LOG_FORMAT=json` one job's lines can then be
 followed across gateway, worker and memory service by its id."""
 
 from __future__ import annotations

@@ -152,6 +152,8 @@ def verify(
 
 
 def status_url(gateway_url: str, job_id: str) -> str:
+    """Where a job's status is read (`GET /v1/jobs/{id}`): the one builder of the URL that
+    job answers, webhooks, OpenAI-shaped answers and batch output lines give."""
     return f"{gateway_url.rstrip('/')}/v1/jobs/{job_id}"
 
 

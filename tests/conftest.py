@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from memq.launcher import free_port, start_redis
+from memq.ops.process import free_port
+from memq.ops.redis_server import start_redis
 from tests.utils.tiny_gpt2 import build_tiny_gpt2
 
 # No Hugging Face Hub on CI machines: never let a test wait on network timeouts.

@@ -10,9 +10,9 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from memq.adapters import AdapterRegistry
-from memq.clients import MemoryClient
 from memq.contracts import ModelInfo
 from memq.jobstore import JobStore
+from memq.memory_client import MemoryClient
 from worker.adapters import AdapterPool
 from worker.config import WorkerSettings
 from worker.engine import build_engine

@@ -21,7 +21,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from memq.clients import MemoryClient
 from memq.contracts import (
     ChatJobRequest,
     ChatRole,
@@ -39,6 +38,7 @@ from memq.contracts import (
 )
 from memq.errors import MemqError
 from memq.jobstore import JobStore
+from memq.memory_client import MemoryClient
 from memq.sessions import message_id, summary_id, user_namespace
 from worker.facts import as_memory_text, extract_facts
 from worker.prompting import Turn

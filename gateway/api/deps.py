@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import httpx
 import redis.asyncio
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -17,8 +16,10 @@ from gateway.core.config import GatewaySettings
 from gateway.core.limits import Limits
 from gateway.services.auth import Authenticator, Caller
 from gateway.services.jobs import JobService
+from gateway.services.memories import MemoryProxy
 from memq.errors import Unauthorized
 from memq.jobstore import JobStore
+from memq.memory_client import AsyncMemoryClient
 
 # The getters below only read `app.state`: async, so FastAPI calls them on the event loop
 # instead of handing each to the thread pool (a hand-off costs more than the getter).
@@ -44,9 +45,18 @@ async def get_async_redis(request: Request) -> redis.asyncio.Redis:
     return client
 
 
-async def get_memory_http(request: Request) -> httpx.AsyncClient:
-    client: httpx.AsyncClient = request.app.state.memory_http
+async def get_memory_client(request: Request) -> AsyncMemoryClient:
+    client: AsyncMemoryClient = request.app.state.memory
     return client
+
+
+async def get_memories(
+    memory: Annotated[AsyncMemoryClient, Depends(get_memory_client)],
+    jobs: Annotated[JobService, Depends(get_jobs)],
+) -> MemoryProxy:
+    """Built per request from the two long-lived objects it holds (nothing else to build), so
+    tests that swap the memory client with `dependency_overrides` swap it here too."""
+    return MemoryProxy(memory, jobs)
 
 
 async def get_authenticator(request: Request) -> Authenticator:
@@ -107,6 +117,7 @@ Tenant = Annotated[str, Depends(caller_tenant)]
 QueueRoom = Depends(require_queue_room)
 Jobs = Annotated[JobService, Depends(get_jobs)]
 Store = Annotated[JobStore, Depends(get_store)]
-MemoryHttp = Annotated[httpx.AsyncClient, Depends(get_memory_http)]
+Memory = Annotated[AsyncMemoryClient, Depends(get_memory_client)]
+Memories = Annotated[MemoryProxy, Depends(get_memories)]
 AsyncRedis = Annotated[redis.asyncio.Redis, Depends(get_async_redis)]
 Settings = Annotated[GatewaySettings, Depends(get_settings)]

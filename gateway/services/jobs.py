@@ -99,10 +99,6 @@ class JobService:
         # A job the gateway ends (cancel, forgetting a namespace) fires its webhook too.
         store.on_terminal(WebhookQueue(celery, store, settings))
 
-    @staticmethod
-    def status_url(settings: GatewaySettings, job_id: str) -> str:
-        return f"{settings.gateway_url.rstrip('/')}/v1/jobs/{job_id}"
-
     def validate(self, request: JobRequest) -> None:
         """The budget rule the worker applies, at the door (once a worker has published
         its model; before that the worker is the only judge)."""

@@ -30,6 +30,7 @@ from memq.contracts.openai import (
     usage_of,
 )
 from memq.errors import MemqError, NotFound
+from memq.webhooks import status_url
 
 MODEL_ALIASES = ("memq", "default")
 REPLACEMENT_CHARACTER = "\ufffd"
@@ -86,7 +87,7 @@ class OpenAIService:
         job = await self._wait(tenant, created.record.id)
         if job.result is None or job.status == JobStatus.failed:
             raise JobEndedWithoutResult(job)
-        url = self.jobs.status_url(self.settings, job.id)
+        url = status_url(self.settings.gateway_url, job.id)
         if isinstance(request, ChatCompletionRequest):
             return chat_body(job, model, url)
         return completion_body(job, model, url)

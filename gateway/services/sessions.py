@@ -5,11 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 from starlette.concurrency import run_in_threadpool
 
 from gateway.services.jobs import JobService
-from memq.clients import TENANT_HEADER
 from memq.contracts import (
     ChatJobRequest,
     ChatRole,
@@ -22,7 +20,8 @@ from memq.contracts import (
     SessionTurn,
     session_namespace,
 )
-from memq.errors import MemoryUnavailable, NotFound
+from memq.errors import NotFound
+from memq.memory_client import AsyncMemoryClient
 from memq.sessions import summary_id
 
 
@@ -31,21 +30,9 @@ class SessionNotFound(NotFound):
 
 
 class SessionService:
-    def __init__(self, jobs: JobService, memory: httpx.AsyncClient) -> None:
+    def __init__(self, jobs: JobService, memory: AsyncMemoryClient) -> None:
         self.jobs = jobs
         self.memory = memory
-
-    async def _get(self, tenant: str, path: str, params: dict[str, Any] | None = None) -> Any:
-        try:
-            resp = await self.memory.get(path, params=params, headers={TENANT_HEADER: tenant})
-        except httpx.TransportError as exc:
-            raise MemoryUnavailable(f"the memory service is unreachable: {exc!r}") from exc
-        if resp.status_code == 404:
-            return None
-        if resp.status_code >= 500:
-            raise MemoryUnavailable(f"memory service {resp.status_code}: {resp.text[:200]}")
-        resp.raise_for_status()
-        return resp.json()
 
     async def read(self, tenant: str, session_id: str) -> SessionPublic:
         turns_so_far, through = await run_in_threadpool(
@@ -62,7 +49,7 @@ class SessionService:
             if cursor:
                 params["cursor"] = cursor
             page = MemoryListResponse.model_validate(
-                await self._get(tenant, "/v1/memories", params)
+                await self.memory.request(tenant, "GET", "/v1/memories", params=params)
             )
             memories += page.items
             cursor = page.next_cursor
@@ -84,7 +71,7 @@ class SessionService:
             key=lambda t: t.turn,
         )
         summary = None
-        found = await self._get(tenant, f"/v1/memories/{summary_id(session_id)}")
+        found = await self.memory.request(tenant, "GET", f"/v1/memories/{summary_id(session_id)}")
         if found is not None:
             memory = MemoryPublic.model_validate(found)
             covers = int(memory.metadata.get("through_turn", through))
@@ -93,16 +80,10 @@ class SessionService:
 
     async def forget(self, tenant: str, session_id: str) -> SessionForgotten:
         cancelled = await run_in_threadpool(self._cancel_jobs, tenant, session_id)
-        try:
-            resp = await self.memory.delete(
-                f"/v1/namespaces/{session_namespace(session_id)}",
-                headers={TENANT_HEADER: tenant},
-            )
-        except httpx.TransportError as exc:
-            raise MemoryUnavailable(f"the memory service is unreachable: {exc!r}") from exc
-        if resp.status_code >= 400:
-            raise MemoryUnavailable(f"memory service {resp.status_code}: {resp.text[:200]}")
-        deleted = ForgetResponse.model_validate(resp.json()).deleted
+        gone = await self.memory.request(
+            tenant, "DELETE", f"/v1/namespaces/{session_namespace(session_id)}"
+        )
+        deleted = ForgetResponse.model_validate(gone).deleted
         await run_in_threadpool(self.jobs.store.forget_session, tenant, session_id)
         return SessionForgotten(
             session_id=session_id, deleted_memories=deleted, cancelled_jobs=cancelled

@@ -29,7 +29,7 @@ import redis
 from memq.batches import line_job_id
 from memq.contracts import BatchPublic, JobStatus
 from memq.jobstore import JobStore
-from memq.launcher import Stack, running_stack
+from memq.ops.launcher import Stack, running_stack
 from memq.settings import LauncherSettings
 from tests.chaos.checker import History
 

@@ -13,10 +13,10 @@ import psutil
 import pytest
 import redis
 
-from memq.clients import MemqClient
 from memq.contracts import JobStatus
 from memq.jobstore import JobStore
-from memq.launcher import Stack, running_stack
+from memq.ops.launcher import Stack, running_stack
+from memq.sdk import Client
 from memq.settings import LauncherSettings
 from tests.chaos.checker import History
 
@@ -60,7 +60,7 @@ def _engine_process(worker_pid: int) -> psutil.Process:
     return found[0]
 
 
-def _wait_generating(client: MemqClient, ids: list[str]) -> str:
+def _wait_generating(client: Client, ids: list[str]) -> str:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         for job_id in ids:
@@ -86,7 +86,7 @@ def test_killed_engine_process_loses_no_job_and_its_jobs_rerun(stack: Stack) -> 
     engine = _engine_process(worker_pid)
     history = History()
     ids: dict[str, str] = {}
-    with MemqClient(stack.gateway_url) as client:
+    with Client(stack.gateway_url) as client:
         for _ in range(JOBS):
             key = uuid.uuid4().hex
             history.invoke(key)

@@ -22,11 +22,11 @@ import httpx
 import pytest
 import redis
 
-from memq.clients import MemqClient
 from memq.contracts import JobPublic, JobStatus
 from memq.errors import APIError
 from memq.jobstore import JobStore
-from memq.launcher import Stack, running_stack
+from memq.ops.launcher import Stack, running_stack
+from memq.sdk import Client
 from memq.settings import LauncherSettings
 from tests.chaos.checker import History
 from tests.utils.chaos import eventually
@@ -62,8 +62,8 @@ def stack(
 
 
 @pytest.fixture
-def client(stack: Stack) -> Iterator[MemqClient]:
-    with MemqClient(stack.gateway_url) as c:
+def client(stack: Stack) -> Iterator[Client]:
+    with Client(stack.gateway_url) as c:
         yield c
 
 
@@ -95,7 +95,7 @@ class Jobs:
         self.ids: dict[str, str] = {}
         self._lock = threading.Lock()
 
-    def submit(self, client: MemqClient, job: dict[str, Any]) -> str | None:
+    def submit(self, client: Client, job: dict[str, Any]) -> str | None:
         job["metadata"]["run"] = self.run
         key = job["metadata"]["op"]
         self.history.invoke(key)
@@ -119,7 +119,7 @@ class Jobs:
         with self._lock:
             return len(self.ids)
 
-    def read_back(self, client: MemqClient, store: JobStore, timeout: float) -> None:
+    def read_back(self, client: Client, store: JobStore, timeout: float) -> None:
         """Wait (bounded) until every acknowledged job is terminal, then observe every job
         of the tenant that carries a key: one per terminal state committed."""
         deadline = time.monotonic() + timeout
@@ -145,7 +145,7 @@ def _all_keyed_jobs(store: JobStore, run: str) -> list[tuple[str, str]]:
             return found
 
 
-def _wait_terminal(client: MemqClient, job_id: str, deadline: float) -> JobPublic | None:
+def _wait_terminal(client: Client, job_id: str, deadline: float) -> JobPublic | None:
     while time.monotonic() < deadline:
         try:
             job = client.get(job_id)
@@ -158,7 +158,7 @@ def _wait_terminal(client: MemqClient, job_id: str, deadline: float) -> JobPubli
     return None
 
 
-def _wait_until_running_on(client: MemqClient, ids: list[str], pid: int | None) -> str:
+def _wait_until_running_on(client: Client, ids: list[str], pid: int | None) -> str:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         for job_id in ids:
@@ -172,7 +172,7 @@ def _wait_until_running_on(client: MemqClient, ids: list[str], pid: int | None) 
 
 
 def test_sigkilled_worker_loses_no_job_and_commits_each_result_once(
-    stack: Stack, client: MemqClient, store: JobStore
+    stack: Stack, client: Client, store: JobStore
 ) -> None:
     jobs = Jobs()
     ids = [i for i in (jobs.submit(client, _job(1000)) for _ in range(20)) if i]
@@ -196,13 +196,13 @@ def test_sigkilled_worker_loses_no_job_and_commits_each_result_once(
 
 
 def test_redis_kill_9_during_a_submit_loop_loses_no_accepted_job(
-    stack: Stack, client: MemqClient, store: JobStore
+    stack: Stack, client: Client, store: JobStore
 ) -> None:
     jobs = Jobs()
     stop = threading.Event()
 
     def submit_loop() -> None:
-        with MemqClient(stack.gateway_url) as own:
+        with Client(stack.gateway_url) as own:
             while not stop.is_set():
                 jobs.submit(own, _job(40))
                 time.sleep(0.02)
@@ -230,7 +230,7 @@ def test_redis_kill_9_during_a_submit_loop_loses_no_accepted_job(
 
 
 def test_memory_service_killed_during_a_burst_every_job_still_ends(
-    stack: Stack, client: MemqClient, store: JobStore
+    stack: Stack, client: Client, store: JobStore
 ) -> None:
     namespace = f"user:{uuid.uuid4().hex[:8]}"
     eventually(lambda: client.add_memory(namespace, "Alice lives in Paris."), 120)
@@ -262,7 +262,7 @@ def test_memory_service_killed_during_a_burst_every_job_still_ends(
 
 
 def test_gateway_restart_while_jobs_run_keeps_statuses_and_results(
-    stack: Stack, client: MemqClient, store: JobStore
+    stack: Stack, client: Client, store: JobStore
 ) -> None:
     jobs = Jobs()
     ids = [i for i in (jobs.submit(client, _job(600)) for _ in range(10)) if i]

@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from memq.clients import MemqClient
 from memq.contracts import JobStatus
-from memq.launcher import Stack, running_stack
+from memq.ops.launcher import Stack, running_stack
+from memq.sdk import Client
 from memq.settings import SERVICE_TOKEN_FILE, LauncherSettings
 from tests.utils.chaos import GatewayProbe, eventually
 
@@ -41,8 +41,8 @@ def stack(
 
 
 @pytest.fixture
-def client(stack: Stack) -> Iterator[MemqClient]:
-    with MemqClient(stack.gateway_url) as c:
+def client(stack: Stack) -> Iterator[Client]:
+    with Client(stack.gateway_url) as c:
         yield c
 
 
@@ -83,7 +83,7 @@ def test_every_child_got_the_service_token_generated_for_the_data_dir(stack: Sta
 
 
 def test_killed_worker_is_restarted_and_runs_the_next_job(
-    stack: Stack, client: MemqClient, probe: GatewayProbe
+    stack: Stack, client: Client, probe: GatewayProbe
 ) -> None:
     _kill_and_wait_for_restart(stack, "worker")
 
@@ -95,7 +95,7 @@ def test_killed_worker_is_restarted_and_runs_the_next_job(
 
 
 def test_killed_memory_service_is_restarted_and_still_has_an_acknowledged_memory(
-    stack: Stack, client: MemqClient, probe: GatewayProbe
+    stack: Stack, client: Client, probe: GatewayProbe
 ) -> None:
     written = client.add_memory("user:chaos", "The lighthouse keeper's cat is called Biscuit.")
 
@@ -115,7 +115,7 @@ def test_killed_memory_service_is_restarted_and_still_has_an_acknowledged_memory
 
 
 def test_killed_redis_is_restarted_on_its_data_and_an_accepted_job_is_still_there(
-    stack: Stack, client: MemqClient, probe: GatewayProbe
+    stack: Stack, client: Client, probe: GatewayProbe
 ) -> None:
     accepted = client.submit(JOB)
 

@@ -18,7 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
-from memq.launcher import Stack, free_port, redis_server_binary, start_stack
+from memq.ops.launcher import Stack, start_stack
+from memq.ops.process import free_port
+from memq.ops.redis_server import redis_server_binary
 from tests.deploy.composefile import REPO, load_compose
 from tests.deploy.scenario import add_memory_submit_poll
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from memq.clients import MemqClient
-from memq.launcher import Stack, start_stack
+from memq.ops.launcher import Stack, start_stack
+from memq.sdk import Client
 
 
 @pytest.fixture(scope="session")
@@ -41,8 +41,8 @@ def stack(
 
 
 @pytest.fixture
-def client(stack: Stack) -> Iterator[MemqClient]:
-    with MemqClient(stack.gateway_url) as c:
+def client(stack: Stack) -> Iterator[Client]:
+    with Client(stack.gateway_url) as c:
         yield c
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import httpx
 
 from memq.contracts import JobPublic
-from memq.launcher import Stack
+from memq.ops.launcher import Stack
 
 OPS_TENANT, OPS_KEY = "ops", "ops-test-key-0123456789"
 FUZZ_TENANT, FUZZ_KEY = "fuzz", "fuzz-test-key-0123456789"

@@ -23,7 +23,7 @@ import redis
 
 from memq.contracts import JobPublic, JobStatus
 from memq.keystore import ApiKeyStore
-from memq.launcher import Stack, start_stack
+from memq.ops.launcher import Stack, start_stack
 
 pytestmark = pytest.mark.e2e
 

@@ -18,8 +18,8 @@ import openai
 import pytest
 from openai.types import Batch
 
-from memq.clients import MemqClient
-from memq.launcher import Stack
+from memq.ops.launcher import Stack
+from memq.sdk import Client
 
 pytestmark = pytest.mark.e2e
 
@@ -75,7 +75,7 @@ def lines(oai: openai.OpenAI, file_id: str | None) -> list[dict[str, Any]]:
 
 
 def test_the_openai_client_runs_a_completion_batch_with_memory(
-    oai: openai.OpenAI, client: MemqClient, http: httpx.Client
+    oai: openai.OpenAI, client: Client, http: httpx.Client
 ) -> None:
     namespace = f"user:{uuid.uuid4().hex[:8]}"
     fact = client.add_memory(namespace, "Marisol keeps her bicycle in the blue shed.")

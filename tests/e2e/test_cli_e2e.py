@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from memq.cli import app
-from memq.launcher import Stack
+from memq.ops.launcher import Stack
 
 pytestmark = pytest.mark.e2e
 

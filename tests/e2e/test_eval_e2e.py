@@ -10,14 +10,14 @@ import pytest
 from typer.testing import CliRunner
 
 from memq.cli import app
-from memq.clients import MemqClient
-from memq.launcher import Stack
+from memq.ops.launcher import Stack
+from memq.sdk import Client
 
 pytestmark = pytest.mark.e2e
 
 
 def test_eval_quick_measures_recall_and_answers_then_deletes_its_namespace(
-    stack: Stack, client: MemqClient
+    stack: Stack, client: Client
 ) -> None:
     result = CliRunner().invoke(
         app,

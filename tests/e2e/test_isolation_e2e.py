@@ -31,7 +31,7 @@ from gateway.core.config import GatewaySettings
 from gateway.main import create_app
 from memq.contracts import JobPublic, JobStatus
 from memq.keystore import ApiKeyStore
-from memq.launcher import Stack, start_stack
+from memq.ops.launcher import Stack, start_stack
 
 pytestmark = pytest.mark.e2e
 

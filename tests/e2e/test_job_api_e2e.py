@@ -16,10 +16,10 @@ import httpx
 import pytest
 import redis
 
-from memq.clients import MemqClient
 from memq.contracts import JobPublic, JobStatus
 from memq.jobstore import JobStore
-from memq.launcher import Stack
+from memq.ops.launcher import Stack
+from memq.sdk import Client
 
 pytestmark = pytest.mark.e2e
 
@@ -201,7 +201,7 @@ def test_high_priority_runs_before_a_low_priority_backlog(stack: Stack, http: ht
 
 
 def test_a_sampled_job_names_its_seed_and_a_replay_reproduces_it(
-    client: MemqClient, http: httpx.Client
+    client: Client, http: httpx.Client
 ) -> None:
     ns = f"user:{uuid.uuid4().hex[:8]}"
     memory = client.add_memory(ns, "Alice lives in Paris and works as a marine biologist.")
@@ -265,7 +265,7 @@ def test_an_expired_job_answers_410_and_an_unknown_one_404(
 
 
 def test_forgetting_a_namespace_cancels_queued_jobs_that_would_read_it(
-    stack: Stack, client: MemqClient, http: httpx.Client
+    stack: Stack, client: Client, http: httpx.Client
 ) -> None:
     ns = f"user:{uuid.uuid4().hex[:8]}"
     client.add_memory(ns, "Bob's favourite colour is green.")

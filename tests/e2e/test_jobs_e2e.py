@@ -8,9 +8,9 @@ import httpx
 import pytest
 from transformers import AutoTokenizer
 
-from memq.clients import MemqClient
 from memq.contracts import JobStatus
-from memq.launcher import Stack
+from memq.ops.launcher import Stack
+from memq.sdk import Client
 
 pytestmark = pytest.mark.e2e
 
@@ -20,7 +20,7 @@ def _ns() -> str:
 
 
 def test_generate_job_puts_retrieved_memories_in_model_input(
-    client: MemqClient, stack: Stack, tiny_model_dir: object
+    client: Client, stack: Stack, tiny_model_dir: object
 ) -> None:
     ns = _ns()
     alice = client.add_memory(ns, "Alice lives in Paris and works as a marine biologist.")
@@ -71,7 +71,7 @@ def test_generate_job_puts_retrieved_memories_in_model_input(
     assert t.engine_first_token_s is not None and 0 < t.engine_first_token_s <= t.generation_s
 
 
-def test_job_without_namespace_retrieves_nothing(client: MemqClient) -> None:
+def test_job_without_namespace_retrieves_nothing(client: Client) -> None:
     job = client.wait(client.submit({"type": "generate", "prompt": "Hello there"}).id)
     assert job.status == JobStatus.succeeded
     assert job.result is not None
@@ -80,7 +80,7 @@ def test_job_without_namespace_retrieves_nothing(client: MemqClient) -> None:
     assert job.result.prompt == "Hello there"
 
 
-def test_summarize_longer_than_context_is_map_reduced(client: MemqClient) -> None:
+def test_summarize_longer_than_context_is_map_reduced(client: Client) -> None:
     sentences = [
         f"Sentence number {i} says that the fox jumped over dog {i} in Paris." for i in range(300)
     ]
@@ -98,7 +98,7 @@ def test_summarize_longer_than_context_is_map_reduced(client: MemqClient) -> Non
     assert result.usage.total_tokens == result.usage.input_tokens + result.usage.completion_tokens
 
 
-def test_summarize_short_text_is_one_call(client: MemqClient) -> None:
+def test_summarize_short_text_is_one_call(client: Client) -> None:
     text = "Alice lives in Paris. She works as a marine biologist and loves ramen."
     job = client.wait(client.submit({"type": "summarize", "text": text}).id)
     assert job.status == JobStatus.succeeded
@@ -166,7 +166,7 @@ def test_unknown_job_id_is_404(stack: Stack) -> None:
     assert resp.json()["error"] == "job_not_found"
 
 
-def test_memories_are_reachable_through_the_gateway(client: MemqClient, stack: Stack) -> None:
+def test_memories_are_reachable_through_the_gateway(client: Client, stack: Stack) -> None:
     ns = _ns()
     added = client.add_memory(ns, "The launch code is 4711.")
     resp = httpx.post(

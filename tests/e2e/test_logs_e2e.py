@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from memq.contracts import JobStatus
-from memq.launcher import Stack
+from memq.ops.launcher import Stack
 from tests.e2e.ops import OPS_KEY, submit, wait_for_job
 
 pytestmark = pytest.mark.e2e

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from memq.contracts import JobStatus
-from memq.launcher import Stack
+from memq.ops.launcher import Stack
 from tests.e2e.ops import OPS_KEY, submit, wait_for_job, worker_paused
 
 pytestmark = pytest.mark.e2e

@@ -12,9 +12,9 @@ import httpx
 import openai
 import pytest
 
-from memq.clients import MemqClient
 from memq.contracts import JobStatus
-from memq.launcher import Stack
+from memq.ops.launcher import Stack
+from memq.sdk import Client
 
 pytestmark = pytest.mark.e2e
 
@@ -72,9 +72,7 @@ def test_streamed_completion_adds_up_to_the_job_result(
     assert text == job["result"]["text"]
 
 
-def test_chat_completion_with_memory_through_extra_body(
-    oai: openai.OpenAI, client: MemqClient
-) -> None:
+def test_chat_completion_with_memory_through_extra_body(oai: openai.OpenAI, client: Client) -> None:
     ns = f"user:{uuid.uuid4().hex[:8]}"
     fact = client.add_memory(ns, "Zorvan Kell keeps a pet iguana named Pickle.")
     done = oai.chat.completions.create(

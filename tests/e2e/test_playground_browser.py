@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from memq.contracts import JobPublic, JobStatus
-from memq.launcher import Stack
+from memq.ops.launcher import Stack
 from tests.e2e.ops import OPS_KEY
 
 pytestmark = pytest.mark.e2e

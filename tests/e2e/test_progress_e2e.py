@@ -7,16 +7,16 @@ import time
 import pytest
 import redis
 
-from memq.clients import MemqClient
 from memq.contracts import JobStatus
 from memq.jobstore import JobStore
-from memq.launcher import Stack
+from memq.ops.launcher import Stack
+from memq.sdk import Client
 
 pytestmark = pytest.mark.e2e
 
 
 def test_running_job_shows_partial_text_and_streams_each_token(
-    client: MemqClient, stack: Stack
+    client: Client, stack: Stack
 ) -> None:
     store = JobStore(redis.Redis.from_url(stack.redis_url))
     accepted = client.submit(

@@ -23,7 +23,7 @@ import pytest
 import redis
 
 from memq.jobstore import JobStore
-from memq.launcher import Stack, start_stack
+from memq.ops.launcher import Stack, start_stack
 
 pytestmark = pytest.mark.e2e
 

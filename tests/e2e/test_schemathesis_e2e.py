@@ -26,7 +26,7 @@ from schemathesis.schemas import APIOperation
 
 from gateway.core.config import GatewaySettings
 from gateway.main import create_app
-from memq.launcher import Stack
+from memq.ops.launcher import Stack
 from tests.e2e.ops import FUZZ_KEY
 
 pytestmark = pytest.mark.e2e

@@ -19,7 +19,7 @@ from memq.contracts import (
     MemoryOptions,
     Priority,
 )
-from memq.launcher import Stack
+from memq.ops.launcher import Stack
 from memq.sdk import ResultEvent, StatusEvent, TokenEvent
 from tests.e2e.ops import OPS_KEY
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from memq.contracts import JobPublic, JobStatus
-from memq.launcher import Stack
+from memq.ops.launcher import Stack
 from memq.webhooks import ID_HEADER, verify
 from tests.e2e.ops import FUZZ_KEY, OPS_KEY, submit, wait_for_job, worker_paused
 from tests.utils.webhook_receiver import Receiver, webhook_receiver

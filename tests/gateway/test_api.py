@@ -85,7 +85,7 @@ def test_malformed_json_is_422_not_500(api: TestClient) -> None:
 
 
 def test_redis_down_is_503_with_retry_after_not_500(redis_server: str) -> None:
-    from memq.launcher import free_port
+    from memq.ops.process import free_port
 
     settings = GatewaySettings(
         redis_url=f"redis://127.0.0.1:{free_port()}/0",

@@ -11,9 +11,10 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from gateway.api.deps import get_memory_http
+from gateway.api.deps import get_memory_client
 from gateway.core.config import GatewaySettings
 from gateway.main import create_app
+from memq.memory_client import AsyncMemoryClient
 
 MIB = 1024 * 1024
 
@@ -43,10 +44,10 @@ def _settings(redis_server: str, **extra: object) -> GatewaySettings:
 @pytest.fixture
 def api(redis_server: str, redis_client: redis.Redis, recorder: Recorder) -> Iterator[TestClient]:
     app = create_app(_settings(redis_server, max_unfinished_jobs=3))
-    memory = httpx.AsyncClient(
-        base_url="http://memory.invalid", transport=httpx.MockTransport(recorder.handler)
+    memory = AsyncMemoryClient(
+        "http://memory.invalid", "t", transport=httpx.MockTransport(recorder.handler)
     )
-    app.dependency_overrides[get_memory_http] = lambda: memory
+    app.dependency_overrides[get_memory_client] = lambda: memory
     with TestClient(app) as client:
         yield client
 

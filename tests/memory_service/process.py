@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from memq.launcher import Child, free_port
+from memq.ops.process import Child, free_port
 from tests.memory_service.conftest import MODEL_CACHE, TOKEN
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

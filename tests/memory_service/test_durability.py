@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from memq.launcher import free_port
+from memq.ops.process import free_port
 from tests.memory_service.conftest import TOKEN, auth
 from tests.memory_service.process import REPO_ROOT, memory_service_process
 

@@ -16,7 +16,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from memq.asgi import BodySizeLimit
 from memq.contracts import ErrorResponse
-from memq.launcher import free_port
+from memq.ops.process import free_port
 
 
 class EchoApp:

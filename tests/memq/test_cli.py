@@ -19,7 +19,8 @@ import typer
 from typer.testing import CliRunner
 
 from memq import cli
-from memq.launcher import free_port
+from memq.cli import common
+from memq.ops.process import free_port
 from memq.sdk import Client
 from tests.memq.test_sdk import _job, _memory, _stream_answer, _summary
 
@@ -62,7 +63,7 @@ def gateway(monkeypatch: pytest.MonkeyPatch) -> Iterator[Gateway]:
     def make_client(url: str | None, key: str | None) -> Client:
         return Client(url or "http://gw", key, transport=httpx.MockTransport(scripted))
 
-    monkeypatch.setattr(cli, "make_client", make_client)
+    monkeypatch.setattr(common, "make_client", make_client)
     yield scripted
 
 

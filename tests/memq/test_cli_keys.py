@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from memq.cli import app
 from memq.keystore import ApiKeyStore
-from memq.launcher import free_port
+from memq.ops.process import free_port
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from memq import cli
+from memq.cli import common
 from memq.contracts.openai import ChatCompletionRequest
 from memq.evaluation.data import FACTS, SAID, Fact, contains_answer, distractors
 from memq.evaluation.scoring import (
@@ -27,7 +28,7 @@ from memq.evaluation.scoring import (
     search_request,
     share,
 )
-from memq.launcher import free_port
+from memq.ops.process import free_port
 from memq.sdk import Client
 from memq.sdk._core import build_job
 from tests.memq.test_sdk import _job, _memory, _sse
@@ -170,7 +171,7 @@ def eval_gateway(monkeypatch: pytest.MonkeyPatch) -> Iterator[EvalGateway]:
     def make_client(url: str | None, key: str | None) -> Client:
         return Client(url or "http://gw", key, transport=httpx.MockTransport(scripted))
 
-    monkeypatch.setattr(cli, "make_client", make_client)
+    monkeypatch.setattr(common, "make_client", make_client)
     yield scripted
 
 
@@ -229,7 +230,7 @@ def test_eval_without_answers_only_searches(eval_gateway: EvalGateway) -> None:
 def test_eval_refuses_a_namespace_that_holds_memories(monkeypatch: pytest.MonkeyPatch) -> None:
     scripted = EvalGateway(existing=1)
     monkeypatch.setattr(
-        cli,
+        common,
         "make_client",
         lambda url, key: Client("http://gw", transport=httpx.MockTransport(scripted)),
     )

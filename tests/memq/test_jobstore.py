@@ -48,7 +48,7 @@ from memq.jobstore import (
     decode_cursor,
     encode_cursor,
 )
-from memq.launcher import free_port
+from memq.ops.process import free_port
 from memq.settings import CommonSettings
 
 

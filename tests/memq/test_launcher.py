@@ -1,6 +1,6 @@
-"""memq.launcher and `memq up`: the restart policy, supervision of real (trivial) processes,
-the per-data-dir service token, how `memq up` reads its settings, and `memq up` itself
-(smoke run, restart then give up, SIGTERM, a part that cannot start)."""
+"""memq.ops (the launcher) and `memq up`: the restart policy, supervision of real (trivial)
+processes, the per-data-dir service token, how `memq up` reads its settings, and `memq up`
+itself (smoke run, restart then give up, SIGTERM, a part that cannot start)."""
 
 from __future__ import annotations
 
@@ -20,14 +20,9 @@ import pytest
 from typer.testing import CliRunner
 
 from memq import cli
-from memq.launcher import (
-    Child,
-    LaunchError,
-    RestartPolicy,
-    Stack,
-    free_port,
-    resolve_service_token,
-)
+from memq.cli import up as up_command
+from memq.ops.launcher import Stack, resolve_service_token
+from memq.ops.process import Child, LaunchError, RestartPolicy, free_port
 from memq.settings import SERVICE_TOKEN_FILE, LauncherSettings
 
 FAST = RestartPolicy(backoff_initial_s=0.01, backoff_max_s=0.05, window_s=60.0, max_fast_crashes=3)
@@ -253,8 +248,8 @@ def captured_up(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[tuple[o
         calls.append((settings, demo, smoke))
         return 0
 
-    monkeypatch.setattr(cli, "_up", fake_up)
-    monkeypatch.setattr(cli, "configure_logging", lambda *_: None)
+    monkeypatch.setattr(up_command, "_up", fake_up)
+    monkeypatch.setattr(up_command, "configure_logging", lambda *_: None)
     monkeypatch.chdir(tmp_path)
     for name in list(os.environ):
         if name.startswith("MEMQ_"):

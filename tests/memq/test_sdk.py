@@ -27,7 +27,7 @@ from memq.errors import (
     UnprocessableError,
     WaitTimeout,
 )
-from memq.launcher import free_port
+from memq.ops.process import free_port
 from memq.sdk import APIConnectionError, AsyncClient, Client, ResultEvent, TokenEvent
 from memq.sdk._core import SSEDecoder, TextAccumulator
 
@@ -403,6 +403,3 @@ def test_both_clients_offer_the_same_calls_with_the_same_parameters() -> None:
 
     assert calls(Client) == calls(AsyncClient)
     assert memq.Client is Client and memq.AsyncClient is AsyncClient
-    from memq.clients import MemqClient
-
-    assert MemqClient is Client  # the old name keeps working

@@ -49,7 +49,7 @@ from typing import Any, NoReturn
 
 from memq.contracts import GenerationParams
 from memq.errors import EngineUnavailable
-from memq.launcher import describe_exit
+from memq.exits import describe_exit
 from memq.logs import configure_logging
 from worker.config import WorkerSettings
 from worker.engine.base import (

@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from gateway.api.deps import MemoryHttp, Settings, Store
+from gateway.api.deps import Memory, Settings, Store
 
 router = APIRouter(tags=["health"])
 
@@ -21,7 +21,7 @@ def livez() -> dict[str, str]:
 @router.get(
     "/readyz", responses={503: {"description": "A dependency is down; `checks` says which."}}
 )
-async def readyz(store: Store, memory: MemoryHttp, settings: Settings) -> JSONResponse:
+async def readyz(store: Store, memory: Memory, settings: Settings) -> JSONResponse:
     """Whether the gateway can take jobs: Redis answers, the memory service answers, and at
     least one worker sent a heartbeat recently. Each check is reported by name."""
     checks: dict[str, Any] = {}
@@ -38,8 +38,8 @@ async def readyz(store: Store, memory: MemoryHttp, settings: Settings) -> JSONRe
         checks["workers"] = "unknown (redis is down)"
         workers = []
     try:
-        resp = await memory.get("/livez", timeout=2.0)
-        checks["memory"] = "ok" if resp.status_code == 200 else f"answered {resp.status_code}"
+        status = await memory.live(timeout=2.0)
+        checks["memory"] = "ok" if status == 200 else f"answered {status}"
     except httpx.HTTPError as exc:
         checks["memory"] = f"unreachable: {exc!r}"
     ready = all(v == "ok" for v in checks.values())
@@ -53,6 +53,6 @@ async def readyz(store: Store, memory: MemoryHttp, settings: Settings) -> JSONRe
 
 
 @router.get("/healthz", include_in_schema=False)
-async def healthz(store: Store, memory: MemoryHttp, settings: Settings) -> JSONResponse:
+async def healthz(store: Store, memory: Memory, settings: Settings) -> JSONResponse:
     """Old name of /readyz."""
     return await readyz(store, memory, settings)

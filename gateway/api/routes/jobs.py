@@ -23,6 +23,7 @@ from memq.contracts import (
     JobType,
 )
 from memq.jobstore import Created
+from memq.webhooks import status_url
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -38,7 +39,7 @@ def _accepted(created: Created, jobs: Jobs, settings: Settings, response: Respon
     if created.existing:
         response.headers["Idempotent-Replayed"] = "true"
     return JobAccepted(
-        id=record.id, status=record.status, status_url=jobs.status_url(settings, record.id)
+        id=record.id, status=record.status, status_url=status_url(settings.gateway_url, record.id)
     )
 
 
@@ -97,7 +98,7 @@ def list_jobs(
 @router.get("/{job_id}", response_model=JobPublic, responses=_errors)
 def get_job(job_id: JobId, tenant: Tenant, jobs: Jobs, settings: Settings) -> JobPublic:
     """A job's status, per-state timestamps, progress while running, and its result."""
-    return jobs.get(tenant, job_id).public(status_url=jobs.status_url(settings, job_id))
+    return jobs.get(tenant, job_id).public(status_url=status_url(settings.gateway_url, job_id))
 
 
 @router.post(
@@ -108,7 +109,7 @@ def get_job(job_id: JobId, tenant: Tenant, jobs: Jobs, settings: Settings) -> Jo
 def cancel_job(job_id: JobId, tenant: Tenant, jobs: Jobs, settings: Settings) -> JobPublic:
     """Cancel a queued job (it never runs) or a running one (it stops at its next decode
     step and keeps its partial text); a finished job is a 409."""
-    return jobs.cancel(tenant, job_id).public(status_url=jobs.status_url(settings, job_id))
+    return jobs.cancel(tenant, job_id).public(status_url=status_url(settings.gateway_url, job_id))
 
 
 @router.post(
@@ -184,7 +185,7 @@ async def job_events(
                         )
                         position = late[-1][0] if late else position
                         record = await run_in_threadpool(jobs.store.get, tenant, job_id) or record
-                public = record.public(status_url=jobs.status_url(settings, job_id))
+                public = record.public(status_url=status_url(settings.gateway_url, job_id))
                 yield {"id": position, "event": "result", "data": public.model_dump_json()}
                 return
             ran = ran or record.status == JobStatus.running

@@ -1,5 +1,6 @@
 """Memory endpoints: validated here with the shared contracts, then forwarded to the
-memory service with the caller's tenant (from authentication, never from the request).
+memory service with the caller's tenant (from authentication, never from the request) by
+`gateway.services.memories.MemoryProxy`; its answers are relayed as they are.
 
 Each route is explicit, so only the memory service's public operations are reachable
 through the gateway (no path is forwarded as given) and they appear in the gateway's
@@ -15,10 +16,9 @@ from typing import Annotated, Any
 import httpx
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from starlette.concurrency import run_in_threadpool
 
-from gateway.api.deps import Jobs, MemoryHttp, Tenant
-from memq.clients import TENANT_HEADER
+from gateway.api.deps import Memories, Tenant
+from gateway.services.memories import NDJSON
 from memq.contracts import (
     DeleteResponse,
     DocumentIngest,
@@ -39,34 +39,14 @@ from memq.contracts import (
     Namespace,
     NamespaceForgotten,
 )
-from memq.errors import MemoryUnavailable
 
 _errors: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (401, 404, 413, 422, 503)
 }
 router = APIRouter(tags=["memories"], responses=_errors)
-NDJSON = "application/x-ndjson"
 
 
-async def _send(
-    http: httpx.AsyncClient,
-    tenant: str,
-    method: str,
-    path: str,
-    *,
-    body: Any = None,
-    params: dict[str, Any] | None = None,
-) -> Response:
-    try:
-        upstream = await http.request(
-            method,
-            path,
-            json=body,
-            params={k: v for k, v in (params or {}).items() if v is not None},
-            headers={TENANT_HEADER: tenant},
-        )
-    except httpx.TransportError as exc:
-        raise MemoryUnavailable(f"the memory service is unreachable: {exc!r}") from exc
+def _relay(upstream: httpx.Response) -> Response:
     return Response(
         upstream.content,
         status_code=upstream.status_code,
@@ -84,33 +64,37 @@ def _json(model: Any) -> Any:
     response_model=MemoryPublic,
     responses={200: {"model": MemoryPublic, "description": "Duplicate of an existing memory."}},
 )
-async def add_memory(body: MemoryCreate, tenant: Tenant, http: MemoryHttp) -> Response:
+async def add_memory(body: MemoryCreate, tenant: Tenant, memories: Memories) -> Response:
     """Store one memory (201), or return the existing duplicate (200, `deduplicated: true`)."""
-    return await _send(http, tenant, "POST", "/v1/memories", body=_json(body))
+    return _relay(await memories.forward(tenant, "POST", "/v1/memories", body=_json(body)))
 
 
 @router.post("/v1/memories/batch", response_model=MemoryBatchResponse)
-async def add_memories(body: MemoryBatchCreate, tenant: Tenant, http: MemoryHttp) -> Response:
+async def add_memories(body: MemoryBatchCreate, tenant: Tenant, memories: Memories) -> Response:
     """Store up to 1,000 memories embedded as one batch; results keep the input order."""
-    return await _send(http, tenant, "POST", "/v1/memories/batch", body=_json(body))
+    return _relay(await memories.forward(tenant, "POST", "/v1/memories/batch", body=_json(body)))
 
 
 @router.post("/v1/memories/documents", status_code=201, response_model=DocumentIngestResponse)
-async def ingest_document(body: DocumentIngest, tenant: Tenant, http: MemoryHttp) -> Response:
+async def ingest_document(body: DocumentIngest, tenant: Tenant, memories: Memories) -> Response:
     """Split a document into overlapping chunks stored as `document_chunk` memories."""
-    return await _send(http, tenant, "POST", "/v1/memories/documents", body=_json(body))
+    return _relay(
+        await memories.forward(tenant, "POST", "/v1/memories/documents", body=_json(body))
+    )
 
 
 @router.post("/v1/memories/search", response_model=MemorySearchResponse)
-async def search_memories(body: MemorySearchRequest, tenant: Tenant, http: MemoryHttp) -> Response:
+async def search_memories(
+    body: MemorySearchRequest, tenant: Tenant, memories: Memories
+) -> Response:
     """Dense, keyword (BM25) or hybrid search in one namespace, with filters."""
-    return await _send(http, tenant, "POST", "/v1/memories/search", body=_json(body))
+    return _relay(await memories.forward(tenant, "POST", "/v1/memories/search", body=_json(body)))
 
 
 @router.get("/v1/memories", response_model=MemoryListResponse)
 async def list_memories(
     tenant: Tenant,
-    http: MemoryHttp,
+    memories: Memories,
     namespace: Annotated[Namespace, Query()],
     kind: Annotated[list[MemoryKind] | None, Query(description="Only these kinds.")] = None,
     created_after: datetime | None = None,
@@ -131,52 +115,42 @@ async def list_memories(
         "limit": limit,
         "cursor": cursor,
     }
-    return await _send(http, tenant, "GET", "/v1/memories", params=params)
+    return _relay(await memories.forward(tenant, "GET", "/v1/memories", params=params))
 
 
 @router.get("/v1/memories/{memory_id}", response_model=MemoryPublic)
-async def get_memory(memory_id: MemoryId, tenant: Tenant, http: MemoryHttp) -> Response:
+async def get_memory(memory_id: MemoryId, tenant: Tenant, memories: Memories) -> Response:
     """One memory by id."""
-    return await _send(http, tenant, "GET", f"/v1/memories/{memory_id}")
+    return _relay(await memories.forward(tenant, "GET", f"/v1/memories/{memory_id}"))
 
 
 @router.get("/v1/memories/{memory_id}/history", response_model=MemoryHistoryResponse)
-async def memory_history(memory_id: MemoryId, tenant: Tenant, http: MemoryHttp) -> Response:
+async def memory_history(memory_id: MemoryId, tenant: Tenant, memories: Memories) -> Response:
     """Every version of a memory, oldest first."""
-    return await _send(http, tenant, "GET", f"/v1/memories/{memory_id}/history")
+    return _relay(await memories.forward(tenant, "GET", f"/v1/memories/{memory_id}/history"))
 
 
 @router.patch("/v1/memories/{memory_id}", response_model=MemoryPublic)
 async def update_memory(
-    memory_id: MemoryId, body: MemoryUpdate, tenant: Tenant, http: MemoryHttp
+    memory_id: MemoryId, body: MemoryUpdate, tenant: Tenant, memories: Memories
 ) -> Response:
     """Write a new version; the previous one stays readable in the history."""
-    return await _send(http, tenant, "PATCH", f"/v1/memories/{memory_id}", body=_json(body))
+    return _relay(
+        await memories.forward(tenant, "PATCH", f"/v1/memories/{memory_id}", body=_json(body))
+    )
 
 
 @router.delete("/v1/memories/{memory_id}", response_model=DeleteResponse)
-async def delete_memory(memory_id: MemoryId, tenant: Tenant, http: MemoryHttp) -> Response:
+async def delete_memory(memory_id: MemoryId, tenant: Tenant, memories: Memories) -> Response:
     """Delete one memory and its history."""
-    return await _send(http, tenant, "DELETE", f"/v1/memories/{memory_id}")
+    return _relay(await memories.forward(tenant, "DELETE", f"/v1/memories/{memory_id}"))
 
 
 @router.delete("/v1/namespaces/{namespace}", response_model=NamespaceForgotten)
-async def forget_namespace(
-    namespace: Namespace, tenant: Tenant, http: MemoryHttp, jobs: Jobs
-) -> Response:
+async def forget_namespace(namespace: Namespace, tenant: Tenant, memories: Memories) -> Response:
     """Delete every memory of a namespace, cancel the tenant's queued jobs that would read
     it, and mark the adapters trained on it stale; says how many of each."""
-    response = await _send(http, tenant, "DELETE", f"/v1/namespaces/{namespace}")
-    if response.status_code != 200:
-        return response
-    forgotten = NamespaceForgotten.model_validate_json(bytes(response.body))
-    forgotten.cancelled_jobs = await run_in_threadpool(
-        jobs.cancel_queued_reading, tenant, namespace
-    )
-    forgotten.stale_adapters = await run_in_threadpool(
-        jobs.adapters.forget_namespace, tenant, namespace
-    )
-    return Response(forgotten.model_dump_json(), media_type="application/json")
+    return _relay(await memories.forget_namespace(tenant, namespace))
 
 
 @router.get(
@@ -184,19 +158,11 @@ async def forget_namespace(
     response_class=StreamingResponse,
     responses={200: {"content": {NDJSON: {}}, "description": "One MemoryRecord per line."}},
 )
-async def export_namespace(namespace: Namespace, tenant: Tenant, http: MemoryHttp) -> Response:
+async def export_namespace(namespace: Namespace, tenant: Tenant, memories: Memories) -> Response:
     """Every live memory of a namespace with its history, as JSON lines."""
-    request = http.build_request(
-        "GET", f"/v1/namespaces/{namespace}/export", headers={TENANT_HEADER: tenant}
-    )
-    try:
-        upstream = await http.send(request, stream=True)
-    except httpx.TransportError as exc:
-        raise MemoryUnavailable(f"the memory service is unreachable: {exc!r}") from exc
+    upstream = await memories.export_namespace(tenant, namespace)
     if upstream.status_code != 200:
-        content = await upstream.aread()
-        await upstream.aclose()
-        return Response(content, upstream.status_code, media_type="application/json")
+        return _relay(upstream)
 
     async def lines() -> AsyncIterator[bytes]:
         try:
@@ -220,19 +186,7 @@ async def export_namespace(namespace: Namespace, tenant: Tenant, http: MemoryHtt
     },
 )
 async def import_namespace(
-    namespace: Namespace, request: Request, tenant: Tenant, http: MemoryHttp
+    namespace: Namespace, request: Request, tenant: Tenant, memories: Memories
 ) -> Response:
     """Restore an export exactly (ids, versions, history, timestamps) into this tenant."""
-    try:
-        upstream = await http.post(
-            f"/v1/namespaces/{namespace}/import",
-            content=request.stream(),
-            headers={TENANT_HEADER: tenant, "content-type": NDJSON},
-        )
-    except httpx.TransportError as exc:
-        raise MemoryUnavailable(f"the memory service is unreachable: {exc!r}") from exc
-    return Response(
-        upstream.content,
-        status_code=upstream.status_code,
-        media_type=upstream.headers.get("content-type", "application/json"),
-    )
+    return _relay(await memories.import_namespace(tenant, namespace, request.stream()))

@@ -1,0 +1,3 @@
+from memq.cli import app
+
+app()

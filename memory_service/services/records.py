@@ -33,6 +33,10 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(" ".join(text.split()).encode()).hexdigest()
 
 
+SUPERSEDED = "superseded"
+"""The payload's `validity` of a memory that is no longer current."""
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -61,7 +65,8 @@ def to_payload(record: MemoryRecord) -> Payload:
     payload["valid_from_ts"] = valid_from.timestamp()
     payload["supersedes"] = list(record.supersedes)
     if record.superseded_by is not None:
-        payload["superseded"] = True
+        # A keyword, not a bool: the embedded engine's match on booleans does not find them.
+        payload["validity"] = SUPERSEDED
         payload["superseded_by"] = record.superseded_by
         payload["valid_to"] = record.valid_to.isoformat() if record.valid_to else None
         payload["valid_to_ts"] = (record.valid_to or record.updated_at).timestamp()
@@ -82,7 +87,7 @@ class _StoredVersion(BaseModel):
 
 def from_payload(payload: Payload) -> MemoryRecord:
     fields: dict[str, Any] = {
-        k: v for k, v in payload.items() if not k.endswith("_ts") and k != "superseded"
+        k: v for k, v in payload.items() if not k.endswith("_ts") and k != "validity"
     }
     fields["id"] = fields.pop("memory_id")
     try:
@@ -109,7 +114,7 @@ def alive(now: datetime) -> Condition:
 
 def current() -> Condition:
     """Memories nobody superseded (a memory stored before supersession existed is current)."""
-    return Where(must_not=[Match("superseded", True)])
+    return Where(must_not=[Match("validity", SUPERSEDED)])
 
 
 def valid_at(moment: datetime) -> Condition:

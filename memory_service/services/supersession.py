@@ -317,3 +317,8 @@ def judge(old: str, new: str, similarity: float) -> Verdict:
             f"{', '.join(old_values)} -> {', '.join(new_values)}",
         )
     return Verdict(False, "no change of value stated")
+
+
+def subject_entities(text: str) -> set[str]:
+    """The name words of a fact and "user" for a first-person one (lower-cased)."""
+    return _Fact.of(text).entities()

@@ -130,6 +130,12 @@ async def memory_history(memory_id: MemoryId, tenant: Tenant, memories: Memories
     return _relay(await memories.forward(tenant, "GET", f"/v1/memories/{memory_id}/history"))
 
 
+@router.post("/v1/memories/{memory_id}/restore", response_model=MemoryPublic)
+async def restore_memory(memory_id: MemoryId, tenant: Tenant, memories: Memories) -> Response:
+    """Make a superseded memory current again (409 when it is current)."""
+    return _relay(await memories.forward(tenant, "POST", f"/v1/memories/{memory_id}/restore"))
+
+
 @router.patch("/v1/memories/{memory_id}", response_model=MemoryPublic)
 async def update_memory(
     memory_id: MemoryId, body: MemoryUpdate, tenant: Tenant, memories: Memories

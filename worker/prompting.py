@@ -28,6 +28,7 @@ from typing import Any
 from memq.budget import check_job_fits
 from memq.contracts import ChatJobRequest, ChatRole, JobType, LeftOut, MemoryHit
 from memq.errors import PromptTooLong
+from worker.grounding import about_something_else
 
 TLDR = "\n\nTL;DR:"
 """GPT-2's zero-shot summarization cue, after the text to summarize."""
@@ -125,14 +126,17 @@ def split_tokens(ids: list[int], chunk: int, overlap: int = 0) -> list[list[int]
 
 
 def gate(
-    memories: Sequence[MemoryHit], floor: float | None
+    memories: Sequence[MemoryHit], floor: float | None, question: str | None = None
 ) -> tuple[list[MemoryHit], dict[str, LeftOut]]:
-    """Memories worth putting in the prompt, best first; the rest, with the reason."""
+    """Memories worth putting in the prompt, best first; the rest, with the reason: below
+    the similarity floor, or about another subject than `question` asks about."""
     left_out: dict[str, LeftOut] = {}
     kept: list[MemoryHit] = []
     for hit in memories:
         if floor is not None and hit.similarity is not None and hit.similarity < floor:
             left_out[hit.id] = LeftOut.below_similarity_floor
+        elif question is not None and about_something_else(question, hit.text):
+            left_out[hit.id] = LeftOut.different_subject
         else:
             kept.append(hit)
     kept.sort(key=lambda h: h.similarity if h.similarity is not None else h.score, reverse=True)
@@ -209,6 +213,7 @@ class Prompts(ABC):
         memories: Sequence[MemoryHit],
         max_new_tokens: int,
         floor: float | None,
+        question: str | None = None,
     ) -> AssembledPrompt:
         """Render the smallest prompt (refusing the job when even that does not fit), then
         add earlier turns newest first up to half the room left, memories best first while
@@ -227,7 +232,7 @@ class Prompts(ABC):
                 f"the prompt is {len(base):,} tokens with its template; with max_new_tokens="
                 f"{max_new_tokens:,} it exceeds the model context of {self.context_window:,}"
             )
-        kept, left_out = gate(memories, floor)
+        kept, left_out = gate(memories, floor, question)
         used: list[MemoryHit] = []
         turns: list[Turn] = []
         newest_first = list(reversed(history))
@@ -272,7 +277,7 @@ class PlainPrompts(Prompts):
     def generate(
         self, prompt: str, memories: Sequence[MemoryHit], max_new_tokens: int, floor: float | None
     ) -> AssembledPrompt:
-        kept, left_out = gate(memories, floor)
+        kept, left_out = gate(memories, floor, prompt)
         built = assemble(
             self.tokenizer,
             self.encode(prompt),
@@ -329,7 +334,9 @@ class PlainPrompts(Prompts):
                 text += f"{speaker}: {turn.content}\n"
             return self.encode(text + "Assistant:")
 
-        return self._fill(render, prompt_tokens, history, memories, max_new_tokens, floor)
+        return self._fill(
+            render, prompt_tokens, history, memories, max_new_tokens, floor, request.prompt
+        )
 
     def chat_stop(self) -> list[str]:
         return list(PLAIN_CHAT_STOP)
@@ -387,7 +394,7 @@ class TemplatePrompts(Prompts):
             )
 
         prompt_tokens = len(self.encode(prompt))
-        return self._fill(render, prompt_tokens, [], memories, max_new_tokens, floor)
+        return self._fill(render, prompt_tokens, [], memories, max_new_tokens, floor, prompt)
 
     def _summary_ids(self, text: str, sentences: int, used: Sequence[MemoryHit]) -> list[int]:
         instruction = SUMMARIZE_INSTRUCTION.format(n=sentences, text=text)
@@ -441,7 +448,9 @@ class TemplatePrompts(Prompts):
             last = {**said[-1], "content": self._with_facts(said[-1]["content"], used)}
             return self._render([system, *earlier, *said[:-1], last])
 
-        return self._fill(render, prompt_tokens, history, memories, max_new_tokens, floor)
+        return self._fill(
+            render, prompt_tokens, history, memories, max_new_tokens, floor, request.prompt
+        )
 
 
 def prompts_for(tokenizer: Any, context_window: int, style: str = "auto") -> Prompts:

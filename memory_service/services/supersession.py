@@ -28,13 +28,17 @@ the holdout split (never tuned on).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-
-def _words(text: str) -> frozenset[str]:
-    return frozenset(text.split())
-
+from memq.entities import (
+    FIRST_PERSON,
+    STOPWORDS,
+    Sentence,
+    bare,
+    is_value,
+    stem,
+    words,
+)
 
 CANDIDATES = 5
 """Nearest current facts of the namespace judged against each new fact."""
@@ -43,27 +47,16 @@ CUE_SIMILARITY = 0.35
 FRAME_SIMILARITY = 0.75
 """Least cosine between two same-subject facts that differ only in values, without a cue."""
 
-_WORD = re.compile(r"[A-Za-z0-9\u00C0-\u024F][\w@.\-/:&\u00C0-\u024F]*(?:['’][A-Za-z]+)?")
-
-FIRST_PERSON = _words("""i my me mine i'm i've i'd i'll myself""")
-# People and animals a fact can be about instead of its named subject ("Alice's sister").
-RELATIONS = _words(
-    """sister brother mother father mom mum dad wife husband son daughter child children
-    kid kids boss manager colleague colleagues friend friends partner neighbour neighbor
-    cousin uncle aunt nephew niece grandmother grandfather grandma grandpa assistant
-    roommate flatmate dog cat pet parrot horse fiancee fiance girlfriend boyfriend
-    parents family landlord sibling siblings twin stepson stepdaughter puppy kitten"""
-)
-ADDITION_CUES = _words("""also too another additionally addition second""")
+ADDITION_CUES = words("""also too another additionally addition second""")
 # Words that say a value changed (matched on the stem of each word of the new fact).
-CHANGE_STEMS = _words(
+CHANGE_STEMS = words(
     """mov chang switch relocat renam rotat replac updat promot rais expand transferr
     transfer reopen approv deliver cancel trad swapp adopt settl retir marri divorc
     engag separat graduat hir fir resign reassign reschedul postpon delay upgrad
     downgrad increas decreas extend shorten convert"""
 )
 """Stems of verbs that report a change ("moved", "was promoted", "renamed", ...)."""
-CHANGE_WORDS = _words(
+CHANGE_WORDS = words(
     """new started sold bought grown cut closed closes took gave died quit left joined
     became become swapped pushed dropped rose fell finally replaced"""
 )
@@ -84,41 +77,16 @@ TEMPORAL_CUES = (
 )
 """Phrases saying the state changed at some point: enough without a changed name or
 number ("parks his bike by the entrance these days")."""
-SUBJECT_WORDS = 4
-"""A relation ("sister", "dog") within the first this many words makes another subject."""
-COPULAS = _words("""is are was were has have had will""")
-AUXILIARIES = _words("""got get gets has have had been become became was were""")
+AUXILIARIES = words("""got get gets has have had been become became was were""")
 CHANGE_PHRASES = ("took over", "taken over", "went up", "gone up", "brought forward")
 # Attributes a subject can have several values of at once: a second value adds, it does
 # not replace (only an explicit change cue does).
-MULTI_VALUED = _words(
+MULTI_VALUED = words(
     """speak visit like love enjoy play collect know read own member volunteer teach study
     support follow attend offer sell serve stock open has have allergic fan watch listen
     subscrib"""
 )
 """(A changed number is never a second value: a count, an amount, a time holds one.)"""
-STOPWORDS = _words(
-    """a an the of in on at to for from by with and or but is are was were be been being
-    has have had do does did it its this that these those there their they them he she
-    his her him we our us you your as into onto over under about than then so such very
-    just who whom which what when where why how will would can could should shall may
-    might must not no yes also too now new"""
-)
-COMMON_CAPITALISED = _words(
-    """the a an my our his her their this that these those as since after before last next
-    in on at from every each your its there it he she they we i you for to all until
-    during when finally"""
-)
-DAYS_MONTHS = _words(
-    """monday tuesday wednesday thursday friday saturday sunday mondays tuesdays wednesdays
-    thursdays fridays saturdays sundays january february march april may june july
-    august september october november december weekend weekends morning mornings
-    afternoon afternoons evening evenings noon midnight"""
-)
-COLOURS = _words(
-    """red blue green yellow black white grey gray silver gold orange purple pink brown
-    beige teal maroon navy violet"""
-)
 
 
 @dataclass(frozen=True)
@@ -129,105 +97,7 @@ class Verdict:
     reason: str
 
 
-def _bare(word: str) -> str:
-    for suffix in ("'s", "’s", "'", "’"):
-        if word.endswith(suffix) and len(word) > len(suffix):
-            return word[: -len(suffix)]
-    return word.rstrip(".,:;!?")
-
-
-def _stem(word: str) -> str:
-    word = _bare(word.lower())
-    for suffix in ("ies", "es", "s", "ed", "ing", "d"):
-        if len(word) > len(suffix) + 2 and word.endswith(suffix):
-            return word[: -len(suffix)]
-    return word
-
-
-def _capitalised(word: str, position: int) -> bool:
-    bare = _bare(word)
-    return bare[:1].isupper() and (position > 0 or bare.lower() not in COMMON_CAPITALISED)
-
-
-def is_value(word: str, position: int) -> bool:
-    """A word that states a value rather than an attribute: a name, a number or code, a
-    day, a month, a colour, an address."""
-    bare = _bare(word)
-    low = bare.lower()
-    if any(ch.isdigit() for ch in bare) or low in DAYS_MONTHS or low in COLOURS:
-        return True
-    if "@" in bare:
-        return True
-    return _capitalised(word, position)
-
-
-@dataclass(frozen=True)
-class _Fact:
-    words: list[str]
-    text: str
-    plain: str
-
-    @classmethod
-    def of(cls, text: str) -> _Fact:
-        lowered = " ".join(text.lower().split())
-        plain = " ".join(re.sub(r"[^\w'’@\-]+", " ", lowered).split())
-        return cls(_WORD.findall(text), f" {lowered} ", f" {plain} ")
-
-    @property
-    def stems(self) -> set[str]:
-        return {_stem(w) for w in self.words}
-
-    def first_person(self) -> bool:
-        return any(
-            _bare(w.lower()) in FIRST_PERSON or w.lower() in FIRST_PERSON for w in self.words
-        )
-
-    def entities(self) -> set[str]:
-        """Name words and the user ("I", "my")."""
-        found: set[str] = {"user"} if self.first_person() else set()
-        for i, word in enumerate(self.words):
-            if _capitalised(word, i) and _bare(word).lower() not in DAYS_MONTHS:
-                found.add(_bare(word).lower())
-        return found
-
-    def identifiers(self) -> dict[str, str]:
-        """Name word → the number or code written right after it (`Flight ZR 311`)."""
-        found: dict[str, str] = {}
-        for i in range(1, len(self.words)):
-            word, before = _bare(self.words[i]), self.words[i - 1]
-            if any(ch.isdigit() for ch in word) and "@" not in word and _capitalised(before, i - 1):
-                found[_bare(before).lower()] = word.lower()
-        return found
-
-    def before_verb(self) -> set[str]:
-        """Words before the first copula: the subject phrase ("Amberfall's Dublin office")."""
-        out: set[str] = set()
-        for word in self.words:
-            if word.lower() in COPULAS:
-                return out
-            out.add(_bare(word).lower())
-        return set()
-
-    def relations(self) -> set[str]:
-        """Relations attached to a subject: `X's sister`, `my dog`, `his family`."""
-        found: set[str] = set()
-        # Only in subject position: "gave the budgies to my niece" names a new value.
-        for i, word in enumerate(self.words[: min(SUBJECT_WORDS, len(self.words)) - 1]):
-            owner = word.lower()
-            nxt = _bare(self.words[i + 1].lower())
-            possessive = owner.endswith(("'s", "’s")) or owner in {
-                "my",
-                "his",
-                "her",
-                "their",
-                "our",
-            }
-            if possessive and nxt in RELATIONS:
-                found.add(nxt)
-        return found
-
-
-def _cue(fact: _Fact) -> tuple[str, bool] | None:
+def _cue(fact: Sentence) -> tuple[str, bool] | None:
     """The change cue of a fact, and whether it is a temporal one."""
     for phrase in TEMPORAL_CUES:
         if f" {phrase} " in fact.plain:
@@ -236,47 +106,47 @@ def _cue(fact: _Fact) -> tuple[str, bool] | None:
         if f" {phrase} " in fact.plain:
             return phrase, False
     for word in fact.words:
-        low = _bare(word.lower())
-        if low in CHANGE_WORDS or _stem(word) in CHANGE_STEMS:
+        low = bare(word.lower())
+        if low in CHANGE_WORDS or stem(word) in CHANGE_STEMS:
             return low, False
     return None
 
 
-def _content(fact: _Fact, skip: set[str]) -> dict[str, str]:
+def _content(fact: Sentence, skip: set[str]) -> dict[str, str]:
     """Stemmed content word → the word as written when it is a value, else ""."""
     out: dict[str, str] = {}
     for i, word in enumerate(fact.words):
-        low = _bare(word.lower())
+        low = bare(word.lower())
         if low in STOPWORDS or low in skip or low in FIRST_PERSON:
             continue
-        out.setdefault(_stem(word), _bare(word) if is_value(word, i) else "")
+        out.setdefault(stem(word), bare(word) if is_value(word, i) else "")
     return out
 
 
 def judge(old: str, new: str, similarity: float) -> Verdict:
     """Whether the fact `new` supersedes the current fact `old` (cosine `similarity`)."""
-    a, b = _Fact.of(old), _Fact.of(new)
+    a, b = Sentence.of(old), Sentence.of(new)
     entities_a, entities_b = a.entities(), b.entities()
     shared = entities_a & entities_b
     if not shared:
-        heads_a = [w for w in a.words if _bare(w.lower()) not in STOPWORDS]
-        heads_b = [w for w in b.words if _bare(w.lower()) not in STOPWORDS]
-        heads_match = bool(heads_a and heads_b) and _stem(heads_a[0]) == _stem(heads_b[0])
+        heads_a = [w for w in a.words if bare(w.lower()) not in STOPWORDS]
+        heads_b = [w for w in b.words if bare(w.lower()) not in STOPWORDS]
+        heads_match = bool(heads_a and heads_b) and stem(heads_a[0]) == stem(heads_b[0])
         if entities_a or entities_b or not heads_match:
             return Verdict(False, "different subject")
     found = _cue(b)
     ids_a, ids_b = a.identifiers(), b.identifiers()
     if found is None and any(ids_a[n] != ids_b[n] for n in ids_a.keys() & ids_b.keys()):
         return Verdict(False, "different subject (another identifier)")
-    words_a = {_bare(w.lower()) for w in a.words}
-    words_b = {_bare(w.lower()) for w in b.words}
+    words_a = {bare(w.lower()) for w in a.words}
+    words_b = {bare(w.lower()) for w in b.words}
     rel_a, rel_b = a.relations(), b.relations()
     still_about_old = bool(rel_a) and rel_a <= words_b
     if (rel_b - words_a and not still_about_old) or rel_a - words_b:
         return Verdict(
             False, f"different subject ({sorted((rel_b - words_a) | (rel_a - words_b))[0]})"
         )
-    if {_bare(w.lower()) for w in b.words} & ADDITION_CUES or " as well" in b.text:
+    if {bare(w.lower()) for w in b.words} & ADDITION_CUES or " as well" in b.text:
         return Verdict(False, "adds to the earlier fact")
     skip = shared | rel_a | rel_b
     content_a, content_b = _content(a, skip), _content(b, skip)
@@ -290,7 +160,7 @@ def judge(old: str, new: str, similarity: float) -> Verdict:
         v.lower() in subject_b for v in new_values
     ):
         return Verdict(False, "different subject (named in the subject phrase)")
-    values_a = {_bare(w).lower() for i, w in enumerate(a.words) if is_value(w, i)} - shared
+    values_a = {bare(w).lower() for i, w in enumerate(a.words) if is_value(w, i)} - shared
     if values_a and values_a <= words_b and not new_values:
         return Verdict(False, "same value, another attribute")
     numbers_only = bool(old_values) and all(
@@ -300,14 +170,14 @@ def judge(old: str, new: str, similarity: float) -> Verdict:
         cue, temporal = found
         # "Born in Cusco" -> "got married in Cusco": the cue is itself the new statement,
         # not a new value of the old one.
-        beyond_cue = set(added) - {_stem(cue), cue} - AUXILIARIES
+        beyond_cue = set(added) - {stem(cue), cue} - AUXILIARIES
         if temporal or old_values or new_values or beyond_cue:
             was = ", ".join(old_values) or ", ".join(sorted(dropped)) or "the earlier value"
             now = ", ".join(new_values) or ", ".join(sorted(added))
             return Verdict(True, f"same subject ({who}), changed ({cue!r}): {was} -> {now}")
     if not dropped:
         return Verdict(False, "restates or adds detail")
-    if not numbers_only and {_stem(w) for w in a.words} & MULTI_VALUED:
+    if not numbers_only and {stem(w) for w in a.words} & MULTI_VALUED:
         return Verdict(False, "another value of an attribute that can have several")
     only_values = all(dropped.values()) and all(added.values())
     if old_values and new_values and only_values and similarity >= FRAME_SIMILARITY:
@@ -321,4 +191,4 @@ def judge(old: str, new: str, similarity: float) -> Verdict:
 
 def subject_entities(text: str) -> set[str]:
     """The name words of a fact and "user" for a first-person one (lower-cased)."""
-    return _Fact.of(text).entities()
+    return Sentence.of(text).entities()

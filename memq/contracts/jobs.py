@@ -474,6 +474,10 @@ GenerationJobRequest = GenerateJobRequest | SummarizeJobRequest | ChatJobRequest
 class LeftOut(StrEnum):
     below_similarity_floor = "below_similarity_floor"
     did_not_fit = "did_not_fit"
+    different_subject = "different_subject"
+    """The question names someone or something the memory is not about."""
+    superseded = "superseded"
+    """A newer memory replaced it (it was searched with `include_superseded`)."""
 
 
 class RetrievedMemory(BaseModel):
@@ -485,7 +489,10 @@ class RetrievedMemory(BaseModel):
     similarity: float | None = Field(default=None, description="Cosine similarity to the query.")
     used: bool = Field(description="Whether it was put in the prompt.")
     left_out: LeftOut | None = Field(
-        default=None, description="Why it was not used: below the similarity floor, or no room."
+        default=None,
+        description="Why it was not used: below the similarity floor, no room, about "
+        "another subject than the question (`different_subject`), or replaced by a newer "
+        "memory (`superseded`).",
     )
 
 

@@ -73,11 +73,11 @@ def test_the_strategy_follows_the_tokenizer_unless_forced(plain_tok: Any, chat_t
 
 def test_instruct_models_get_the_facts_in_the_users_message_best_last(chat_tok: Any) -> None:
     prompts = TemplatePrompts(chat_tok, 1024)
-    hits = [_hit(1, "Alice lives in Paris.", 0.9), _hit(2, "Bob owns a cat.", 0.4)]
+    hits = [_hit(1, "Alice lives in Paris.", 0.9), _hit(2, "Alice owns a cat.", 0.4)]
     built = prompts.generate("Where does Alice live?", hits, 16, 0.3)
     text = chat_tok.decode(built.input_ids)
     user = text[text.index("<|user|>") : text.index("<|assistant|>")]
-    assert user.index(FACTS_HEADER) < user.index("Bob owns") < user.index("Alice lives")
+    assert user.index(FACTS_HEADER) < user.index("Alice owns") < user.index("Alice lives")
     assert user.removesuffix("<|end|>").endswith("Question: Where does Alice live?")
     assert built.used_memory_ids == ["m1", "m2"] and built.left_out == {}
     assert built.prompt_tokens == len(chat_tok.encode("Where does Alice live?"))
@@ -88,7 +88,7 @@ def test_instruct_models_get_the_facts_in_the_users_message_best_last(chat_tok: 
 
 def test_memories_that_do_not_fit_are_left_out_with_the_reason(chat_tok: Any) -> None:
     prompts = TemplatePrompts(chat_tok, 200)
-    big = _hit(1, "The quick brown fox jumps over the lazy dog. " * 40, 0.95)
+    big = _hit(1, "Alice saw the quick brown fox jump over the lazy dog. " * 40, 0.95)
     small = _hit(2, "Alice lives in Paris.", 0.8)
     low = _hit(3, "Unrelated.", 0.1)
     built = prompts.generate("Where does Alice live?", [big, small, low], 16, 0.3)

@@ -1,0 +1,61 @@
+"""Is a retrieved fact about what the question asks (worker/grounding.py), on fixed pairs."""
+
+from __future__ import annotations
+
+import pytest
+
+from memq.contracts import LeftOut, MemoryHit
+from worker.grounding import about_something_else, names_asked, relations_asked
+from worker.prompting import gate
+
+ANSWERED = [
+    ("What is Anjali's feline called?", "Anjali Raman's cat is called Marmalade."),
+    (
+        "Which street is Caldera Labs' Lisbon office on?",
+        "The Lisbon office of Caldera Labs is on Rua Augusta.",
+    ),
+    ("Where can I send Babajide an email?", "Babajide Okonjo's email is bj@tallgrass.example."),
+    ("What is my dog called?", "The user said: My dog's name is Rufus."),
+    ("And now?", "Alice lives in Paris."),  # no name asked: nothing to check
+]
+SOMEONE_ELSE = [
+    ("What car does Kofi drive?", "Marek Dvořák drives a red Volvo."),
+    ("What is Nadia's brother's job?", "Nadia Benali works as a radiographer."),
+    ("What is Priya's dog called?", "Priya's cat is called Biscuit."),
+    (
+        "Who manages the Mombasa branch of Bellweather?",
+        "The Nairobi branch of Bellweather is run by Wanjiku.",
+    ),
+]
+
+
+@pytest.mark.parametrize(("question", "fact"), ANSWERED)
+def test_a_fact_about_the_asked_subject_is_kept(question: str, fact: str) -> None:
+    assert not about_something_else(question, fact)
+
+
+@pytest.mark.parametrize(("question", "fact"), SOMEONE_ELSE)
+def test_a_fact_about_someone_else_is_left_out(question: str, fact: str) -> None:
+    assert about_something_else(question, fact)
+
+
+def test_names_skip_question_words_the_asker_and_sentence_starts() -> None:
+    assert names_asked("Where can I send Babajide an email?") == {"babajide"}
+    assert names_asked("What time is it. And Kofi?") == {"kofi"}
+    assert names_asked("Priya's dog is called what?") == {"priya"}
+    assert relations_asked("What is Nadia's brother's job?") == {"brother"}
+    assert relations_asked("What is my dog called?") == {"dog"}
+
+
+def test_the_gate_reports_a_memory_about_someone_else() -> None:
+    hits = [
+        MemoryHit(
+            id="m1", score=0.9, text="Marek drives a red Volvo.", namespace="n", similarity=0.8
+        ),
+        MemoryHit(id="m2", score=0.5, text="Kofi rides a bike.", namespace="n", similarity=0.5),
+    ]
+    kept, left_out = gate(hits, 0.3, "What does Kofi drive?")
+    assert [h.id for h in kept] == ["m2"]
+    assert left_out == {"m1": LeftOut.different_subject}
+    kept, left_out = gate(hits, 0.3, None)
+    assert [h.id for h in kept] == ["m1", "m2"] and left_out == {}

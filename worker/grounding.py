@@ -1,0 +1,64 @@
+"""Is a retrieved fact about what the question asks? The check behind `different_subject`.
+
+Cosine similarity finds facts *like* the question, and a fact about another person with the
+same attribute is very like it: asked "What car does Kofi drive?", the nearest memory is
+"Marek drives a red Volvo", and a small model then answers "Kofi drives a red Volvo". So
+before a memory goes into the prompt, the question's subject must be the fact's:
+
+- every name the question gives (a capitalised word, not the first word's capital: a
+  person, a place, an organisation, a branch) must be in the fact: asked about the Mombasa
+  branch, a fact about the Nairobi branch of the same company is about something else;
+- when the question asks about a relation of its subject ("Nadia's brother", "my dog"),
+  the fact must mention that relation.
+
+Measured on memq/evaluation/sets/abstention.*.json (bench/results/abstention.md): how many
+unanswerable questions lose every near fact, and how many answerable ones keep theirs.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from memq.entities import FIRST_PERSON, RELATIONS, Sentence, bare, capitalised, words
+
+QUESTION_WORDS = words(
+    """what which who whom whose where when why how is are was were does do did can could
+    tell please name give list"""
+)
+
+
+def names_asked(question: str) -> set[str]:
+    """The capitalised names of a question, lower-cased ("Kofi", "Bellweather")."""
+    words = Sentence.of(question).words
+    found: set[str] = set()
+    for i, word in enumerate(words):
+        low = bare(word).lower()
+        if low in QUESTION_WORDS or low in FIRST_PERSON:
+            continue
+        # A sentence's first word is capitalised anyway ("And now?"), unless it owns
+        # something ("Priya's dog ...").
+        starts = i == 0 or words[i - 1].endswith((".", "?", "!"))
+        if capitalised(word, i) and (not starts or word.lower().endswith(("'s", "’s"))):
+            found.add(low)
+    return found
+
+
+def relations_asked(question: str) -> set[str]:
+    """Relations the question asks about: `X's brother`, `my dog`, `his wife`."""
+    words = Sentence.of(question).words
+    found: set[str] = set()
+    for owner, word in itertools.pairwise(words):
+        low = owner.lower()
+        possessive = low.endswith(("'s", "’s", "s'")) or low in {"my", "his", "her", "their"}
+        if possessive and bare(word).lower() in RELATIONS:
+            found.add(bare(word).lower())
+    return found
+
+
+def about_something_else(question: str, fact: str) -> bool:
+    """True when `fact` is about another subject than `question` asks about."""
+    fact_words = {bare(w).lower() for w in Sentence.of(fact).words}
+    names = names_asked(question)
+    if names - fact_words:
+        return True
+    return bool(relations_asked(question) - fact_words)

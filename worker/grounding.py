@@ -18,8 +18,19 @@ unanswerable questions lose every near fact, and how many answerable ones keep t
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 
-from memq.entities import FIRST_PERSON, RELATIONS, Sentence, bare, capitalised, words
+from memq.contracts import MemoryHit
+from memq.entities import (
+    FIRST_PERSON,
+    RELATIONS,
+    STOPWORDS,
+    Sentence,
+    bare,
+    capitalised,
+    is_value,
+    words,
+)
 
 QUESTION_WORDS = words(
     """what which who whom whose where when why how is are was were does do did can could
@@ -62,3 +73,23 @@ def about_something_else(question: str, fact: str) -> bool:
     if names - fact_words:
         return True
     return bool(relations_asked(question) - fact_words)
+
+
+def _details(text: str) -> set[str]:
+    """A text's detail words: names, numbers and content words of 4+ letters."""
+    found: set[str] = set()
+    for i, word in enumerate(Sentence.of(text).words):
+        low = bare(word).lower().strip(".,;:!?")
+        if low in STOPWORDS or low in FIRST_PERSON:
+            continue
+        if is_value(word, i) or len(low) >= 4:
+            found.add(low)
+    return found
+
+
+def cited(answer: str, question: str, memories: Sequence[MemoryHit]) -> list[MemoryHit]:
+    """The memories an answer relies on: those whose own details (a word the memory has and
+    the question does not, such as the value asked for) appear in the answer."""
+    said = _details(answer)
+    asked = _details(question) | {"user", "said"}
+    return [m for m in memories if (_details(m.text) - asked) & said]

@@ -22,6 +22,7 @@ from memq.budget import check_job_fits
 from memq.contracts import (
     AdapterServed,
     ChatJobRequest,
+    Citation,
     ConsolidateJobRequest,
     GenerateJobRequest,
     GenerationJobRequest,
@@ -39,6 +40,7 @@ from memq.contracts import (
     TokenUsage,
 )
 from memq.jobstore import JobRecord
+from worker import grounding
 from worker.engine.base import Engine, GenerationOutput, GenerationRequest
 from worker.errors import JobCancelled, SummaryDidNotConverge
 from worker.model_loader import LoadedModel
@@ -231,8 +233,17 @@ class JobRunner:
 
         def result(outcome: _Outcome) -> JobResult:
             used = set(outcome.prompt.used_memory_ids)
+            question = None if isinstance(request, SummarizeJobRequest) else request.prompt
+            relied_on = (
+                grounding.cited(outcome.text, question, [h for h in hits if h.id in used])
+                if question is not None
+                else []
+            )
             return JobResult(
                 text=outcome.text,
+                citations=[
+                    Citation(id=h.id, version=h.version, namespace=h.namespace) for h in relied_on
+                ],
                 model=self.lm.name,
                 finish_reason=outcome.finish_reason,
                 memories=[

@@ -496,6 +496,14 @@ class RetrievedMemory(BaseModel):
     )
 
 
+class Citation(BaseModel):
+    """A memory the answer relies on."""
+
+    id: str
+    version: int | None = Field(default=None, description="The version the job saw.")
+    namespace: str | None = None
+
+
 class TokenUsage(BaseModel):
     prompt_tokens: int = Field(description="Tokens of the user's own text.")
     context_tokens: int = Field(description="Tokens of retrieved memories plus template.")
@@ -524,6 +532,12 @@ class JobResult(BaseModel):
         "`trained` (a consolidate job)."
     )
     memories: list[RetrievedMemory] = Field(default_factory=list)
+    citations: list[Citation] = Field(
+        default_factory=list,
+        description="The memories the answer relies on: used in the prompt, and their own "
+        "details (the value asked for, a name, a number) appear in the answer. Empty when the "
+        "answer uses none (e.g. it says it does not know).",
+    )
     usage: TokenUsage
     timings: JobTimings
     prompt: str = Field(description="The exact assembled model input (memories + user text).")

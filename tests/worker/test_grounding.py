@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from memq.contracts import LeftOut, MemoryHit
-from worker.grounding import about_something_else, names_asked, relations_asked
+from worker.grounding import about_something_else, cited, names_asked, relations_asked
 from worker.prompting import gate
 
 ANSWERED = [
@@ -59,3 +59,20 @@ def test_the_gate_reports_a_memory_about_someone_else() -> None:
     assert left_out == {"m1": LeftOut.different_subject}
     kept, left_out = gate(hits, 0.3, None)
     assert [h.id for h in kept] == ["m1", "m2"] and left_out == {}
+
+
+def _memory(i: int, text: str) -> MemoryHit:
+    return MemoryHit(id=f"m{i}", score=1.0, text=text, namespace="n", version=2)
+
+
+def test_an_answer_cites_the_memory_whose_value_it_states() -> None:
+    memories = [
+        _memory(1, "Priya Raman's cat is called Biscuit."),
+        _memory(2, "Marek drives a red Volvo."),
+        _memory(3, "Priya Raman works as a baker."),
+    ]
+    question = "What is Priya's cat called?"
+    assert [m.id for m in cited("Her cat is called Biscuit.", question, memories)] == ["m1"]
+    assert cited("I don't know.", question, memories) == []
+    # Words the question already has (the name, "cat") are no evidence of use.
+    assert cited("Priya's cat.", question, memories) == []

@@ -24,6 +24,7 @@ from memq.contracts import (
     JobRequest,
     JobStatus,
     JobType,
+    LeftOut,
     MemoryHit,
     MemoryOptions,
     MemorySearchRequest,
@@ -283,23 +284,31 @@ def test_map_reduce_counts_user_text_once_per_map_chunk_and_summaries_as_context
 def test_generate_retrieves_with_the_tail_of_the_prompt_and_puts_memories_first(
     tok: Any, pool: ThreadPoolExecutor
 ) -> None:
-    memory = FakeMemory([_hit(1, "Bob owns a cat.", 0.2), _hit(2, "Alice lives in Paris.", 0.9)])
+    memory = FakeMemory(
+        [
+            _hit(1, "Alice owns a cat.", 0.2),
+            _hit(2, "Alice lives in Paris.", 0.9),
+            _hit(3, "Bob lives in Rome.", 0.8),
+        ]
+    )
     engine = FakeEngine(tok)
     progress = FakeProgress()
     request = GenerateJobRequest(
         prompt="x" * 50 + "Where does Alice live?",
         params=GenerationParams(max_new_tokens=3),
-        memory=MemoryOptions(namespace="user:1", top_k=2, min_similarity=0.1),
+        memory=MemoryOptions(namespace="user:1", top_k=3, min_similarity=0.1),
     )
     result = _runner(
         tok, pool, engine=engine, memory=memory, progress=progress, query_chars=100
     ).run(_record(request, tenant="beta"))
     tenant, search = memory.searches[0]
     assert tenant == "beta"
-    assert (search.namespace, search.top_k) == ("user:1", 2)
+    assert (search.namespace, search.top_k) == ("user:1", 3)
     assert search.query == request.prompt[-100:]
-    assert [m.used for m in result.memories] == [True, True]
-    assert result.prompt.index("Alice lives in Paris.") < result.prompt.index("Bob owns a cat.")
+    assert [m.used for m in result.memories] == [True, False, True]  # by similarity
+    assert result.memories[1].left_out == LeftOut.different_subject  # Bob, not Alice
+    assert result.prompt.index("Alice lives in Paris.") < result.prompt.index("Alice owns a cat.")
+    assert "Bob" not in result.prompt
     assert result.prompt.endswith(request.prompt)
     assert result.usage.prompt_tokens == len(encode(tok, request.prompt))
     assert result.usage.completion_tokens == 3 and result.text == " fox fox fox"

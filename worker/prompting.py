@@ -36,7 +36,15 @@ MEMORY_HEADER = "Relevant memories:\n"
 MEMORY_LINE = "- {text}\n"
 MEMORY_FOOTER = "\n"
 SYSTEM_PROMPT = "You are a helpful assistant. Answer briefly and directly."
-FACTS_HEADER = "Use these facts to answer.\nFacts:"
+FACTS_HEADER = (
+    "Use these facts to answer. If they do not say what is asked, answer that you do not "
+    "know.\nFacts:"
+)
+NO_FACTS: str | None = (
+    "Your notes hold nothing about what is asked. If the question asks for a fact about a "
+    "person, place or thing, answer that you do not know."
+)
+"""Replaces the facts block when a search kept no memory (issue 28: abstain)."""
 SUMMARY_HEADER = "Summary of the conversation so far:"
 SUMMARIZE_SYSTEM = "You write short, faithful summaries. Never repeat yourself."
 SUMMARIZE_INSTRUCTION = "Summarize the following text in {n} sentences.\n\nText:\n{text}"
@@ -359,11 +367,16 @@ class TemplatePrompts(Prompts):
         return base
 
     @staticmethod
-    def _with_facts(message: str, used: Sequence[MemoryHit], question: bool = True) -> str:
+    def _with_facts(
+        message: str, used: Sequence[MemoryHit], question: bool = True, searched: bool = False
+    ) -> str:
         """Memories go into the user's message, best one last, nearest the question: on
         the eval set this beat the system message and best-first order (see
-        bench/results/prompt_variants.md)."""
+        bench/results/prompt_variants.md). A question whose search kept no memory says so,
+        so the model can answer that it does not know instead of guessing."""
         if not used:
+            if searched and question and NO_FACTS:
+                return f"{NO_FACTS}\n\nQuestion: {message}"
             return message
         facts = "\n".join(f"- {_one_line(h.text)}" for h in reversed(used))
         asked = f"Question: {message}" if question else message
@@ -372,8 +385,12 @@ class TemplatePrompts(Prompts):
     def template_tokens(self) -> dict[JobType, int]:
         probe = "x"
         probe_tokens = len(self.encode(probe))
+        # The budget keeps room for the no-facts note, which replaces the facts block.
         generate = self._render(
-            [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": probe}]
+            [
+                {"role": "system", "content": SYSTEM_PROMPT},
+                {"role": "user", "content": self._with_facts(probe, [], searched=True)},
+            ]
         )
         summarize = self._summary_ids(probe, 3, [])
         return {
@@ -389,10 +406,11 @@ class TemplatePrompts(Prompts):
             return self._render(
                 [
                     {"role": "system", "content": SYSTEM_PROMPT},
-                    {"role": "user", "content": self._with_facts(prompt, used)},
+                    {"role": "user", "content": self._with_facts(prompt, used, searched=searched)},
                 ]
             )
 
+        searched = bool(memories)
         prompt_tokens = len(self.encode(prompt))
         return self._fill(render, prompt_tokens, [], memories, max_new_tokens, floor, prompt)
 
@@ -445,7 +463,8 @@ class TemplatePrompts(Prompts):
         def render(used: list[MemoryHit], turns: list[Turn]) -> list[int]:
             earlier = [{"role": t.role.value, "content": t.content} for t in turns]
             system = {"role": "system", "content": self._system(base, summary)}
-            last = {**said[-1], "content": self._with_facts(said[-1]["content"], used)}
+            content = self._with_facts(said[-1]["content"], used, searched=bool(memories))
+            last = {**said[-1], "content": content}
             return self._render([system, *earlier, *said[:-1], last])
 
         return self._fill(

@@ -87,7 +87,7 @@ def test_instruct_models_get_the_facts_in_the_users_message_best_last(chat_tok: 
 
 
 def test_memories_that_do_not_fit_are_left_out_with_the_reason(chat_tok: Any) -> None:
-    prompts = TemplatePrompts(chat_tok, 200)
+    prompts = TemplatePrompts(chat_tok, 260)
     big = _hit(1, "Alice saw the quick brown fox jump over the lazy dog. " * 40, 0.95)
     small = _hit(2, "Alice lives in Paris.", 0.8)
     low = _hit(3, "Unrelated.", 0.1)

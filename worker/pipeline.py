@@ -33,9 +33,11 @@ from memq.contracts import (
     JobTimings,
     JobType,
     MemoryHit,
+    MemoryScope,
     MemorySearchRequest,
     MemorySearchResponse,
     RetrievedMemory,
+    ScopeReason,
     SummarizeJobRequest,
     TokenUsage,
 )
@@ -241,6 +243,15 @@ class JobRunner:
             )
             return JobResult(
                 text=outcome.text,
+                memory_scope=(
+                    request.memory_scopes()
+                    if isinstance(request, ChatJobRequest | GenerateJobRequest)
+                    and request.memory.top_k > 0
+                    else [
+                        MemoryScope(namespace=ns, reason=ScopeReason.explicit)
+                        for ns in request.memory.search_namespaces()
+                    ]
+                ),
                 citations=[
                     Citation(id=h.id, version=h.version, namespace=h.namespace) for h in relied_on
                 ],
@@ -306,10 +317,8 @@ class JobRunner:
                 )
                 for m in opts.pinned
             ]
-        if isinstance(request, ChatJobRequest):
-            namespaces, query = request.memory_namespaces(), request.prompt
-        elif isinstance(request, GenerateJobRequest):
-            namespaces, query = opts.search_namespaces(), request.prompt
+        if isinstance(request, ChatJobRequest | GenerateJobRequest):
+            namespaces, query = [s.namespace for s in request.memory_scopes()], request.prompt
         else:
             namespaces, query = opts.search_namespaces(), request.text
         if not namespaces or opts.top_k == 0:

@@ -384,11 +384,10 @@ class ChatJobRequest(StrictModel):
     def memory_namespaces(self) -> list[str]:
         """Where long-term memories are searched: as given, else the session's and the
         user's namespaces."""
-        given = self.memory.search_namespaces()
-        if given or self.memory.pinned is not None:
-            return given
-        found = [session_namespace(self.session_id)] if self.session_id else []
-        return found + ([user_namespace(self.user_id)] if self.user_id else [])
+        return [scope.namespace for scope in self.memory_scopes()]
+
+    def memory_scopes(self) -> list[MemoryScope]:
+        return _scopes(self.memory, self.session_id, self.user_id)
 
 
 class SessionSummaryTarget(StrictModel):
@@ -403,6 +402,11 @@ class GenerateJobRequest(StrictModel):
     )
     params: GenerationParams = Field(default_factory=GenerationParams)
     memory: MemoryOptions = Field(default_factory=MemoryOptions)
+    user_id: UserId | None = Field(
+        default=None,
+        description="Whose job this is: with no namespace named in `memory`, retrieval "
+        "searches `user:{user_id}` (OpenAI's `user` on /v1/completions sets it).",
+    )
     adapter: AdapterChoice = None
     metadata: JobMetadata = Field(default_factory=dict)
     priority: Priority = Field(default=Priority.normal, description="Which queue it waits in.")
@@ -415,6 +419,9 @@ class GenerateJobRequest(StrictModel):
     @classmethod
     def _prompt_visible(cls, v: str) -> str:
         return _visible(v, "prompt")
+
+    def memory_scopes(self) -> list[MemoryScope]:
+        return _scopes(self.memory, None, self.user_id)
 
 
 class SummarizeJobRequest(StrictModel):
@@ -496,6 +503,22 @@ class RetrievedMemory(BaseModel):
     )
 
 
+class ScopeReason(StrEnum):
+    explicit = "explicit"
+    """The job named the namespace (`memory.namespace(s)`)."""
+    session = "session"
+    """The job's `session_id`: its `session:{id}` namespace."""
+    user = "user"
+    """The job's user (`user_id`, OpenAI's `user`): its `user:{id}` namespace."""
+
+
+class MemoryScope(BaseModel):
+    """A namespace a job's retrieval searched, and why."""
+
+    namespace: str
+    reason: ScopeReason
+
+
 class Citation(BaseModel):
     """A memory the answer relies on."""
 
@@ -532,6 +555,11 @@ class JobResult(BaseModel):
         "`trained` (a consolidate job)."
     )
     memories: list[RetrievedMemory] = Field(default_factory=list)
+    memory_scope: list[MemoryScope] = Field(
+        default_factory=list,
+        description="The namespaces searched and why: named by the job, the session's, or "
+        "the user's (memory is on by default wherever the scope is known).",
+    )
     citations: list[Citation] = Field(
         default_factory=list,
         description="The memories the answer relies on: used in the prompt, and their own "
@@ -667,3 +695,21 @@ class ModelInfo(BaseModel):
     chat_template: bool = Field(
         default=False, description="Whether prompts use the model's chat template."
     )
+
+
+def _scopes(
+    memory: MemoryOptions, session_id: str | None, user_id: str | None
+) -> list[MemoryScope]:
+    """Where a job's memories are searched: the namespaces it names, else its session's and
+    its user's (none when it pins its memories)."""
+    given = memory.search_namespaces()
+    if given or memory.pinned is not None:
+        return [MemoryScope(namespace=ns, reason=ScopeReason.explicit) for ns in given]
+    found = []
+    if session_id:
+        found.append(
+            MemoryScope(namespace=session_namespace(session_id), reason=ScopeReason.session)
+        )
+    if user_id:
+        found.append(MemoryScope(namespace=user_namespace(user_id), reason=ScopeReason.user))
+    return found

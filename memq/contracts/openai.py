@@ -113,9 +113,17 @@ class _Sampling(_Lenient):
             stop=stop,
         )
 
+    def user_id(self) -> UserId | None:
+        """OpenAI's `user`, when it can name a namespace (`user:{user}`)."""
+        return self.user if self.user is not None and _is_id(self.user) else None
+
     def memory_options(self) -> MemoryOptions:
+        """Memory is on by default wherever the scope is known (a `session_id` or a `user`):
+        the job searches the session's and the user's namespaces, top 5; `memory:
+        {"top_k": 0}` opts out."""
         if self.memory is None:
-            return MemoryOptions(top_k=0) if self.session_id is None else MemoryOptions()
+            scoped = self.session_id is not None or self.user_id() is not None
+            return MemoryOptions() if scoped else MemoryOptions(top_k=0)
         return MemoryOptions(
             namespaces=self.memory.namespaces,
             top_k=self.memory.top_k,
@@ -152,6 +160,7 @@ class CompletionRequest(_Sampling):
             prompt=prompt,
             params=self.params(COMPLETION_DEFAULT_MAX_TOKENS),
             memory=self.memory_options(),
+            user_id=self.user_id(),
             metadata=self.metadata or {},
             priority=self.priority,
             callback_url=self.callback_url,
@@ -208,13 +217,10 @@ class ChatCompletionRequest(_Sampling):
             )
             for m in self.messages
         ]
-        user_id: UserId | None = None
-        if self.user is not None and _is_id(self.user):
-            user_id = self.user
         return ChatJobRequest(
             messages=messages,
             session_id=self.session_id,
-            user_id=user_id,
+            user_id=self.user_id(),
             write_back=self.write_back,
             remember_facts=self.remember_facts,
             params=params,

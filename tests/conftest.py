@@ -8,6 +8,7 @@ import pytest
 import redis
 
 from memq.launcher import free_port, start_redis
+from tests.utils.stack import StackFactory
 from tests.utils.tiny_gpt2 import build_tiny_gpt2
 
 # No Hugging Face Hub on CI machines: never let a test wait on network timeouts.
@@ -26,6 +27,14 @@ def embedding_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`MEMQ_MODEL_CACHE_DIR` for the memory services tests start: the embedder is exported
     to ONNX once per session instead of once per stack."""
     return tmp_path_factory.mktemp("embedding-cache")
+
+
+@pytest.fixture(scope="session")
+def stack_factory(
+    tiny_model_dir: Path, embedding_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> StackFactory:
+    """Whole stacks as real processes on the tiny GPT-2 (tests/utils/stack.py)."""
+    return StackFactory(tiny_model_dir, embedding_cache_dir, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

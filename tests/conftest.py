@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from bench._models import build_tiny_gpt2
 from memq.launcher import free_port, start_redis
 from tests.utils.stack import StackFactory
-from tests.utils.tiny_gpt2 import build_tiny_gpt2
 
 # No Hugging Face Hub on CI machines: never let a test wait on network timeouts.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

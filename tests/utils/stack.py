@@ -28,10 +28,6 @@ import pytest
 from memq.launcher import Stack, running_stack
 from memq.settings import LauncherSettings
 
-FAST_RESTARTS = LauncherSettings(restart_backoff_initial_s=0.2, restart_backoff_max_s=2.0)
-"""For tests that kill components: a killed child is back within seconds, not after the
-production backoff."""
-
 MODEL_TIMEOUT_S = 300.0
 
 
@@ -73,9 +69,11 @@ class StackFactory:
         if engine_process:
             child_env["MEMQ_ENGINE_PROCESS"] = "1"
         child_env.update(env or {})
+        # Killed children come back within seconds, not after the production backoff.
+        fast = LauncherSettings(restart_backoff_initial_s=0.2, restart_backoff_max_s=2.0)
         with running_stack(
             data_dir,
-            settings=FAST_RESTARTS if kills else None,
+            settings=fast if kills else None,
             env=child_env,
             workers=workers,
             model_timeout=MODEL_TIMEOUT_S,

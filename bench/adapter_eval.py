@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.adapter_eval --model-dir DIR [--steps 60] [--facts 40]
 
-On bench/eval_data.py's fictional facts (stored among distractors in one namespace): a
+On memq/evaluation/data.py's fictional facts (stored among distractors in one namespace): a
 `consolidate` job trains adapter `eval-facts` on the facts (memory_ids), reporting steps,
 loss and time; then generate jobs ask each paraphrased question under four conditions —
 (a) no memory, (b) retrieval only, (c) adapter only, (d) adapter + retrieval — and count
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import tempfile
 import time
@@ -31,10 +30,10 @@ from typing import Any
 
 import httpx
 
-from bench.eval_data import FACTS, Fact, contains_answer, distractors
+from bench._harness import RESULTS, load_average, machine, subplots, table, write_result
+from memq.evaluation.data import FACTS, Fact, contains_answer, distractors
 from memq.ops.launcher import Stack, start_stack
 
-RESULTS = Path(__file__).parent / "results"
 MAX_TOKENS = 32
 NAMESPACE = "eval:facts"
 ADAPTER = "eval-facts"
@@ -198,7 +197,6 @@ def serving_cost(model_dir: Path, adapter_dir: Path, rounds: int) -> dict[str, A
 
 
 def write_report(data: dict[str, Any], out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
     c = data["consolidation"]
     loss = c["loss"]
     curve = ", ".join(f"{x:.2f}" for x in loss[:: max(1, len(loss) // 12)])
@@ -212,7 +210,7 @@ def write_report(data: dict[str, Any], out: Path) -> None:
     lines = [
         "# Implicit memory: consolidated adapters vs retrieval (issue 15)",
         "",
-        f"Model: {data['model']}. {data['facts']} fictional facts (bench/eval_data.py) stored "
+        f"Model: {data['model']}. {data['facts']} fictional facts (memq/evaluation/data.py) stored "
         f"among {data['distractors']} distractors in one namespace; the consolidate job trains "
         "on the facts only (`memory_ids`); questions paraphrase the facts; greedy, "
         f"{MAX_TOKENS} new tokens, memq's chat-template prompts. Command: `{data['command']}`; "
@@ -221,14 +219,18 @@ def write_report(data: dict[str, Any], out: Path) -> None:
         "",
         "## Answer contains the fact",
         "",
-        "| condition | answer contains the fact | wall (s) |",
-        "|---|---|---|",
+        *table(
+            ["condition", "answer contains the fact", "wall (s)"],
+            (
+                [
+                    label[(a["retrieval"], a["adapter"])],
+                    f"{a['rate']:.0%} ({sum(a['hits'])}/{len(a['hits'])})",
+                    f"{a['seconds']:.0f}",
+                ]
+                for a in data["answers"]
+            ),
+        ),
     ]
-    for a in data["answers"]:
-        lines.append(
-            f"| {label[(a['retrieval'], a['adapter'])]} | {a['rate']:.0%} "
-            f"({sum(a['hits'])}/{len(a['hits'])}) | {a['seconds']:.0f} |"
-        )
     lines += [
         "",
         "## The consolidation job",
@@ -247,17 +249,30 @@ def write_report(data: dict[str, Any], out: Path) -> None:
         "",
         "## Cost to unrelated text and to serving",
         "",
-        "| model | perplexity of a neutral paragraph | private memory (MB) | decode tokens/s "
-        "(8 rows) |",
-        "|---|---|---|---|",
-        f"| base | {cost['perplexity']['base']:.2f} | {cost['base_mb']:.0f} (the model) | "
-        f"{cost['tokens_per_s']['base']:.1f} |",
+        *table(
+            [
+                *("model", "perplexity of a neutral paragraph", "private memory (MB)"),
+                "decode tokens/s (8 rows)",
+            ],
+            [
+                [
+                    "base",
+                    f"{cost['perplexity']['base']:.2f}",
+                    f"{cost['base_mb']:.0f} (the model)",
+                    f"{cost['tokens_per_s']['base']:.1f}",
+                ],
+                *(
+                    [
+                        f"adapter, {kind}",
+                        f"{cost['perplexity'][kind]:.2f}",
+                        f"{cost['private_mb'][kind]:.1f}",
+                        f"{cost['tokens_per_s'][kind]:.1f}",
+                    ]
+                    for kind in ("merged", "unmerged")
+                ),
+            ],
+        ),
     ]
-    for kind in ("merged", "unmerged"):
-        lines.append(
-            f"| adapter, {kind} | {cost['perplexity'][kind]:.2f} | "
-            f"{cost['private_mb'][kind]:.1f} | {cost['tokens_per_s'][kind]:.1f} |"
-        )
     lines += [
         "",
         "Private memory is what a loaded adapter holds beyond the base weights it shares "
@@ -266,15 +281,7 @@ def write_report(data: dict[str, Any], out: Path) -> None:
         f"{data['rounds']} alternating rounds on a shared, loaded machine: compare them with "
         "each other, not with other result files.",
     ]
-    (out / "adapters.md").write_text("\n".join(lines) + "\n")
-    (out / "adapters.json").write_text(json.dumps(data, indent=2))
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (a, b) = subplots(1, 2, figsize=(10, 4))
     a.plot(range(1, len(loss) + 1), loss)
     a.set_xlabel("step")
     a.set_ylabel("training loss")
@@ -284,8 +291,9 @@ def write_report(data: dict[str, Any], out: Path) -> None:
     b.set_xlim(0, 1)
     b.invert_yaxis()
     b.set_title("answer contains the fact")
-    fig.tight_layout()
-    fig.savefig(out / "adapters.png", dpi=120)
+    write_result(
+        out / "adapters", lines, machine=data.get("machine"), data=data, figure=fig, dpi=120
+    )
 
 
 def main() -> None:
@@ -303,7 +311,7 @@ def main() -> None:
     facts = FACTS[: args.facts]
     noise = distractors(args.distractors)
     started = time.monotonic()
-    load_start = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    load_start = load_average()
     if args.model_dir is None:
         from worker.model_loader import prepare_fallback_model
 
@@ -353,7 +361,8 @@ def main() -> None:
         "command": " ".join(["python -m bench.adapter_eval", *sys.argv[1:]]),
         "wall_s": time.monotonic() - started,
         "load_start": load_start,
-        "load_end": " ".join(f"{x:.1f}" for x in os.getloadavg()),
+        "load_end": load_average(),
+        "machine": machine(),
     }
     write_report(data, args.out)
     print(f"wrote {args.out / 'adapters.md'}")

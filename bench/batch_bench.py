@@ -33,32 +33,21 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import redis
 
+from bench._harness import RESULTS, machine, subplots, table, write_result
+from bench._models import build_tiny_gpt2, save_gpt2_124m_random
+from bench._workload import word_prompt
 from memq.jobstore import JobStore
 from memq.ops.launcher import Stack, start_stack
 
-RESULTS = Path(__file__).parent / "results"
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 QUEUE = "memq.jobs"  # MEMQ_QUEUE's default: the stack runs with it
-WORDS = [
-    "the",
-    "quick",
-    "brown",
-    "fox",
-    "jumps",
-    "over",
-    "lazy",
-    "dog",
-    "alice",
-    "lives",
-    "in",
-    "paris",
-    "memory",
-    "model",
-]
 
 
 @dataclass
@@ -91,7 +80,7 @@ def sample_load() -> None:
 
 
 def job_body(i: int, new_tokens: int, rng: random.Random) -> dict[str, Any]:
-    prompt = " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 24)))
+    prompt = word_prompt(rng, 8, 24)
     return {
         "type": "generate",
         "prompt": f"{i}: {prompt}",
@@ -243,9 +232,12 @@ def run_individual(stack: Stack, bodies: list[dict[str, Any]], rnd: int) -> Thro
 
 
 def write_report(
-    acceptance: Acceptance, runs: list[Throughput], args: argparse.Namespace, out: Path
+    acceptance: Acceptance,
+    runs: list[Throughput],
+    args: argparse.Namespace,
+    out: Path,
+    measured_on: dict[str, Any] | None,
 ) -> None:
-    out.mkdir(parents=True, exist_ok=True)
     sample_load()
     model = "the tests' 2-layer GPT-2" if args.model == "tiny" else "GPT-2 124M, random weights"
     lines = [
@@ -259,22 +251,35 @@ def write_report(
         "",
         "## Acceptance",
         "",
-        "| lines | upload s | accepted (created → in_progress) s | lines/s accepted | "
-        "cancel of the queued batch s |",
-        "|---|---|---|---|---|",
-        f"| {acceptance.lines:,} | {acceptance.upload_s:.2f} | {acceptance.accept_s:.2f} | "
-        f"{acceptance.lines_per_s:,.0f} | {acceptance.cancel_s:.2f} |",
+        *table(
+            [
+                *("lines", "upload s", "accepted (created → in_progress) s"),
+                *("lines/s accepted", "cancel of the queued batch s"),
+            ],
+            [
+                [
+                    f"{acceptance.lines:,}",
+                    f"{acceptance.upload_s:.2f}",
+                    f"{acceptance.accept_s:.2f}",
+                    f"{acceptance.lines_per_s:,.0f}",
+                    f"{acceptance.cancel_s:.2f}",
+                ]
+            ],
+        ),
         "",
         "## End-to-end throughput: one batch vs the same prompts as individual jobs",
         "",
-        "| round | mode | lines | seconds | lines/s | tokens/s |",
-        "|---|---|---|---|---|---|",
+        *table(
+            ["round", "mode", "lines", "seconds", "lines/s", "tokens/s"],
+            (
+                [
+                    *(r.round, r.mode, f"{r.lines:,}", f"{r.seconds:.1f}"),
+                    *(f"{r.lines_per_s:.1f}", f"{r.tokens_per_s:.0f}"),
+                ]
+                for r in runs
+            ),
+        ),
     ]
-    for r in runs:
-        lines.append(
-            f"| {r.round} | {r.mode} | {r.lines:,} | {r.seconds:.1f} | {r.lines_per_s:.1f} | "
-            f"{r.tokens_per_s:.0f} |"
-        )
     by_round = {(r.round, r.mode): r.lines_per_s for r in runs}
     ratios = [
         by_round[(n, "batch")] / by_round[(n, "individual")]
@@ -303,19 +308,13 @@ def write_report(
         "modes alternate per round so the load hits both alike.",
         "",
     ]
-    (out / "batch.md").write_text("\n".join(lines))
-    payload = {"acceptance": asdict(acceptance), "runs": [asdict(r) for r in runs]}
-    (out / "batch.json").write_text(json.dumps(payload, indent=2))
-    plot(acceptance, runs, out / "batch.png")
+    data = {"acceptance": asdict(acceptance), "runs": [asdict(r) for r in runs]}
+    figure = plot(acceptance, runs)
+    write_result(out / "batch", lines, machine=measured_on, data=data, figure=figure)
 
 
-def plot(acceptance: Acceptance, runs: list[Throughput], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+def plot(acceptance: Acceptance, runs: list[Throughput]) -> Figure:
+    fig, (left, right) = subplots(1, 2, figsize=(11, 4))
     for r in runs:
         xs = [t for t, _ in r.timeline]
         ys = [n for _, n in r.timeline]
@@ -336,8 +335,7 @@ def plot(acceptance: Acceptance, runs: list[Throughput], path: Path) -> None:
         f"acceptance: {acceptance.lines:,} lines in {acceptance.accept_s:.1f} s "
         f"({acceptance.lines_per_s:,.0f}/s)"
     )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    return fig
 
 
 def main() -> None:
@@ -349,17 +347,14 @@ def main() -> None:
     parser.add_argument("--model", choices=["tiny", "gpt2"], default="tiny")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    measured_on = machine()
 
     with tempfile.TemporaryDirectory(prefix="memq-batch-bench-") as tmp:
         root = Path(tmp)
         if args.model == "tiny":
-            from tests.utils.tiny_gpt2 import build_tiny_gpt2
-
             model_dir = build_tiny_gpt2(root / "tiny-gpt2")
         else:
-            from bench.stack_bench import build_model_dir
-
-            model_dir = build_model_dir(root / "gpt2-124m-random")
+            model_dir = save_gpt2_124m_random(root / "gpt2-124m-random")
         print("starting the stack …", flush=True)
         stack = start_stack(
             root / "stack",
@@ -402,7 +397,7 @@ def main() -> None:
                         summary = {k: v for k, v in asdict(run).items() if k != "timeline"}
                         print(json.dumps(summary), flush=True)
                         runs.append(run)
-                        write_report(acceptance, runs, args, args.out)
+                        write_report(acceptance, runs, args, args.out, measured_on)
         finally:
             stack.stop()
     print(f"wrote {args.out / 'batch.md'} and {args.out / 'batch.png'}")

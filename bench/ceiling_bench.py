@@ -14,7 +14,6 @@ bench/results/ceiling.md, .json and .png.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
@@ -23,7 +22,8 @@ from typing import Any
 
 import torch
 
-RESULTS = Path(__file__).parent / "results"
+from bench._harness import RESULTS, load_average, machine, subplots, table, write_result
+
 HISTORY = 100
 
 
@@ -77,7 +77,7 @@ def main() -> None:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config()).eval()
-    load_start = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    load_start = load_average()
     gflops = matmul_gflops(args.repeats)
     steps = {r: decode_step_s(model, r, args.repeats) for r in args.rows}
     prefills = {n: prefill_s(model, n, max(3, args.repeats // 3)) for n in args.prompts}
@@ -88,14 +88,14 @@ def main() -> None:
         "decode_step_s": steps,
         "prefill_s": prefills,
         "load_start": load_start,
-        "load_end": " ".join(f"{x:.1f}" for x in os.getloadavg()),
+        "load_end": load_average(),
+        "machine": machine(),
     }
     write_report(data, args.out)
     print(f"wrote {args.out / 'ceiling.md'}")
 
 
 def write_report(data: dict[str, Any], out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
     steps: dict[int, float] = data["decode_step_s"]
     one = steps.get(1)
     lines = [
@@ -106,30 +106,32 @@ def write_report(data: dict[str, Any], out: Path) -> None:
         f"at the end {data['load_end']}. A 1024 x 1024 matmul runs at "
         f"{data['matmul_gflops']:.0f} GFLOPS.",
         "",
-        f"| rows | decode step ms ({HISTORY}-token history) | tokens/s | ÷ 1 row's tokens/s |",
-        "|---|---|---|---|",
+        *table(
+            [
+                *("rows", f"decode step ms ({HISTORY}-token history)", "tokens/s"),
+                "÷ 1 row's tokens/s",
+            ],
+            (
+                [
+                    *(rows, f"{s * 1000:.0f}", f"{rows / s:.0f}"),
+                    f"{(rows / s) / (1 / one):.2f}×" if one else "–",
+                ]
+                for rows, s in steps.items()
+            ),
+        ),
+        "",
+        *table(
+            ["prompt tokens", "prefill ms (one prompt)", "tokens/s"],
+            ([n, f"{s * 1000:.0f}", f"{n / s:.0f}"] for n, s in data["prefill_s"].items()),
+        ),
     ]
-    for rows, s in steps.items():
-        ratio = f"{(rows / s) / (1 / one):.2f}×" if one else "–"
-        lines.append(f"| {rows} | {s * 1000:.0f} | {rows / s:.0f} | {ratio} |")
-    lines += ["", "| prompt tokens | prefill ms (one prompt) | tokens/s |", "|---|---|---|"]
-    for n, s in data["prefill_s"].items():
-        lines.append(f"| {n} | {s * 1000:.0f} | {n / s:.0f} |")
     lines += [
         "",
         "The last column of the first table is the most a batched engine can gain over one "
         "job at a time on this machine at that batch size, before prefill, scheduling, "
         "HTTP, retrieval and every other process take their share.",
     ]
-    (out / "ceiling.md").write_text("\n".join(lines) + "\n")
-    (out / "ceiling.json").write_text(json.dumps(data, indent=2) + "\n")
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = subplots(figsize=(6, 4))
     xs = list(steps)
     ax.plot(xs, [r / s for r, s in steps.items()], "o-", label="decode tokens/s (model alone)")
     if one:
@@ -141,8 +143,7 @@ def write_report(data: dict[str, Any], out: Path) -> None:
     ax.set_ylim(0, max(r / s for r, s in steps.items()) * 1.3)
     ax.legend()
     ax.set_title(f"GPT-2 124M decode ceiling, {data['cpus']} CPUs")
-    fig.tight_layout()
-    fig.savefig(out / "ceiling.png", dpi=110)
+    write_result(out / "ceiling", lines, machine=data.get("machine"), data=data, figure=fig)
 
 
 if __name__ == "__main__":

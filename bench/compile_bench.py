@@ -12,7 +12,6 @@ compile.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
@@ -21,7 +20,8 @@ from typing import Any
 
 import torch
 
-RESULTS = Path(__file__).parent / "results"
+from bench._harness import RESULTS, machine, table, write_result
+
 HISTORY = 100
 
 
@@ -64,8 +64,18 @@ def main() -> None:
         )
     for r in args.rows:
         rows[r]["eager_again_s"] = step_times(model, model.config, r, args.repeats)[0]
-    data = {"torch": torch.__version__, "threads": torch.get_num_threads(), "rows": rows}
-    args.out.mkdir(parents=True, exist_ok=True)
+    data = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "rows": rows,
+        "machine": machine(),
+    }
+    write_report(data, args.out)
+    print(f"wrote {args.out / 'compile.md'}")
+
+
+def write_report(data: dict[str, Any], out: Path) -> None:
+    rows: dict[int, dict[str, float]] = data["rows"]
     lines = [
         "# torch.compile vs eager: a GPT-2 124M decode step, the model alone",
         "",
@@ -73,20 +83,23 @@ def main() -> None:
         f" (inductor), a {HISTORY}-token history, the same shape every step (the compiled "
         "model's best case). `python -m bench.compile_bench`.",
         "",
-        "| rows | eager ms | compiled ms | eager again ms | compiled ÷ eager (mean of both) "
-        "| first compiled call s |",
-        "|---|---|---|---|---|---|",
+        *table(
+            [
+                *("rows", "eager ms", "compiled ms", "eager again ms"),
+                *("compiled ÷ eager (mean of both)", "first compiled call s"),
+            ],
+            (
+                [
+                    *(r, f"{v['eager_s'] * 1000:.1f}", f"{v['compiled_s'] * 1000:.1f}"),
+                    f"{v['eager_again_s'] * 1000:.1f}",
+                    f"{v['compiled_s'] / ((v['eager_s'] + v['eager_again_s']) / 2):.2f}",
+                    f"{v['compile_first_call_s']:.1f}",
+                ]
+                for r, v in rows.items()
+            ),
+        ),
     ]
-    for r, v in rows.items():
-        eager = (v["eager_s"] + v["eager_again_s"]) / 2
-        lines.append(
-            f"| {r} | {v['eager_s'] * 1000:.1f} | {v['compiled_s'] * 1000:.1f} "
-            f"| {v['eager_again_s'] * 1000:.1f} | {v['compiled_s'] / eager:.2f} "
-            f"| {v['compile_first_call_s']:.1f} |"
-        )
-    (args.out / "compile.md").write_text("\n".join(lines) + "\n")
-    (args.out / "compile.json").write_text(json.dumps(data, indent=2) + "\n")
-    print(f"wrote {args.out / 'compile.md'}")
+    write_result(out / "compile", lines, machine=data.get("machine"), data=data)
 
 
 if __name__ == "__main__":

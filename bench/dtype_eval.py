@@ -40,10 +40,11 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from bench._harness import RESULTS, load_average, machine, subplots, table, write_result
 from bench.engine_bench import RunStats, run_closed_loop
 from memq.contracts import GenerationParams
 from worker.config import WorkerSettings
@@ -51,7 +52,9 @@ from worker.engine.base import GenerationRequest
 from worker.engine.batched import BatchedEngine
 from worker.model_loader import LoadedModel, cpu_has_fast_bf16, load_model
 
-RESULTS = Path(__file__).parent / "results"
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 SYSTEM = "You are a helpful assistant."
 PROMPTS = [
     "What is the capital of France?",
@@ -292,10 +295,6 @@ def speed_model(lm: LoadedModel) -> LoadedModel:
     return LoadedModel(lm.name, lm.model, lm.tokenizer, lm.context_window, eos_token_id=None)
 
 
-def load_text() -> str:
-    return " ".join(f"{x:.1f}" for x in os.getloadavg())
-
-
 def mean_divergence(q: Quality) -> float | None:
     values = [d for d in q.divergence if d is not None]
     return statistics.mean(values) if values else None
@@ -315,9 +314,7 @@ def speed_ratios(runs: list[dict[str, Any]], mode: str, clients: int) -> list[fl
     return ratios
 
 
-def write_markdown(
-    path: Path, quality: list[Quality], runs: list[dict[str, Any]], meta: dict[str, Any]
-) -> None:
+def report(quality: list[Quality], runs: list[dict[str, Any]], meta: dict[str, Any]) -> list[str]:
     fp32 = next(q for q in quality if q.mode == "float32")
     lines = [
         "# dtypes: fp32 vs bf16 vs int8",
@@ -335,18 +332,25 @@ def write_markdown(
         "interleaved, order rotated each round. Ratio: median over rounds of the mode's "
         "tokens/s ÷ fp32's in the same round.",
         "",
-        "| mode | N | tokens/s per round | median ratio vs fp32 | load (1 min) per round |",
-        "|---|---:|---|---:|---|",
     ]
+    speed_rows = []
     for mode in MODES:
         for n in meta["clients"]:
             rs = [r for r in runs if r["mode"] == mode and r["clients"] == n]
-            ratios = speed_ratios(runs, mode, n)
-            speeds = ", ".join(f"{r['tokens_per_s']:.1f}" for r in rs)
-            loads = ", ".join(f"{r['load']:.1f}" for r in rs)
-            lines.append(
-                f"| {mode} | {n} | {speeds} | {statistics.median(ratios):.2f}× | {loads} |"
+            speed_rows.append(
+                [
+                    mode,
+                    n,
+                    ", ".join(f"{r['tokens_per_s']:.1f}" for r in rs),
+                    f"{statistics.median(speed_ratios(runs, mode, n)):.2f}×",
+                    ", ".join(f"{r['load']:.1f}" for r in rs),
+                ]
             )
+    lines += table(
+        ["mode", "N", "tokens/s per round", "median ratio vs fp32", "load (1 min) per round"],
+        speed_rows,
+        "lrlrl",
+    )
     lines += [
         "",
         "## Agreement with fp32",
@@ -358,35 +362,38 @@ def write_markdown(
         "per position in nats. Alone = batched: prompts run one at a time give the same "
         "answer as in the batch.",
         "",
-        "| mode | weights MB | identical answers | mean first divergence | divergences "
-        "| perplexity | Δ perplexity | top-1 match | KL | alone = batched |",
-        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
+    agreement = []
     for q in quality:
         md = mean_divergence(q)
-        alone = f"{q.alone_identical} of {q.alone_prompts}" if q.alone_prompts else "–"
-        lines.append(
-            f"| {q.mode} | {q.weights_mb:.0f} | {q.identical} of {q.prompts} "
-            f"| {'–' if md is None else f'{md:.1f}'} "
-            f"| {', '.join(str(d) for d in q.divergence if d is not None) or '–'} "
-            f"| {q.perplexity:.3f} | {(q.perplexity / fp32.perplexity - 1):+.2%} "
-            f"| {q.top1_match:.1%} | {q.mean_kl:.4f} | {alone} |"
+        agreement.append(
+            [
+                *(q.mode, f"{q.weights_mb:.0f}", f"{q.identical} of {q.prompts}"),
+                "–" if md is None else f"{md:.1f}",
+                ", ".join(str(d) for d in q.divergence if d is not None) or "–",
+                f"{q.perplexity:.3f}",
+                f"{(q.perplexity / fp32.perplexity - 1):+.2%}",
+                *(f"{q.top1_match:.1%}", f"{q.mean_kl:.4f}"),
+                f"{q.alone_identical} of {q.alone_prompts}" if q.alone_prompts else "–",
+            ]
         )
+    lines += table(
+        [
+            *("mode", "weights MB", "identical answers", "mean first divergence"),
+            *("divergences", "perplexity", "Δ perplexity", "top-1 match", "KL"),
+            "alone = batched",
+        ],
+        agreement,
+        "lrrrlrrrrr",
+    )
     lines += ["", "## First answers", ""]
     for q in quality:
         lines.append(f"- **{q.mode}**: " + " / ".join(repr(s[:90]) for s in q.samples))
-    path.write_text("\n".join(lines) + "\n")
+    return lines
 
 
-def plot(
-    path: Path, quality: list[Quality], runs: list[dict[str, Any]], clients: list[int]
-) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_s, ax_q) = plt.subplots(1, 2, figsize=(11, 4.2))
+def plot(quality: list[Quality], runs: list[dict[str, Any]], clients: list[int]) -> Figure:
+    fig, (ax_s, ax_q) = subplots(1, 2, figsize=(11, 4.2))
     width = 0.8 / len(clients)
     for k, n in enumerate(clients):
         xs = [i + k * width for i in range(len(MODES))]
@@ -420,8 +427,7 @@ def plot(
     ax_q.set_title("Agreement with fp32")
     ax_q.legend(loc="upper right")
     fig.suptitle("SmolLM2-135M-Instruct: dtypes on a 2-core CPU")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    return fig
 
 
 def main() -> None:
@@ -438,16 +444,15 @@ def main() -> None:
     parser.add_argument("--from-json", action="store_true", help="only redraw md/png from json")
     args = parser.parse_args()
     if args.from_json:
-        saved = json.loads(args.out.with_suffix(".json").read_text())
-        write_report(
-            args.out, [Quality(**q) for q in saved["quality"]], saved["runs"], saved["meta"]
-        )
+        saved = json.loads(args.out.parent.joinpath(args.out.name + ".json").read_text())
+        quality = [Quality(**q) for q in saved["quality"]]
+        write_report(args.out, quality, saved["runs"], saved["meta"], saved.get("machine"))
         return
     if args.model_dir is None:
         parser.error("--model-dir is required to measure")
     torch.set_num_threads(args.threads)
     started = time.monotonic()
-    load_start = load_text()
+    load_start = load_average()
     models = {mode: load_mode(args.model_dir, mode) for mode in MODES}
     tokenizer = models["float32"].tokenizer
     prompts = [chat_ids(tokenizer, p) for p in PROMPTS]
@@ -488,7 +493,7 @@ def main() -> None:
         "cores": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "load_start": load_start,
-        "load_end": load_text(),
+        "load_end": load_average(),
         "new_tokens": args.new_tokens,
         "speed_tokens": args.speed_tokens,
         "clients": args.clients,
@@ -498,19 +503,22 @@ def main() -> None:
         "command": f"nice -n 10 python -m bench.dtype_eval --threads {args.threads}",
         "wall_s": time.monotonic() - started,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(
-        json.dumps({"meta": meta, "quality": [asdict(q) for q in quality], "runs": runs}, indent=2)
-        + "\n"
-    )
-    write_report(args.out, quality, runs, meta)
+    data = {"meta": meta, "quality": [asdict(q) for q in quality], "runs": runs}
+    write_report(args.out, quality, runs, meta, machine(), data)
 
 
 def write_report(
-    out: Path, quality: list[Quality], runs: list[dict[str, Any]], meta: dict[str, Any]
+    out: Path,
+    quality: list[Quality],
+    runs: list[dict[str, Any]],
+    meta: dict[str, Any],
+    measured_on: dict[str, Any] | None,
+    data: dict[str, Any] | None = None,
 ) -> None:
-    write_markdown(out.with_suffix(".md"), quality, runs, meta)
-    plot(out.with_suffix(".png"), quality, runs, meta["clients"])
+    """OUT.md and OUT.png, and OUT.json when `data` is given (not when redrawing from it)."""
+    figure = plot(quality, runs, meta["clients"])
+    lines = report(quality, runs, meta)
+    write_result(out, lines, machine=measured_on, data=data, figure=figure)
 
 
 if __name__ == "__main__":

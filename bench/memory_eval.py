@@ -31,6 +31,7 @@ from typing import Any
 
 import httpx
 
+from bench._harness import RESULTS, load_average, machine, subplots, table, write_result
 from memq.evaluation.data import FACTS, SAID, Fact, SaidFact, contains_answer, distractors
 from memq.evaluation.scoring import (
     MAX_TOKENS,
@@ -42,8 +43,6 @@ from memq.evaluation.scoring import (
     share,
 )
 from memq.ops.launcher import Stack, start_stack
-
-RESULTS = Path(__file__).parent / "results"
 
 
 @dataclass
@@ -186,7 +185,6 @@ def _stack(root: Path, model_dir: Path, name: str, extra: dict[str, str]) -> Sta
 
 
 def write_report(data: dict[str, Any], out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
     rec = data["recall"]
     lines = [
         "# Memory evaluation (issue 10)",
@@ -197,11 +195,14 @@ def write_report(data: dict[str, Any], out: Path) -> None:
         "",
         "## Retrieval (top 5)",
         "",
-        "| mode | recall@1 | recall@5 |",
-        "|---|---|---|",
+        *table(
+            ["mode", "recall@1", "recall@5"],
+            (
+                [mode, f"{rec[mode]['recall@1']:.2f}", f"{rec[mode]['recall@5']:.2f}"]
+                for mode in ("dense", "keyword", "hybrid")
+            ),
+        ),
     ]
-    for mode in ("dense", "keyword", "hybrid"):
-        lines.append(f"| {mode} | {rec[mode]['recall@1']:.2f} | {rec[mode]['recall@5']:.2f} |")
     sim = rec["similarity"]
     right, wrong = sim["right"], sim["wrong"]
     lines += [
@@ -215,24 +216,22 @@ def write_report(data: dict[str, Any], out: Path) -> None:
         "",
         "## Answer contains the fact",
         "",
-        "| prompts | memory | answer contains the fact | wall (s) |",
-        "|---|---|---|---|",
+        *table(
+            ["prompts", "memory", "answer contains the fact", "wall (s)"],
+            (
+                [*c["name"].split(", memory "), f"{c['rate']:.0%}", f"{c['seconds']:.0f}"]
+                for c in data["answers"]
+            ),
+        ),
+        "",
+        "## Multi-turn",
+        "",
+        *table(
+            ["question asked", "answer contains the fact"],
+            ([name, f"{rate:.0%}"] for name, rate in data["multi_turn"].items()),
+        ),
     ]
-    for c in data["answers"]:
-        prompts, memory = c["name"].split(", memory ")
-        lines.append(f"| {prompts} | {memory} | {c['rate']:.0%} | {c['seconds']:.0f} |")
-    lines += ["", "## Multi-turn", "", "| question asked | answer contains the fact |", "|---|---|"]
-    for name, rate in data["multi_turn"].items():
-        lines.append(f"| {name} | {rate:.0%} |")
-    (out / "eval.md").write_text("\n".join(lines) + "\n")
-    (out / "eval.json").write_text(json.dumps(data, indent=2))
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (a, b) = subplots(1, 2, figsize=(10, 4))
     modes = ["dense", "keyword", "hybrid"]
     a.bar([m + "\n@1" for m in modes], [rec[m]["recall@1"] for m in modes])
     a.bar([m + "\n@5" for m in modes], [rec[m]["recall@5"] for m in modes])
@@ -243,13 +242,10 @@ def write_report(data: dict[str, Any], out: Path) -> None:
     b.barh(names, rates)
     b.set_xlim(0, 1)
     b.set_title("answer contains the fact")
-    fig.tight_layout()
-    fig.savefig(out / "eval.png", dpi=120)
+    write_result(out / "eval", lines, machine=data.get("machine"), data=data, figure=fig, dpi=120)
 
 
 def main() -> None:
-    import os
-
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="10 facts, 100 distractors")
     parser.add_argument("--model-dir", type=Path, default=None)
@@ -258,7 +254,7 @@ def main() -> None:
     facts = FACTS[:10] if args.quick else FACTS
     noise = distractors(100 if args.quick else 400)
     started = time.monotonic()
-    load = os.getloadavg()
+    load = load_average()
     if args.model_dir is None:
         from worker.model_loader import prepare_fallback_model
 
@@ -302,7 +298,8 @@ def main() -> None:
         "multi_turn": turns,
         "command": "python -m bench.memory_eval" + (" --quick" if args.quick else ""),
         "wall_s": time.monotonic() - started,
-        "load": " ".join(f"{x:.1f}" for x in load),
+        "load": load,
+        "machine": machine(),
     }
     write_report(data, args.out)
     print(f"wrote {args.out / 'eval.md'}")

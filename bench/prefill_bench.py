@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import random
 import statistics
@@ -24,7 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).parent / "results"
+from bench._harness import RESULTS, load_average, machine, subplots, table, write_result
+from bench._models import gpt2_124m_random
+
 NEW_TOKENS = 128
 
 
@@ -102,11 +103,9 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from bench.engine_bench import build_model
-
     torch.set_num_threads(os.cpu_count() or 1)
-    lm = build_model(torch.float32)
-    load_start = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    lm = gpt2_124m_random(torch.float32)
+    load_start = load_average()
     one_run(lm, 0, 2, 64, seed=0)  # warm-up
     runs: dict[int, list[dict[str, float]]] = {c: [] for c in args.chunks}
     for r in range(args.rounds):
@@ -120,7 +119,8 @@ def main() -> None:
         "new_tokens": NEW_TOKENS,
         "runs": {str(c): v for c, v in runs.items()},
         "load_start": load_start,
-        "load_end": " ".join(f"{x:.1f}" for x in os.getloadavg()),
+        "load_end": load_average(),
+        "machine": machine(),
     }
     write_report(data, args.out)
     print(f"wrote {args.out / 'prefill.md'}")
@@ -131,7 +131,6 @@ def _median(runs: list[dict[str, float]], key: str) -> float:
 
 
 def write_report(data: dict[str, Any], out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
     runs: dict[str, list[dict[str, float]]] = data["runs"]
     whole = runs["0"]
     lines = [
@@ -143,27 +142,26 @@ def write_report(data: dict[str, Any], out: Path) -> None:
         f"`python -m bench.prefill_bench`; load average at the start {data['load_start']}, "
         f"at the end {data['load_end']}.",
         "",
-        "| prefill_chunk_tokens | running rows' longest stall (s) | ÷ whole prefill "
-        "| median step gap (s) | long prompt's TTFT (s) | tokens/s |",
-        "|---|---|---|---|---|---|",
+        *table(
+            [
+                *("prefill_chunk_tokens", "running rows' longest stall (s)", "÷ whole prefill"),
+                *("median step gap (s)", "long prompt's TTFT (s)", "tokens/s"),
+            ],
+            (
+                [
+                    "0 (whole)" if chunk == "0" else chunk,
+                    f"{_median(rs, 'stall_s'):.2f}",
+                    f"{_median(rs, 'stall_s') / _median(whole, 'stall_s'):.2f}×",
+                    f"{_median(rs, 'median_gap_s'):.3f}",
+                    f"{_median(rs, 'long_ttft_s'):.2f}",
+                    f"{_median(rs, 'tokens_per_s'):.1f}",
+                ]
+                for chunk, rs in runs.items()
+            ),
+        ),
     ]
-    for chunk, rs in runs.items():
-        stall = _median(rs, "stall_s")
-        lines.append(
-            f"| {'0 (whole)' if chunk == '0' else chunk} | {stall:.2f} "
-            f"| {stall / _median(whole, 'stall_s'):.2f}× | {_median(rs, 'median_gap_s'):.3f} "
-            f"| {_median(rs, 'long_ttft_s'):.2f} | {_median(rs, 'tokens_per_s'):.1f} |"
-        )
-    (out / "prefill.md").write_text("\n".join(lines) + "\n")
-    (out / "prefill.json").write_text(json.dumps(data, indent=2) + "\n")
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     labels = ["whole" if c == "0" else c for c in runs]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (a, b) = subplots(1, 2, figsize=(10, 4))
     a.bar(labels, [_median(rs, "stall_s") for rs in runs.values()], color="tab:blue")
     a.set_title("running rows' longest stall (s)")
     a.set_xlabel("prefill_chunk_tokens")
@@ -171,8 +169,7 @@ def write_report(data: dict[str, Any], out: Path) -> None:
     b.set_title("long prompt's time to first token (s)")
     b.set_xlabel("prefill_chunk_tokens")
     fig.suptitle(f"{data['long']:,}-token prompt joining {data['rows']} decoding rows")
-    fig.tight_layout()
-    fig.savefig(out / "prefill.png", dpi=110)
+    write_result(out / "prefill", lines, machine=data.get("machine"), data=data, figure=fig)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Which wording and placement of memories makes an instruct model use them? Measured in
 process (no stack): the served model and the memory service's embedder, the 40 facts of
-bench/eval_data.py among 400 distractors, top-5 retrieval by cosine similarity, greedy
+memq/evaluation/data.py among 400 distractors, top-5 retrieval by cosine similarity, greedy
 answers of 32 tokens through the batched engine, for each prompt variant.
 
     .venv/bin/python -m bench.prompt_variants --model-dir <dir of an instruct model>
@@ -12,7 +12,6 @@ Writes bench/results/prompt_variants.md. The variant memq uses is `TemplatePromp
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from bench.eval_data import FACTS, Fact, contains_answer, distractors
+from bench._harness import RESULTS, load_average, machine, table, write_result
 from memq.contracts import GenerationParams
+from memq.evaluation.data import FACTS, Fact, contains_answer, distractors
 from worker.engine.base import GenerationRequest
 
-RESULTS = Path(__file__).parent / "results"
 SYSTEM = "You are a helpful assistant. Answer briefly and directly."
 
 Variant = Callable[[Any, str, list[str]], list[int]]
@@ -100,7 +99,7 @@ def main() -> None:
     parser.add_argument("--floor", type=float, default=0.3)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    load = load_average()
     lm = load_model(str(args.model_dir), explicit=True, data_dir=args.model_dir.parent)
     settings = MemorySettings(service_token="bench", data_dir=Path("/tmp/memq-variants"))  # type: ignore[arg-type]
     embedder = embedder_for(settings)
@@ -154,12 +153,12 @@ def main() -> None:
         f"{kept}/{len(FACTS)} questions); greedy, 32 new tokens; load average {load}. "
         "Command: `python -m bench.prompt_variants --model-dir <model>`.",
         "",
-        "| prompt | answer contains the fact | wall (s) |",
-        "|---|---|---|",
-        *[f"| {n} | {r:.0%} | {s:.0f} |" for n, r, s in rows],
+        *table(
+            ["prompt", "answer contains the fact", "wall (s)"],
+            ([n, f"{r:.0%}", f"{s:.0f}"] for n, r, s in rows),
+        ),
     ]
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "prompt_variants.md").write_text("\n".join(lines) + "\n")
+    write_result(args.out / "prompt_variants", lines, machine=machine())
     print("\n".join(lines))
 
 

@@ -35,19 +35,29 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import redis
 
-from bench.stack_bench import MEMORIES, NAMESPACE, WORDS, build_model_dir
+from bench._harness import (
+    RESULTS,
+    machine,
+    machine_busy_s,
+    process_cpu_s,
+    subplots,
+    table,
+    write_result,
+)
+from bench._models import save_gpt2_124m_random
+from bench._workload import MEMORIES, NAMESPACE, word_prompt
 from memq.contracts import JobStatus
 from memq.jobstore import JobStore
 from memq.ops.launcher import Stack, start_stack
 from memq.ops.process import Child
 
-RESULTS = Path(__file__).parent / "results"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @dataclass
@@ -73,25 +83,9 @@ class Window:
     machine gives the stack's processes priority over everyone else's)."""
 
 
-def process_cpu_s(pid: int) -> float:
-    """utime + stime of a process and its reaped children, in seconds (/proc/PID/stat)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return sum(int(v) for v in fields[11:15]) / CLOCK_TICKS
-
-
-def machine_busy_cpu_s() -> float:
-    """Busy (non-idle, non-iowait) CPU seconds of the whole machine since boot."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = values[3] + values[4]
-    return (sum(values[:8]) - idle) / CLOCK_TICKS
-
-
 def prompts(count: int, seed: int = 0) -> list[str]:
     rng = random.Random(seed)
-    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(12, 40))) for _ in range(count)]
+    return [word_prompt(rng, 12, 40) for _ in range(count)]
 
 
 def run_burst(
@@ -152,15 +146,13 @@ def measure(
     active = stack.workers[:workers]
     others = [c for c in stack.procs.values() if not c.name.startswith("worker")]
     load = os.getloadavg()[0]
-    before_workers = [process_cpu_s(w.pid or 0) for w in active]
-    before_others = sum(process_cpu_s(c.pid or 0) for c in others)
-    before_machine = machine_busy_cpu_s()
+    before_workers = [process_cpu_s(w.pid) for w in active]
+    before_others = sum(process_cpu_s(c.pid) for c in others)
+    before_machine = machine_busy_s()
     seconds, jobs = run_burst(stack, store, prompts(args.jobs), args.new_tokens, args.retrieval)
-    worker_cpu = [
-        process_cpu_s(w.pid or 0) - b for w, b in zip(active, before_workers, strict=True)
-    ]
-    other_cpu = sum(process_cpu_s(c.pid or 0) for c in others) - before_others
-    machine = machine_busy_cpu_s() - before_machine
+    worker_cpu = [process_cpu_s(w.pid) - b for w, b in zip(active, before_workers, strict=True)]
+    other_cpu = sum(process_cpu_s(c.pid) for c in others) - before_others
+    busy = machine_busy_s() - before_machine
     by_pid = Counter(str(j["worker"]).split(":")[1] for j in jobs)
     tokens = sum(int(j["result"]["usage"]["completion_tokens"]) for j in jobs)
     return Window(
@@ -173,14 +165,18 @@ def measure(
         jobs_per_worker=[by_pid.get(str(w.pid), 0) for w in active],
         worker_cpu_s=worker_cpu,
         stack_other_cpu_s=other_cpu,
-        machine_busy_cpu_s=machine,
-        outside_cpu_s=max(machine - sum(worker_cpu) - other_cpu, 0.0),
+        machine_busy_cpu_s=busy,
+        outside_cpu_s=max(busy - sum(worker_cpu) - other_cpu, 0.0),
         load_avg_1m=load,
     )
 
 
-def write_report(windows: list[Window], args: argparse.Namespace, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
+def write_report(
+    windows: list[Window],
+    args: argparse.Namespace,
+    out: Path,
+    measured_on: dict[str, Any] | None,
+) -> None:
     one = [w for w in windows if w.workers == 1]
     two = [w for w in windows if w.workers == 2]
     ratio = statistics.median(w.jobs_per_s for w in two) / statistics.median(
@@ -236,36 +232,40 @@ def write_report(windows: list[Window], args: argparse.Namespace, out: Path) -> 
             "test run on the machine, has its own: niceness does not buy a worker more.)"
         ),
         "",
-        "| round | workers | jobs/s | tokens/s | s | jobs per worker | worker CPU s "
-        "| worker CPU s / job | worker CPU ÷ wall | rest of stack CPU s | outside the stack "
-        "CPU s | machine busy ÷ capacity | load avg (1 min) before |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for w in windows:
-        util = " + ".join(f"{c / w.seconds:.2f}" for c in w.worker_cpu_s)
-        lines.append(
-            f"| {w.round} | {w.workers} | {w.jobs_per_s:.2f} | {w.tokens_per_s:.1f} "
-            f"| {w.seconds:.1f} | {' / '.join(map(str, w.jobs_per_worker))} "
-            f"| {' / '.join(f'{c:.1f}' for c in w.worker_cpu_s)} "
-            f"| {sum(w.worker_cpu_s) / w.jobs:.3f} | {util} "
-            f"| {w.stack_other_cpu_s:.1f} | {w.outside_cpu_s:.1f} "
-            f"| {w.machine_busy_cpu_s / (w.seconds * w.cpus):.0%} | {w.load_avg_1m:.2f} |"
-        )
-    lines += [
+        *table(
+            [
+                *("round", "workers", "jobs/s", "tokens/s", "s", "jobs per worker"),
+                *("worker CPU s", "worker CPU s / job", "worker CPU ÷ wall"),
+                *("rest of stack CPU s", "outside the stack CPU s", "machine busy ÷ capacity"),
+                "load avg (1 min) before",
+            ],
+            (
+                [
+                    *(w.round, w.workers, f"{w.jobs_per_s:.2f}", f"{w.tokens_per_s:.1f}"),
+                    *(f"{w.seconds:.1f}", " / ".join(map(str, w.jobs_per_worker))),
+                    " / ".join(f"{c:.1f}" for c in w.worker_cpu_s),
+                    f"{sum(w.worker_cpu_s) / w.jobs:.3f}",
+                    " + ".join(f"{c / w.seconds:.2f}" for c in w.worker_cpu_s),
+                    *(f"{w.stack_other_cpu_s:.1f}", f"{w.outside_cpu_s:.1f}"),
+                    f"{w.machine_busy_cpu_s / (w.seconds * w.cpus):.0%}",
+                    f"{w.load_avg_1m:.2f}",
+                ]
+                for w in windows
+            ),
+        ),
         "",
         "Worker CPU ÷ wall is each worker's share of one core during the window (1.00 = a "
         "whole core). Outside the stack = the machine's busy CPU seconds minus the stack's: "
         "other processes competing for the same cores.",
     ]
-    (out / "scaling.md").write_text("\n".join(lines) + "\n")
-    (out / "scaling.json").write_text(json.dumps([asdict(w) for w in windows], indent=2))
+    data = {"windows": [asdict(w) for w in windows]}
+    figure = plot(windows, ratio)
+    write_result(out / "scaling", lines, machine=measured_on, data=data, figure=figure)
 
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+def plot(windows: list[Window], ratio: float) -> Figure:
+    cpus = windows[0].cpus
+    fig, axes = subplots(1, 2, figsize=(12, 4.5))
     labels = [f"r{w.round}\n{w.workers}w" for w in windows]
     colors = ["tab:blue" if w.workers == 1 else "tab:orange" for w in windows]
     axes[0].bar(labels, [w.jobs_per_s for w in windows], color=colors)
@@ -287,8 +287,7 @@ def write_report(windows: list[Window], args: argparse.Namespace, out: Path) -> 
     fig.suptitle(
         "memq horizontal scaling, GPT-2 124M (random weights), one torch thread per worker"
     )
-    fig.tight_layout()
-    fig.savefig(out / "scaling.png", dpi=110)
+    return fig
 
 
 def main() -> None:
@@ -306,17 +305,21 @@ def main() -> None:
     args = parser.parse_args()
     if args.report_only:
         saved = json.loads((args.out / "scaling.json").read_text())
-        write_report([Window(**w) for w in saved], args, args.out)
+        if isinstance(saved, list):  # written before the machine was recorded
+            saved = {"machine": None, "windows": saved}
+        windows = [Window(**w) for w in saved["windows"]]
+        write_report(windows, args, args.out, saved["machine"])
         return
     if args.quick:
         args.jobs, args.new_tokens, args.rounds = 16, 8, 1
 
     # SIGTERM unwinds like Ctrl-C, so the stack's processes are stopped on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    measured_on = machine()
     with tempfile.TemporaryDirectory(prefix="memq-scaling-bench-") as tmp:
         root = Path(tmp)
         print("building GPT-2 124M (random weights) …", flush=True)
-        model_dir = build_model_dir(root / "gpt2-124m-random")
+        model_dir = save_gpt2_124m_random(root / "gpt2-124m-random")
         print("starting the stack with two workers …", flush=True)
         stack = start_stack(
             root / "stack",
@@ -351,7 +354,7 @@ def main() -> None:
                     print(json.dumps(asdict(window)), flush=True)
                     windows.append(window)
                     if len({w.workers for w in windows}) == 2:
-                        write_report(windows, args, args.out)
+                        write_report(windows, args, args.out, measured_on)
         finally:
             store.r.close()
             stack.stop()

@@ -37,38 +37,32 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import psutil
 import redis
 
+from bench._harness import (
+    RESULTS,
+    load_average,
+    machine,
+    machine_busy_s,
+    own_cpu_s,
+    quantile,
+    subplots,
+    table,
+    tree_cpu_s,
+    write_result,
+)
+from bench._models import save_gpt2_124m_random
+from bench._workload import MEMORIES, NAMESPACE, word_prompt
 from memq.contracts import JobStatus
 from memq.jobstore import JobStore
 from memq.ops.launcher import Stack, start_stack
 
-RESULTS = Path(__file__).parent / "results"
-NAMESPACE = "user:bench"
-MEMORIES = [
-    "Alice lives in Paris and works as a marine biologist.",
-    "Bob's favourite colour is green; he owns a cat named Pixel.",
-    "The memq service runs GPT-2 on Celery workers.",
-]
-WORDS = [
-    "the",
-    "quick",
-    "brown",
-    "fox",
-    "jumps",
-    "over",
-    "lazy",
-    "dog",
-    "alice",
-    "lives",
-    "in",
-    "paris",
-    "memory",
-    "model",
-]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @dataclass
@@ -169,23 +163,6 @@ def hf_static_reference(
     return statistics.median(rates)
 
 
-def build_model_dir(target: Path, seed: int = 0) -> Path:
-    """The engine benchmark's random GPT-2 124M, saved like a hub checkpoint with no EOS
-    (config, generation config and tokenizer), so every job generates exactly N tokens."""
-    import torch
-
-    from bench.engine_bench import build_model
-
-    lm = build_model(torch.float32, seed)
-    lm.model.config.bos_token_id = lm.model.config.eos_token_id = None
-    lm.model.generation_config.bos_token_id = None
-    lm.tokenizer.eos_token = None
-    lm.tokenizer.bos_token = None
-    lm.model.save_pretrained(target)
-    lm.tokenizer.save_pretrained(target)
-    return target
-
-
 class CpuShare:
     """CPU time each part of a stack (and this client process) used during a window, as a
     share of the machine's CPUs: where the cores went."""
@@ -196,43 +173,16 @@ class CpuShare:
         self._t0 = time.perf_counter()
 
     def _read(self) -> dict[str, float]:
-        roles: dict[str, list[psutil.Process]] = {"client": [psutil.Process()]}
+        used = {"client": own_cpu_s(), "machine busy": machine_busy_s()}
         for name, child in self._stack.procs.items():
-            if not child.pid:
-                continue
-            try:
-                proc = psutil.Process(child.pid)
-                tree = [proc, *proc.children(recursive=True)]
-            except psutil.Error:
-                continue
-            roles.setdefault("worker" if name.startswith("worker") else name, []).extend(tree)
-        used: dict[str, float] = {}
-        for role, procs in roles.items():
-            total = 0.0
-            for p in procs:
-                try:
-                    t = p.cpu_times()
-                    total += t.user + t.system
-                except psutil.Error:
-                    continue
-            used[role] = total
+            role = "worker" if name.startswith("worker") else name
+            used[role] = used.get(role, 0.0) + tree_cpu_s(child.pid)
         return used
 
     def stop(self) -> dict[str, float]:
         end, wall = self._read(), time.perf_counter() - self._t0
         cpus = psutil.cpu_count() or 1
-        share = {r: (end[r] - self._start.get(r, 0.0)) / wall / cpus for r in end}
-        busy = 1 - psutil.cpu_times_percent(interval=None).idle / 100
-        share["machine busy (since last read)"] = busy
-        return share
-
-
-def _q(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1]
+        return {r: (end[r] - self._start.get(r, 0.0)) / wall / cpus for r in end}
 
 
 def watch_job(store: JobStore, job_id: str, timeout_s: float = 600) -> tuple[float | None, float]:
@@ -280,7 +230,7 @@ def run_window(
                     if remaining[0] == 0:
                         return
                     remaining[0] -= 1
-                prompt = " ".join(rng.choice(WORDS) for _ in range(rng.randint(12, 40)))
+                prompt = word_prompt(rng, 12, 40)
                 # Staggered: client i's first job (left out of the latency statistics) is
                 # (i + 1) / N of the length, so the clients' later jobs, all full length,
                 # end at evenly spread steps, as independent users' would; otherwise every
@@ -321,7 +271,6 @@ def run_window(
 
     rss = RssSampler(stack)
     cpu = CpuShare(stack)
-    psutil.cpu_times_percent(interval=None)
     start = time.perf_counter()
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     for t in threads:
@@ -340,15 +289,15 @@ def run_window(
         jobs=len(records),
         jobs_per_s=len(records) / wall,
         tokens_per_s=tokens_total[0] / wall,
-        p50_latency_s=_q(latency, 0.5),
-        p95_latency_s=_q(latency, 0.95),
-        p50_ttft_s=_q([f - s for s, f, _, _, _ in steady], 0.5),
-        p50_model_s=_q([m for _, _, _, m, _ in steady], 0.5),
-        p50_overhead_pct=_q(overhead, 0.5),
+        p50_latency_s=quantile(latency, 0.5),
+        p95_latency_s=quantile(latency, 0.95),
+        p50_ttft_s=quantile([f - s for s, f, _, _, _ in steady], 0.5),
+        p50_model_s=quantile([m for _, _, _, m, _ in steady], 0.5),
+        p50_overhead_pct=quantile(overhead, 0.5),
         seconds=wall,
         peak_worker_rss_mb=peak_rss_mb,
         prompt_tokens=prompt_tokens,
-        p50_engine_ttft_s=_q(engine_ttft, 0.5),
+        p50_engine_ttft_s=quantile(engine_ttft, 0.5),
         steady_jobs_per_s=clients / statistics.mean(latency) if latency else float("nan"),
         steady_tokens_per_s=clients * new_tokens / statistics.mean(latency)
         if latency
@@ -357,15 +306,13 @@ def run_window(
     )
 
 
-def _load() -> str:
-    return " ".join(f"{x:.1f}" for x in psutil.getloadavg())
-
-
 def write_report(
-    windows: list[Window], reference: float | None, meta: dict[str, str], args: argparse.Namespace
+    windows: list[Window],
+    reference: float | None,
+    meta: dict[str, str],
+    args: argparse.Namespace,
+    measured_on: dict[str, Any] | None,
 ) -> None:
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
     by = {(w.engine, w.clients): w for w in windows}
     variants = [v for v in args.variants if any(w.engine == v for w in windows)]
     top = max(args.clients)
@@ -383,20 +330,24 @@ def write_report(
         f"Command: `{meta['command']}`; load average (1, 5, 15 min) at the start "
         f"{meta['load_start']}, at the end {meta.get('load_end', '–')}; {meta['cpus']} CPUs.",
         "",
-        "| N | engine | jobs | jobs/s | tokens/s | steady tokens/s | p50 latency s "
-        "| p95 latency s "
-        "| p50 TTFT s | p50 engine TTFT s | p50 model s | p50 overhead % "
-        "| peak worker RSS MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        *table(
+            [
+                *("N", "engine", "jobs", "jobs/s", "tokens/s", "steady tokens/s"),
+                *("p50 latency s", "p95 latency s", "p50 TTFT s", "p50 engine TTFT s"),
+                *("p50 model s", "p50 overhead %", "peak worker RSS MiB"),
+            ],
+            (
+                [
+                    *(w.clients, w.engine, w.jobs, f"{w.jobs_per_s:.2f}"),
+                    *(f"{w.tokens_per_s:.1f}", f"{w.steady_tokens_per_s:.1f}"),
+                    *(f"{w.p50_latency_s:.2f}", f"{w.p95_latency_s:.2f}", f"{w.p50_ttft_s:.3f}"),
+                    *(f"{w.p50_engine_ttft_s:.3f}", f"{w.p50_model_s:.2f}"),
+                    *(f"{w.p50_overhead_pct:.1f}", f"{w.peak_worker_rss_mb:.0f}"),
+                ]
+                for w in windows
+            ),
+        ),
     ]
-    for w in windows:
-        lines.append(
-            f"| {w.clients} | {w.engine} | {w.jobs} | {w.jobs_per_s:.2f} | {w.tokens_per_s:.1f} "
-            f"| {w.steady_tokens_per_s:.1f} | {w.p50_latency_s:.2f} | {w.p95_latency_s:.2f} "
-            f"| {w.p50_ttft_s:.3f} "
-            f"| {w.p50_engine_ttft_s:.3f} | {w.p50_model_s:.2f} | {w.p50_overhead_pct:.1f} "
-            f"| {w.peak_worker_rss_mb:.0f} |"
-        )
     roles = sorted({r for w in windows for r in (w.cpu_share or {})})
     if roles:
         lines += [
@@ -405,22 +356,19 @@ def write_report(
             "first token event as the client saw it, engine TTFT = the job's "
             "`timings.engine_first_token_s`, queueing in the engine plus prefill):",
             "",
-            "| N | engine | " + " | ".join(roles) + " |",
-            "|---|---|" + "---|" * len(roles),
+            *table(
+                ["N", "engine", *roles],
+                (
+                    [
+                        w.clients,
+                        w.engine,
+                        *(f"{(w.cpu_share or {}).get(r, float('nan')):.0%}" for r in roles),
+                    ]
+                    for w in windows
+                ),
+            ),
         ]
-        for w in windows:
-            cells = [f"{(w.cpu_share or {}).get(r, float('nan')):.0%}" for r in roles]
-            lines.append(f"| {w.clients} | {w.engine} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "Ratios use the steady rates (N ÷ mean latency of the jobs after each client's "
-        "first, Little's law for closed-loop clients); the window rates above also count the "
-        "opening and closing jobs.",
-        "",
-        "| N | variant | jobs/s ÷ simple | p50 latency ÷ simple | p50 TTFT ÷ its TTFT at N=1 "
-        "| p50 engine TTFT ÷ at N=1 | steady tokens/s |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    ratios = []
     for n in args.clients:
         s = by.get(("simple", n))
         for v in variants:
@@ -429,13 +377,23 @@ def write_report(
             b, one = by[(v, n)], by.get((v, min(args.clients)))
             ttft = f"{b.p50_ttft_s / one.p50_ttft_s:.2f}×" if one else "–"
             ettft = f"{b.p50_engine_ttft_s / one.p50_engine_ttft_s:.2f}×" if one else "–"
-            lines.append(
-                f"| {n} | {v} | {b.steady_jobs_per_s / s.steady_jobs_per_s:.2f}× "
-                f"| {b.p50_latency_s / s.p50_latency_s:.2f}× | {ttft} | {ettft} "
-                f"| {b.steady_tokens_per_s:.1f} |"
-                if s
-                else f"| {n} | {v} | – | – | {ttft} | {ettft} | {b.steady_tokens_per_s:.1f} |"
-            )
+            jobs = f"{b.steady_jobs_per_s / s.steady_jobs_per_s:.2f}×" if s else "–"
+            latency = f"{b.p50_latency_s / s.p50_latency_s:.2f}×" if s else "–"
+            ratios.append([n, v, jobs, latency, ttft, ettft, f"{b.steady_tokens_per_s:.1f}"])
+    lines += [
+        "",
+        "Ratios use the steady rates (N ÷ mean latency of the jobs after each client's "
+        "first, Little's law for closed-loop clients); the window rates above also count the "
+        "opening and closing jobs.",
+        "",
+        *table(
+            [
+                *("N", "variant", "jobs/s ÷ simple", "p50 latency ÷ simple"),
+                *("p50 TTFT ÷ its TTFT at N=1", "p50 engine TTFT ÷ at N=1", "steady tokens/s"),
+            ],
+            ratios,
+        ),
+    ]
     if reference is not None:
         lines += [
             "",
@@ -443,40 +401,43 @@ def write_report(
             f"of the N={top} jobs), greedy, {args.new_tokens} new tokens: "
             f"**{reference:.1f} tokens/s** (median of 3).",
             "",
-            f"| variant | steady tokens/s at N={top} | ÷ HF static batch | window tokens/s "
-            "| ÷ HF static batch |",
-            "|---|---|---|---|---|",
+            *table(
+                [
+                    *("variant", f"steady tokens/s at N={top}", "÷ HF static batch"),
+                    *("window tokens/s", "÷ HF static batch"),
+                ],
+                (
+                    [
+                        v,
+                        f"{by[(v, top)].steady_tokens_per_s:.1f}",
+                        f"{by[(v, top)].steady_tokens_per_s / reference:.2f}",
+                        f"{by[(v, top)].tokens_per_s:.1f}",
+                        f"{by[(v, top)].tokens_per_s / reference:.2f}",
+                    ]
+                    for v in variants
+                    if (v, top) in by
+                ),
+            ),
         ]
-        for v in variants:
-            if (v, top) in by:
-                w = by[(v, top)]
-                lines.append(
-                    f"| {v} | {w.steady_tokens_per_s:.1f} "
-                    f"| {w.steady_tokens_per_s / reference:.2f} "
-                    f"| {w.tokens_per_s:.1f} | {w.tokens_per_s / reference:.2f} |"
-                )
-    (out / "stack.md").write_text("\n".join(lines) + "\n")
-    (out / "stack.json").write_text(
-        json.dumps(
-            {
-                "meta": meta,
-                "reference_tokens_per_s": reference,
-                "windows": [asdict(w) for w in windows],
-            },
-            indent=2,
-        )
-    )
+    data = {
+        "meta": meta,
+        "reference_tokens_per_s": reference,
+        "windows": [asdict(w) for w in windows],
+    }
+    figure = plot(windows, reference, variants, args.clients)
+    write_result(args.out / "stack", lines, machine=measured_on, data=data, figure=figure)
 
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+def plot(
+    windows: list[Window], reference: float | None, variants: list[str], clients: list[int]
+) -> Figure:
+    by = {(w.engine, w.clients): w for w in windows}
+    top = max(clients)
+    fig, axes = subplots(1, 3, figsize=(15, 4.5))
     styles = {"simple": "o--", "batched": "s-", "batched-process": "^-"}
     for engine in variants:
         style = styles.get(engine, "x-")
-        ws = [by[(engine, n)] for n in args.clients if (engine, n) in by]
+        ws = [by[(engine, n)] for n in clients if (engine, n) in by]
         xs = [w.clients for w in ws]
         axes[0].plot(xs, [w.steady_jobs_per_s for w in ws], style, label=engine)
         axes[1].plot(xs, [w.steady_tokens_per_s for w in ws], style, label=engine)
@@ -486,14 +447,13 @@ def write_report(
     titles = ("steady jobs/s", "steady tokens/s", "p50 latency (s)")
     for ax, title in zip(axes, titles, strict=True):
         ax.set_xscale("log", base=2)
-        ax.set_xticks(args.clients, [str(n) for n in args.clients])
+        ax.set_xticks(clients, [str(n) for n in clients])
         ax.set_xlabel("concurrent clients (N)")
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle("memq full stack, GPT-2 124M (random weights), fp32, 2-core CPU")
-    fig.tight_layout()
-    fig.savefig(out / "stack.png", dpi=110)
+    return fig
 
 
 def main() -> None:
@@ -525,14 +485,15 @@ def main() -> None:
         args.clients, args.new_tokens, args.min_jobs = [1, 4], 16, 2
     meta = {
         "command": "python -m bench.stack_bench " + " ".join(sys.argv[1:]),
-        "load_start": _load(),
+        "load_start": load_average(),
         "cpus": str(psutil.cpu_count()),
     }
+    measured_on = machine()
 
     with tempfile.TemporaryDirectory(prefix="memq-stack-bench-") as tmp:
         root = Path(tmp)
         print("building GPT-2 124M (random weights) …", flush=True)
-        model_dir = build_model_dir(root / "gpt2-124m-random")
+        model_dir = save_gpt2_124m_random(root / "gpt2-124m-random")
         stacks: dict[str, Stack] = {}
         windows: list[Window] = []
         try:
@@ -569,7 +530,7 @@ def main() -> None:
                         json.dumps({**asdict(w), "prompt_tokens": len(w.prompt_tokens)}), flush=True
                     )
                     windows.append(w)
-                    write_report(windows, None, meta, args)
+                    write_report(windows, None, meta, args, measured_on)
         finally:
             for st in stacks.values():
                 st.stop()
@@ -580,8 +541,8 @@ def main() -> None:
             lengths += lengths[: top - len(lengths)] or [32] * top
             print(f"HF generate reference, static batch of {top} …", flush=True)
             reference = hf_static_reference(model_dir, lengths[:top], args.new_tokens)
-        meta["load_end"] = _load()
-        write_report(windows, reference, meta, args)
+        meta["load_end"] = load_average()
+        write_report(windows, reference, meta, args, measured_on)
     print(f"wrote {args.out / 'stack.md'} and {args.out / 'stack.png'}")
 
 

@@ -27,7 +27,6 @@ import json
 import os
 import random
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,20 +34,33 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import redis
 
-from bench.memory_bench import vocabulary
+from bench._harness import (
+    RESULTS,
+    machine,
+    machine_busy_s,
+    own_cpu_s,
+    process_cpu_s,
+    quantile,
+    start_and_wait,
+    subplots,
+    table,
+    tree_cpu_s,
+    write_result,
+)
+from bench._workload import vocabulary
 from memq.contracts import ModelInfo
 from memq.jobstore import JobStore
 from memq.keystore import ApiKeyStore
 from memq.ops.process import Child, free_port
 from memq.ops.redis_server import start_redis
 
-RESULTS = Path(__file__).parent / "results"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 TOKEN = "bench-submit-token"
 TENANT = "bench"
 TARGET_P99_MS = 50.0
@@ -91,38 +103,6 @@ class Row:
     redis_cpu_ms: float
     others_share: float
     load: float
-
-
-def quantile(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=1000, method="inclusive")[round(p * 1000) - 1]
-
-
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process and its reaped children, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(x) for x in fields[11:15]) / CLOCK_TICKS
-
-
-def tree_cpu_s(pid: int) -> float:
-    """CPU seconds of a process and its live children (uvicorn's worker processes)."""
-    total = process_cpu_s(pid)
-    for child in Path("/proc").glob("[0-9]*"):
-        try:
-            ppid = int((child / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            if ppid == pid:
-                total += process_cpu_s(int(child.name))
-        except (OSError, ValueError, IndexError):
-            continue
-    return total
-
-
-def machine_busy_s() -> float:
-    values = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (sum(values[:8]) - values[3] - values[4]) / CLOCK_TICKS
 
 
 # ------------------------------------------------------------------------------- stack
@@ -191,19 +171,7 @@ class Gateway:
         self.child = Child(f"gateway-{name}", args, env, workdir / f"gateway-{name}.log")
 
     def start(self, timeout: float = 120.0) -> None:
-        self.child.start()
-        deadline = time.monotonic() + timeout
-        while True:
-            if not self.child.alive():
-                raise RuntimeError(f"gateway {self.name} exited:\n{self.child.tail()}")
-            try:
-                if httpx.get(f"{self.url}/livez", timeout=2.0).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"gateway {self.name} not ready:\n{self.child.tail()}")
-            time.sleep(0.2)
+        start_and_wait(self.child, f"{self.url}/livez", timeout)
 
     @property
     def pid(self) -> int:
@@ -299,7 +267,7 @@ def measure(
     prompts: Prompts,
 ) -> Window:
     load = os.getloadavg()[0]
-    before = (tree_cpu_s(gateway.pid), process_cpu_s(redis_pid), time.process_time())
+    before = (tree_cpu_s(gateway.pid), process_cpu_s(redis_pid), own_cpu_s())
     busy, started = machine_busy_s(), time.perf_counter()
     latencies, lags, statuses = asyncio.run(open_loop(gateway.url, key, rate, seconds, prompts))
     return Window(
@@ -312,7 +280,7 @@ def measure(
         statuses=dict(statuses),
         gateway_cpu_s=tree_cpu_s(gateway.pid) - before[0],
         redis_cpu_s=process_cpu_s(redis_pid) - before[1],
-        own_cpu_s=time.process_time() - before[2],
+        own_cpu_s=own_cpu_s() - before[2],
         machine_busy_s=machine_busy_s() - busy,
         seconds=time.perf_counter() - started,
         load_before=load,
@@ -469,31 +437,36 @@ def write_markdown(
     seconds: float,
     rounds: int,
     elapsed_s: float,
-) -> str:
+) -> list[str]:
     lines = [
         "# Gateway submit latency (no model work)",
         "",
-        f"Machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}. `POST /v1/jobs` "
-        "(generate, 20-200 word prompts, max_new_tokens 32) with a stored API key, a rate "
-        "limit set, and the model info a worker publishes for "
+        "`POST /v1/jobs` (generate, 20-200 word prompts, max_new_tokens 32) with a stored "
+        "API key, a rate limit set, and the model info a worker publishes for "
         f"`{info.name}` ({len(info.tokenizer_json) / 1e6:.1f} MB tokenizer JSON, context "
         f"{info.context_window:,}); no worker, so jobs stay queued. Open-loop load on a fixed "
         f"schedule, latency from each request's scheduled send time; {rounds} window(s) of "
         f"{seconds:.0f} s per rate, rates alternating. Total run {elapsed_s / 60:.1f} min. "
         "Produced by `bench/submit_bench.py`.",
         "",
-        "| gateway | submits/s | submits | p50 (ms) | p95 (ms) | p99 (ms) | max (ms) "
-        "| client lag p99 (ms) | non-202 | gateway CPU / submit (ms) | Redis CPU / submit (ms) "
-        "| others' CPU share | load avg |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *table(
+            [
+                *("gateway", "submits/s", "submits", "p50 (ms)", "p95 (ms)", "p99 (ms)"),
+                *("max (ms)", "client lag p99 (ms)", "non-202", "gateway CPU / submit (ms)"),
+                *("Redis CPU / submit (ms)", "others' CPU share", "load avg"),
+            ],
+            (
+                [
+                    *(r.variant, f"{r.rate:.0f}", f"{r.submits:,}", f"{r.p50:.1f}"),
+                    *(f"{r.p95:.1f}", f"**{r.p99:.1f}**", f"{r.max:.0f}", f"{r.lag_p99:.1f}"),
+                    *(r.errors, f"{r.gateway_cpu_ms:.2f}", f"{r.redis_cpu_ms:.2f}"),
+                    *(f"{r.others_share:.0%}", f"{r.load:.1f}"),
+                ]
+                for r in rows
+            ),
+            align="lrrrrrrrrrrrr",
+        ),
     ]
-    for r in rows:
-        lines.append(
-            f"| {r.variant} | {r.rate:.0f} | {r.submits:,} | {r.p50:.1f} | {r.p95:.1f} "
-            f"| **{r.p99:.1f}** | {r.max:.0f} | {r.lag_p99:.1f} | {r.errors} "
-            f"| {r.gateway_cpu_ms:.2f} | {r.redis_cpu_ms:.2f} | {r.others_share:.0%} "
-            f"| {r.load:.1f} |"
-        )
     lines += [
         "",
         f"Target: p99 <= {TARGET_P99_MS:.0f} ms at 200 submits/s. *Client lag* is how late "
@@ -509,24 +482,17 @@ def write_markdown(
             "py-spy samples of every gateway thread during one extra window (threads waiting "
             "for work excluded; a thread waiting for Redis or the GIL counts where it waits):",
             "",
-            "| part | share |",
-            "|---|---:|",
+            *table(["part", "share"], ([k, f"{v:.1%}"] for k, v in profile.items()), "lr"),
         ]
-        lines += [f"| {k} | {v:.1%} |" for k, v in profile.items()]
     lines += ["", "![submit](submit.png)", ""]
-    return "\n".join(lines)
+    return lines
 
 
-def plot(windows: list[Window], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot(windows: list[Window]) -> Figure:
     groups: dict[tuple[str, float], list[float]] = {}
     for w in windows:
         groups.setdefault((w.variant, w.rate), []).extend(w.latencies_ms)
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = subplots(figsize=(8, 4.5))
     for (variant, rate), values in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         ordered = sorted(values)
         ys = [100 * (i + 1) / len(ordered) for i in range(len(ordered))]
@@ -539,8 +505,7 @@ def plot(windows: list[Window], path: Path) -> None:
     ax.set_ylim(50, 100.2)
     ax.set_title(f"POST /v1/jobs latency, open loop (target p99 <= {TARGET_P99_MS:.0f} ms)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    return fig
 
 
 def main() -> None:
@@ -573,6 +538,7 @@ def main() -> None:
         sources[name] = Path(source).resolve()
 
     started = time.perf_counter()
+    measured_on = machine()
     workdir = Path(tempfile.mkdtemp(prefix="memq-submit-bench-"))
     try:
         windows, profile, info = run(
@@ -592,12 +558,10 @@ def main() -> None:
     markdown = write_markdown(
         rows, profile, info, args.seconds, args.rounds, time.perf_counter() - started
     )
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "submit.md").write_text(markdown)
-    payload = {"rows": [asdict(r) for r in rows], "profile": profile}
-    (args.out / "submit.json").write_text(json.dumps(payload, indent=1))
-    plot(windows, args.out / "submit.png")
-    print(markdown)
+    data = {"rows": [asdict(r) for r in rows], "profile": profile}
+    figure = plot(windows)
+    write_result(args.out / "submit", markdown, machine=measured_on, data=data, figure=figure)
+    print("\n".join(markdown))
 
 
 if __name__ == "__main__":

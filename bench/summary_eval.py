@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import statistics
 import tempfile
@@ -30,12 +29,16 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from bench._harness import RESULTS, load_average, machine, subplots, table, write_result
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 DATA = Path(__file__).parent / "summary_data"
-RESULTS = Path(__file__).parent / "results"
 CONTEXT_WINDOW = 2048
 LOOP_NGRAM = 4
 LOOP_REPEATS = 3
@@ -285,7 +288,6 @@ def _row(run: Run, lead_rouge: float, tokens: int, chosen: bool) -> dict[str, An
 
 
 def write_report(data: dict[str, Any], out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
     rows = data["rows"]
     lead3 = data["lead3_rouge_l"]
     chosen = next(r for r in rows if r["chosen"])
@@ -315,27 +317,41 @@ def write_report(data: dict[str, Any], out: Path) -> None:
         "- s / 1k tokens: the texts of a setting are submitted at once; wall time until the "
         "last finished, per 1,000 tokens of text (throughput on this machine, not latency).",
         "",
-        "| prompts | setting | ROUGE-L | / lead-3 | degenerate | s / 1k tokens |",
-        "|---|---|---|---|---|---|",
-        f"| (lead-3 baseline) | first three sentences | {lead3:.3f} | 1.00 | 0 % | - |",
+        *table(
+            ["prompts", "setting", "ROUGE-L", "/ lead-3", "degenerate", "s / 1k tokens"],
+            [
+                ["(lead-3 baseline)", "first three sentences", f"{lead3:.3f}", "1.00", "0 %", "-"],
+                *(
+                    [
+                        r["prompts"],
+                        r["setting"] + (" **(default)**" if r["chosen"] else ""),
+                        f"{r['rouge_l']:.3f}",
+                        f"{r['ratio_to_lead3']:.2f}",
+                        f"{r['degenerate_share']:.0%}",
+                        f"{r['s_per_1k_tokens']:.1f}",
+                    ]
+                    for r in rows
+                ),
+            ],
+        ),
     ]
-    for r in rows:
-        mark = " **(default)**" if r["chosen"] else ""
-        lines.append(
-            f"| {r['prompts']} | {r['setting']}{mark} | {r['rouge_l']:.3f} | "
-            f"{r['ratio_to_lead3']:.2f} | {r['degenerate_share']:.0%} | "
-            f"{r['s_per_1k_tokens']:.1f} |"
-        )
     lines += ["", data["conclusion"], "", "## The default, text by text", ""]
-    lines += [
-        "| text | tokens | chunks | ROUGE-L | lead-3 | degenerate |",
-        "|---|---|---|---|---|---|",
-    ]
-    for t, p, lr in zip(data["texts"], chosen["per_text"], data["lead3_per_text"], strict=True):
-        lines.append(
-            f"| {t['id']} ({t['kind']}) | {t['tokens']:,} | {p['chunks']} | {p['rouge_l']:.3f} | "
-            f"{lr:.3f} | {p['degenerate'] or 'no'} |"
-        )
+    lines += table(
+        ["text", "tokens", "chunks", "ROUGE-L", "lead-3", "degenerate"],
+        (
+            [
+                f"{t['id']} ({t['kind']})",
+                f"{t['tokens']:,}",
+                p["chunks"],
+                f"{p['rouge_l']:.3f}",
+                f"{lr:.3f}",
+                p["degenerate"] or "no",
+            ]
+            for t, p, lr in zip(
+                data["texts"], chosen["per_text"], data["lead3_per_text"], strict=True
+            )
+        ),
+    )
     lines += ["", "## Degenerate outputs", ""]
     found = False
     for r in rows:
@@ -359,26 +375,22 @@ def write_report(data: dict[str, Any], out: Path) -> None:
         _quote(decisions["text"]),
         "",
     ]
-    (out / "summaries.md").write_text("\n".join(lines))
-    (out / "summaries.json").write_text(json.dumps(data, indent=2) + "\n")
-    _plot(rows, lead3, out / "summaries.png")
+    figure = _plot(rows, lead3)
+    write_result(
+        out / "summaries", lines, machine=data.get("machine"), data=data, figure=figure, dpi=120
+    )
 
 
 def _quote(text: str) -> str:
     return "\n".join(f"> {line}" if line.strip() else ">" for line in text.splitlines())
 
 
-def _plot(rows: list[dict[str, Any]], lead3: float, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def _plot(rows: list[dict[str, Any]], lead3: float) -> Figure:
     names = [f"{'plain: ' if r['prompts'].startswith('plain') else ''}{r['setting']}" for r in rows]
     names = [
         n.replace("repetition_penalty ", "rp ").replace("no_repeat_ngram ", "ngram ") for n in names
     ]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 0.4 * len(rows) + 1.5), sharey=True)
+    fig, (a, b) = subplots(1, 2, figsize=(12, 0.4 * len(rows) + 1.5), sharey=True)
     colors = ["tab:green" if r["chosen"] else "tab:blue" for r in rows]
     a.barh(names, [r["rouge_l"] for r in rows], color=colors)
     a.axvline(lead3, color="black", linestyle="--", label=f"lead-3 {lead3:.3f}")
@@ -390,8 +402,7 @@ def _plot(rows: list[dict[str, Any]], lead3: float, path: Path) -> None:
     b.set_xlabel("degenerate outputs (%)")
     b.set_xlim(0, 100)
     fig.suptitle("memq summaries: SmolLM2-135M-Instruct, context 2,048 (green: the default)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    return fig
 
 
 def main() -> None:
@@ -412,7 +423,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     started = time.monotonic()
-    load_start = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    load_start = load_average()
     texts = load_texts()
     if args.quick:
         texts = [*[t for t in texts if t.tokens < 600][:5], max(texts, key=lambda t: t.tokens)]
@@ -483,7 +494,8 @@ def main() -> None:
         "conclusion": "",
         "wall_s": time.monotonic() - started,
         "load_start": load_start,
-        "load_end": " ".join(f"{x:.1f}" for x in os.getloadavg()),
+        "load_end": load_average(),
+        "machine": machine(),
     }
     data["conclusion"] = conclusion(data)
     write_report(data, args.out)

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).parent / "results"
+from bench._harness import RESULTS, machine_line, subplots, table, write_result
+
+SOURCES = ("stack", "ceiling", "ingest", "submit", "worker_memory")
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,7 @@ def gather(results: Path) -> tuple[list[Target], dict[str, Any]]:
         "reference": reference,
         "top": top,
         "median_ingest": statistics.median(ratios.values()),
+        "machines": {name: _load(results, name).get("machine") for name in SOURCES},
     }
     return targets, extra
 
@@ -174,28 +177,31 @@ def write(targets: list[Target], extra: dict[str, Any], out: Path) -> None:
         "target is missed, with the profile and CPU shares behind it: docs/engine.md "
         '("Through the whole stack").',
         "",
-        "| metric | measured | target | met | source | where the gap comes from |",
-        "|---|---|---|---|---|---|",
     ]
-    for t in targets:
-        lines.append(
-            f"| {t.metric} | {t.shown} | {t.goal_shown} | {'yes' if t.met else 'no'} "
-            f"| {t.source} | {t.note if not t.met else ''} |"
-        )
     peak, kv = memory["rss_mib"]["peak with the batch"], memory["kv_peak_mib"]
-    lines.append(
-        f"| worker resident memory at {memory['rows']} rows (GPT-2 124M, "
-        f"{memory['context']:,}-token context) | peak {peak:,.0f} MiB, KV {kv:,.0f} MiB "
-        f"({kv / peak:.0%}) | reported, with the KV share | yes | worker_memory.md | |"
+    lines += table(
+        ["metric", "measured", "target", "met", "source", "where the gap comes from"],
+        [
+            *(
+                [
+                    *(t.metric, t.shown, t.goal_shown, "yes" if t.met else "no", t.source),
+                    t.note if not t.met else "",
+                ]
+                for t in targets
+            ),
+            [
+                f"worker resident memory at {memory['rows']} rows (GPT-2 124M, "
+                f"{memory['context']:,}-token context)",
+                f"peak {peak:,.0f} MiB, KV {kv:,.0f} MiB ({kv / peak:.0%})",
+                *("reported, with the KV share", "yes", "worker_memory.md", ""),
+            ],
+        ],
     )
-    (out / "targets.md").write_text("\n".join(lines) + "\n")
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(9, 0.55 * len(targets) + 1.2))
+    machines: dict[str, Any] = extra["machines"]
+    if len({machine_line(m) for m in machines.values()}) > 1:
+        lines += ["", "The result files were measured on different machines:", ""]
+        lines += [f"- {name}.json: {machine_line(m)}" for name, m in machines.items()]
+    fig, ax = subplots(figsize=(9, 0.55 * len(targets) + 1.2))
     names = [t.metric.replace("`", "") for t in targets]
     shares = [min(t.share_of_goal, 2.0) for t in targets]
     ax.barh(names, shares, color=["tab:green" if t.met else "tab:orange" for t in targets])
@@ -204,8 +210,7 @@ def write(targets: list[Target], extra: dict[str, Any], out: Path) -> None:
     ax.invert_yaxis()
     ax.legend(loc="lower right")
     ax.set_title("Issue 12 targets on this 2-core machine")
-    fig.tight_layout()
-    fig.savefig(out / "targets.png", dpi=110)
+    write_result(out / "targets", lines, machine=machines["stack"], figure=fig)
 
 
 def main() -> None:

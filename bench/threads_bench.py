@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).parent / "results"
+from bench._harness import RESULTS, load_average, machine, subplots, table, write_result
+
 NEW_TOKENS = 64
 
 
@@ -35,10 +36,12 @@ def child(threads: int, clients: int, seconds: float) -> None:
     import torch
 
     torch.set_num_threads(threads)
-    from bench.engine_bench import build_model, make_prompts, run_closed_loop
+    from bench._models import gpt2_124m_random
+    from bench._workload import token_prompts
+    from bench.engine_bench import run_closed_loop
     from worker.engine.batched import BatchedEngine
 
-    lm = build_model(torch.float32)
+    lm = gpt2_124m_random(torch.float32)
     engine = BatchedEngine(
         lm,
         max_batch_size=32,
@@ -47,7 +50,7 @@ def child(threads: int, clients: int, seconds: float) -> None:
         prefill_chunk_tokens=512,
     )
     try:
-        stats = run_closed_loop(engine, clients, make_prompts(64, 0), NEW_TOKENS, seconds)
+        stats = run_closed_loop(engine, clients, token_prompts(64, 0), NEW_TOKENS, seconds)
     finally:
         engine.close()
     print(json.dumps({"tokens_per_s": stats.tokens_per_s, "cpu_share": stats.cpu_share}))
@@ -92,7 +95,7 @@ def main() -> None:
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     layouts = [(1, cores), (cores, 1), (1, 1)]
-    load_start = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    load_start = load_average()
     t0 = time.time()
     runs: list[dict[str, Any]] = []
     for rnd in range(args.rounds):
@@ -107,17 +110,18 @@ def main() -> None:
         "command": "python -m bench.threads_bench " + " ".join(sys.argv[1:]),
         "cores": cores,
         "load_start": load_start,
-        "load_end": " ".join(f"{x:.1f}" for x in os.getloadavg()),
+        "load_end": load_average(),
         "wall_s": time.time() - t0,
     }
-    write_report(runs, meta, args)
+    write_report(runs, meta, args, machine())
 
 
 def write_report(
-    runs: list[dict[str, Any]], meta: dict[str, Any], args: argparse.Namespace
+    runs: list[dict[str, Any]],
+    meta: dict[str, Any],
+    args: argparse.Namespace,
+    measured_on: dict[str, Any] | None,
 ) -> None:
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "threads.json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=2))
     names = list(dict.fromkeys(r["layout"] for r in runs))
     med = {
         (name, n): statistics.median(
@@ -136,24 +140,24 @@ def write_report(
         f"{meta['wall_s'] / 60:.0f} min; load average at the start {meta['load_start']}, at "
         f"the end {meta['load_end']}.",
         "",
-        "| clients | layout | tokens/s (median) | ÷ 1 process x 1 thread | runs |",
-        "|---|---|---|---|---|",
+        *table(
+            ["clients", "layout", "tokens/s (median)", "÷ 1 process x 1 thread", "runs"],
+            (
+                [
+                    *(n, name, f"{med[(name, n)]:.1f}"),
+                    f"{med[(name, n)] / med[(unit, n)]:.2f}×",
+                    ", ".join(
+                        f"{r['tokens_per_s']:.1f}"
+                        for r in runs
+                        if r["layout"] == name and r["clients"] == n
+                    ),
+                ]
+                for n in args.clients
+                for name in names
+            ),
+        ),
     ]
-    for n in args.clients:
-        for name in names:
-            each = [r["tokens_per_s"] for r in runs if r["layout"] == name and r["clients"] == n]
-            lines.append(
-                f"| {n} | {name} | {med[(name, n)]:.1f} | {med[(name, n)] / med[(unit, n)]:.2f}× "
-                f"| {', '.join(f'{x:.1f}' for x in each)} |"
-            )
-    (args.out / "threads.md").write_text("\n".join(lines) + "\n")
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = subplots(figsize=(7, 4))
     width = 0.8 / len(names)
     for i, name in enumerate(names):
         xs = [j + i * width for j in range(len(args.clients))]
@@ -165,8 +169,8 @@ def write_report(
     ax.set_ylabel("tokens/s")
     ax.set_title(f"threads vs processes, {meta['cores']} cores, GPT-2 124M fp32")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(args.out / "threads.png", dpi=110)
+    data = {"meta": meta, "runs": runs}
+    write_result(args.out / "threads", lines, machine=measured_on, data=data, figure=fig)
     print("\n".join(lines))
 
 

@@ -14,23 +14,23 @@ Writes bench/results/worker_memory.md and worker_memory.png.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import torch
 
-from bench.engine_bench import GPT2_VOCAB, build_model
+from bench._harness import RESULTS, machine, subplots, table, write_result
+from bench._models import GPT2_VOCAB, gpt2_124m_random
 from memq.contracts import GenerationParams
 from worker.engine.base import GenerationRequest
 from worker.engine.batched import BatchedEngine
 from worker.engine.kv_batch import GrowingLayer
 
-RESULTS = Path(__file__).parent / "results"
 MIB = 2**20
 
 
@@ -65,7 +65,7 @@ def main() -> None:
     proc = psutil.Process()
     rss: dict[str, float] = {"after imports": proc.memory_info().rss / MIB}
 
-    lm = build_model(dtype)
+    lm = gpt2_124m_random(dtype)
     weights = sum(p.numel() * p.element_size() for p in lm.model.parameters())
     rss["after loading the model"] = proc.memory_info().rss / MIB
     engine = BatchedEngine(
@@ -117,6 +117,7 @@ def main() -> None:
         "dtype": args.dtype,
         "rows": args.rows,
         "context": args.context,
+        "new_tokens": args.new_tokens,
         "rss_mib": rss,
         "weights_mib": weights / MIB,
         "kv_peak_mib": peak["kv"] / MIB,
@@ -124,45 +125,50 @@ def main() -> None:
         "kv_per_token_kib": per_token / 1024,
         "growth_mib": growth,
         "wall_s": wall,
+        "machine": machine(),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "worker_memory.json").write_text(json.dumps(data, indent=2))
+    print("\n".join(write_report(data, args.out)))
+
+
+def write_report(data: dict[str, Any], out: Path) -> list[str]:
+    """worker_memory.md, .json and .png; the report's lines."""
+    rss: dict[str, float] = data["rss_mib"]
+    rows, context, new_tokens = data["rows"], data["context"], data["new_tokens"]
+    peak_rss, kv, growth = rss["peak with the batch"], data["kv_peak_mib"], data["growth_mib"]
     lines = [
         "# Worker resident memory at 32 rows (GPT-2 124M, 1,024-token context)",
         "",
-        f"{args.rows} rows of {prompt_len} prompt + {args.new_tokens} new tokens = "
-        f"{args.context} tokens each (the default `max_batch_tokens` = {args.rows} × "
-        f"{args.context}), {args.dtype}, batched engine in process, random weights. "
-        f"Command: `{data['command']}`; {wall:.0f} s.",
+        f"{rows} rows of {context - new_tokens} prompt + {new_tokens} new tokens = "
+        f"{context} tokens each (the default `max_batch_tokens` = {rows} × "
+        f"{context}), {data['dtype']}, batched engine in process, random weights. "
+        f"Command: `{data['command']}`; {data['wall_s']:.0f} s.",
         "",
-        "| what | MiB |",
-        "|---|---|",
-        *[f"| RSS {k} | {v:,.0f} |" for k, v in rss.items()],
-        f"| model weights (parameters) | {weights / MIB:,.0f} |",
-        f"| KV cache, measured peak (buffers incl. spare columns) | {peak['kv'] / MIB:,.0f} |",
-        f"| KV cache, formula rows × width × {per_token // 1024} KiB/token "
-        f"| {formula / MIB:,.0f} |",
-        f"| RSS growth while the batch ran | {growth:,.0f} |",
+        *table(
+            ["what", "MiB"],
+            [
+                *([f"RSS {k}", f"{v:,.0f}"] for k, v in rss.items()),
+                ["model weights (parameters)", f"{data['weights_mib']:,.0f}"],
+                ["KV cache, measured peak (buffers incl. spare columns)", f"{kv:,.0f}"],
+                [
+                    f"KV cache, formula rows × width × {int(data['kv_per_token_kib'])} KiB/token",
+                    f"{data['kv_formula_mib']:,.0f}",
+                ],
+                ["RSS growth while the batch ran", f"{growth:,.0f}"],
+            ],
+        ),
         "",
-        f"KV share of the peak RSS: **{peak['kv'] / peak['rss']:.0%}**; of the growth while "
-        f"the batch ran: {peak['kv'] / MIB / growth:.0%} (the rest: prefill activations, "
+        f"KV share of the peak RSS: **{kv / peak_rss:.0%}**; of the growth while "
+        f"the batch ran: {kv / growth:.0%} (the rest: prefill activations, "
         "logits, the allocator's free lists).",
         "",
     ]
-    (args.out / "worker_memory.md").write_text("\n".join(lines))
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = subplots(figsize=(7, 4))
     base = rss["after imports"]
     parts = [
         ("imports", base),
         ("weights", rss["after loading the model"] - base),
-        ("KV cache", peak["kv"] / MIB),
-        ("other (activations...)", max(0.0, growth - peak["kv"] / MIB)),
+        ("KV cache", kv),
+        ("other (activations...)", max(0.0, growth - kv)),
     ]
     left = 0.0
     for name, value in parts:
@@ -170,10 +176,9 @@ def main() -> None:
         left += value
     ax.set_xlabel("MiB")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=2)
-    ax.set_title(f"worker memory, {args.rows} rows × {args.context} tokens, {args.dtype}")
-    fig.tight_layout()
-    fig.savefig(args.out / "worker_memory.png", dpi=110)
-    print("\n".join(lines))
+    ax.set_title(f"worker memory, {rows} rows × {context} tokens, {data['dtype']}")
+    write_result(out / "worker_memory", lines, machine=data.get("machine"), data=data, figure=fig)
+    return lines
 
 
 if __name__ == "__main__":

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 import redis
 
+from bench._models import build_tiny_gpt2
 from memq.ops.process import free_port
 from memq.ops.redis_server import start_redis
-from tests.utils.tiny_gpt2 import build_tiny_gpt2
+from tests.utils.stack import StackFactory
 
 # No Hugging Face Hub on CI machines: never let a test wait on network timeouts.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -27,6 +28,14 @@ def embedding_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`MEMQ_MODEL_CACHE_DIR` for the memory services tests start: the embedder is exported
     to ONNX once per session instead of once per stack."""
     return tmp_path_factory.mktemp("embedding-cache")
+
+
+@pytest.fixture(scope="session")
+def stack_factory(
+    tiny_model_dir: Path, embedding_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> StackFactory:
+    """Whole stacks as real processes on the tiny GPT-2 (tests/utils/stack.py)."""
+    return StackFactory(tiny_model_dir, embedding_cache_dir, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

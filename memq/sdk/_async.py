@@ -1,5 +1,5 @@
 """`memq.AsyncClient`: the asyncio Python client of the gateway. Kept call for call in step
-with `_sync.py` (tests/memq/test_sdk.py checks both have the same calls and parameters)."""
+with `_sync.py` (tests/memq/sdk/test_async.py checks both have the same calls and parameters)."""
 
 from __future__ import annotations
 

@@ -19,19 +19,17 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import pytest
-import redis
 
 from memq.batches import line_job_id
 from memq.contracts import BatchPublic, JobStatus
 from memq.jobstore import JobStore
-from memq.ops.launcher import Stack, running_stack
-from memq.settings import LauncherSettings
+from memq.ops.launcher import Stack
 from tests.chaos.checker import History
+from tests.utils.stack import StackFactory
 
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e]
 
@@ -42,40 +40,21 @@ TENANT = "default"
 
 
 @pytest.fixture(scope="module")
-def stack(
-    tiny_model_dir: Path, embedding_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    settings = LauncherSettings(restart_backoff_initial_s=0.2, restart_backoff_max_s=2.0)
+def stack(stack_factory: StackFactory) -> Iterator[Stack]:
     env = {
-        "MEMQ_MODEL": str(tiny_model_dir),
-        "MEMQ_MODEL_CACHE_DIR": str(embedding_cache_dir),
         "MEMQ_LEASE_TTL_S": str(LEASE_TTL_S),
         "MEMQ_MAX_BATCH_SIZE": "12",
         "MEMQ_TORCH_THREADS": "1",
         "MEMQ_BATCH_RECONCILE_S": "2",
     }
-    with running_stack(
-        tmp_path_factory.mktemp("memq-batch-chaos"),
-        settings=settings,
-        env=env,
-        workers=2,
-        model_timeout=300,
-    ) as running:
+    with stack_factory("memq-batch-chaos", env=env, workers=2, kills=True) as running:
         yield running
-        assert running.failure is None
 
 
 @pytest.fixture
 def http(stack: Stack) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=stack.gateway_url, timeout=30) as c:
         yield c
-
-
-@pytest.fixture
-def store(stack: Stack) -> Iterator[JobStore]:
-    s = JobStore(redis.Redis.from_url(stack.redis_url), prefix=stack.key_prefix)
-    yield s
-    s.r.close()
 
 
 def until(probe: Callable[[], T | None], what: str, timeout: float) -> T:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import psutil
 import pytest
@@ -15,10 +14,10 @@ import redis
 
 from memq.contracts import JobStatus
 from memq.jobstore import JobStore
-from memq.ops.launcher import Stack, running_stack
+from memq.ops.launcher import Stack
 from memq.sdk import Client
-from memq.settings import LauncherSettings
 from tests.chaos.checker import History
+from tests.utils.stack import StackFactory
 
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e]
 
@@ -28,24 +27,10 @@ FINISH_BOUND_S = 180.0
 
 
 @pytest.fixture(scope="module")
-def stack(
-    tiny_model_dir: Path, embedding_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    settings = LauncherSettings(restart_backoff_initial_s=0.2, restart_backoff_max_s=2.0)
-    env = {
-        "MEMQ_MODEL": str(tiny_model_dir),
-        "MEMQ_MODEL_CACHE_DIR": str(embedding_cache_dir),
-        "MEMQ_ENGINE_PROCESS": "1",
-        "MEMQ_TORCH_THREADS": "1",
-    }
-    with running_stack(
-        tmp_path_factory.mktemp("memq-engine-process"),
-        settings=settings,
-        env=env,
-        model_timeout=300,
-    ) as running:
+def stack(stack_factory: StackFactory) -> Iterator[Stack]:
+    env = {"MEMQ_TORCH_THREADS": "1"}
+    with stack_factory("memq-engine-process", env=env, engine_process=True, kills=True) as running:
         yield running
-        assert running.failure is None
 
 
 def _engine_process(worker_pid: int) -> psutil.Process:

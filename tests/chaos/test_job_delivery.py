@@ -15,21 +15,19 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import redis
 
 from memq.contracts import JobPublic, JobStatus
 from memq.errors import APIError
 from memq.jobstore import JobStore
-from memq.ops.launcher import Stack, running_stack
+from memq.ops.launcher import Stack
 from memq.sdk import Client
-from memq.settings import LauncherSettings
 from tests.chaos.checker import History
-from tests.utils.chaos import eventually
+from tests.chaos.probe import eventually
+from tests.utils.stack import StackFactory
 
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e]
 
@@ -38,40 +36,15 @@ FINISH_BOUND_S = 180.0
 
 
 @pytest.fixture(scope="module")
-def stack(
-    tiny_model_dir: Path, embedding_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    settings = LauncherSettings(restart_backoff_initial_s=0.2, restart_backoff_max_s=2.0)
+def stack(stack_factory: StackFactory) -> Iterator[Stack]:
     env = {
-        "MEMQ_MODEL": str(tiny_model_dir),
-        "MEMQ_MODEL_CACHE_DIR": str(embedding_cache_dir),
         "MEMQ_LEASE_TTL_S": str(LEASE_TTL_S),
         # A tiny model and 2 workers: keep each worker's batch small so both get work.
         "MEMQ_MAX_BATCH_SIZE": "12",
         "MEMQ_TORCH_THREADS": "1",
     }
-    with running_stack(
-        tmp_path_factory.mktemp("memq-delivery"),
-        settings=settings,
-        env=env,
-        workers=2,
-        model_timeout=300,
-    ) as running:
+    with stack_factory("memq-delivery", env=env, workers=2, kills=True) as running:
         yield running
-        assert running.failure is None
-
-
-@pytest.fixture
-def client(stack: Stack) -> Iterator[Client]:
-    with Client(stack.gateway_url) as c:
-        yield c
-
-
-@pytest.fixture
-def store(stack: Stack) -> Iterator[JobStore]:
-    s = JobStore(redis.Redis.from_url(stack.redis_url), prefix=stack.key_prefix)
-    yield s
-    s.r.close()
 
 
 def _job(max_new_tokens: int, **extra: Any) -> dict[str, Any]:

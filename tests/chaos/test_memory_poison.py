@@ -18,8 +18,7 @@ import httpx
 import pytest
 
 from tests.chaos.checker import History
-from tests.memory_service.conftest import auth
-from tests.memory_service.process import MemoryServiceProcess
+from tests.utils.memory_service import MemoryServiceProcess, auth
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 

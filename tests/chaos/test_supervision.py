@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import stat
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from memq.contracts import JobStatus
-from memq.ops.launcher import Stack, running_stack
+from memq.ops.launcher import Stack
 from memq.sdk import Client
-from memq.settings import SERVICE_TOKEN_FILE, LauncherSettings
-from tests.utils.chaos import GatewayProbe, eventually
+from memq.settings import SERVICE_TOKEN_FILE
+from tests.chaos.probe import GatewayProbe, eventually
+from tests.utils.stack import StackFactory
 
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e]
 
@@ -28,22 +28,9 @@ RECOVERY_S = 180.0  # generous bound on a restart: the memory service reloads it
 
 
 @pytest.fixture(scope="module")
-def stack(
-    tiny_model_dir: Path, embedding_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    settings = LauncherSettings(restart_backoff_initial_s=0.2, restart_backoff_max_s=2.0)
-    env = {"MEMQ_MODEL": str(tiny_model_dir), "MEMQ_MODEL_CACHE_DIR": str(embedding_cache_dir)}
-    with running_stack(
-        tmp_path_factory.mktemp("memq-chaos"), settings=settings, env=env, model_timeout=300
-    ) as running:
+def stack(stack_factory: StackFactory) -> Iterator[Stack]:
+    with stack_factory("memq-chaos", kills=True) as running:
         yield running
-        assert running.failure is None
-
-
-@pytest.fixture
-def client(stack: Stack) -> Iterator[Client]:
-    with Client(stack.gateway_url) as c:
-        yield c
 
 
 @pytest.fixture

@@ -18,11 +18,12 @@ from typing import Any
 import httpx
 import pytest
 
-from memq.ops.launcher import Stack, start_stack
+from memq.ops.launcher import Stack
 from memq.ops.process import free_port
 from memq.ops.redis_server import redis_server_binary
 from tests.deploy.composefile import REPO, load_compose
 from tests.deploy.scenario import add_memory_submit_poll
+from tests.utils.stack import StackFactory
 
 COMPOSE_FILES = ["docker-compose.yml", "tests/deploy/compose.test.yml"]
 
@@ -100,18 +101,9 @@ def test_compose_stack_serves_the_scenario_and_passes_the_store_contract(tmp_pat
 
 
 @pytest.fixture(scope="module")
-def local_stack(
-    tiny_model_dir: Path, embedding_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    running = start_stack(
-        tmp_path_factory.mktemp("memq-deploy"),
-        env={"MEMQ_MODEL": str(tiny_model_dir), "MEMQ_MODEL_CACHE_DIR": str(embedding_cache_dir)},
-        model_timeout=300,
-    )
-    try:
+def local_stack(stack_factory: StackFactory) -> Iterator[Stack]:
+    with stack_factory("memq-deploy") as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.mark.e2e

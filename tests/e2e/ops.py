@@ -1,18 +1,13 @@
-"""The operations stack's keys and helpers (webhooks, metrics, JSON logs, schemathesis):
-one stack with authentication on, JSON logs and webhooks allowed to 127.0.0.1."""
+"""The operations stack's keys (tests/e2e/conftest.py: `ops_stack`, authentication on) and
+the raw-HTTP job helpers its tests (webhooks, metrics, JSON logs, schemathesis) share."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import time
-from collections.abc import Iterator
 
 import httpx
 
 from memq.contracts import JobPublic
-from memq.ops.launcher import Stack
 
 OPS_TENANT, OPS_KEY = "ops", "ops-test-key-0123456789"
 FUZZ_TENANT, FUZZ_KEY = "fuzz", "fuzz-test-key-0123456789"
@@ -38,15 +33,3 @@ def submit(http: httpx.Client, **body: object) -> str:
     assert resp.status_code == 202, resp.text
     job_id: str = resp.json()["id"]
     return job_id
-
-
-@contextlib.contextmanager
-def worker_paused(stack: Stack) -> Iterator[None]:
-    """SIGSTOP the worker so jobs stay queued (kept well under the lease TTL)."""
-    pid = stack.procs["worker"].pid
-    assert pid is not None
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(pid, signal.SIGCONT)

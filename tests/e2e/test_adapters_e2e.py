@@ -6,15 +6,11 @@ deleting it stops it serving.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +19,8 @@ import redis
 
 from memq.contracts import JobPublic, JobStatus
 from memq.keystore import ApiKeyStore
-from memq.ops.launcher import Stack, start_stack
+from memq.ops.launcher import Stack
+from tests.utils.stack import StackFactory, paused
 
 pytestmark = pytest.mark.e2e
 
@@ -46,26 +43,9 @@ class Tenants:
 
 
 @pytest.fixture(scope="module")
-def adapter_stack(
-    tiny_model_dir: Path, embedding_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    data_dir = tmp_path_factory.mktemp("memq-adapters")
-    running = start_stack(
-        data_dir,
-        env={
-            "MEMQ_MODEL": str(tiny_model_dir),
-            "MEMQ_MODEL_CACHE_DIR": str(embedding_cache_dir),
-            "MEMQ_API_KEYS": f"{A_KEY}:{A_TENANT}",
-            "MEMQ_LOG_LEVEL": "INFO",
-        },
-        model_timeout=300,
-    )
-    try:
+def adapter_stack(stack_factory: StackFactory) -> Iterator[Stack]:
+    with stack_factory("memq-adapters", api_keys={A_KEY: A_TENANT}) as running:
         yield running
-    finally:
-        running.stop()
-    crashed = {c.name: c.crashes for c in running.procs.values() if c.crashes}
-    assert not crashed, f"components crashed: {crashed}; logs in {data_dir}/logs"
 
 
 @pytest.fixture(scope="module")
@@ -135,18 +115,6 @@ def _events(client: httpx.Client, job_id: str) -> list[tuple[str, dict[str, Any]
             elif line.startswith("data:"):
                 found.append((kind, json.loads(line.split(":", 1)[1])))
     return found
-
-
-@contextlib.contextmanager
-def _worker_paused(stack: Stack) -> Iterator[None]:
-    """SIGSTOP the worker so a job stays queued (kept well under the lease TTL)."""
-    pid = stack.procs["worker"].pid
-    assert pid is not None
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(pid, signal.SIGCONT)
 
 
 @pytest.fixture(scope="module")
@@ -296,7 +264,7 @@ def test_a_deleted_adapter_stops_serving(tenants: Tenants, trained: JobPublic) -
     served = _generate(a, "short-lived")  # loaded into the worker's LRU
     assert served.status == JobStatus.succeeded
     # Queued while the adapter exists, run after it was deleted: the worker refuses it too.
-    with _worker_paused(tenants.stack):
+    with paused(tenants.stack):
         queued = _submit(a, {"type": "generate", "prompt": PROMPT, "adapter": "short-lived"})
         deleted = a.delete("/v1/adapters/short-lived")
     assert deleted.status_code == 200, deleted.text

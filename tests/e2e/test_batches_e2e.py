@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import httpx
@@ -18,26 +18,12 @@ import openai
 import pytest
 from openai.types import Batch
 
-from memq.ops.launcher import Stack
 from memq.sdk import Client
 
 pytestmark = pytest.mark.e2e
 
 T = TypeVar("T")
 FINISH_S = 240.0
-
-
-@pytest.fixture
-def oai(stack: Stack) -> Iterator[openai.OpenAI]:
-    client = openai.OpenAI(base_url=f"{stack.gateway_url}/v1", api_key="unused", max_retries=0)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def http(stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.gateway_url, timeout=60) as c:
-        yield c
 
 
 def until(probe: Callable[[], T | None], what: str, timeout: float = FINISH_S) -> T:

@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
-import signal
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -31,7 +28,8 @@ from gateway.core.config import GatewaySettings
 from gateway.main import create_app
 from memq.contracts import JobPublic, JobStatus
 from memq.keystore import ApiKeyStore
-from memq.ops.launcher import Stack, start_stack
+from memq.ops.launcher import Stack
+from tests.utils.stack import StackFactory, paused
 
 pytestmark = pytest.mark.e2e
 
@@ -68,27 +66,10 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def iso_stack(
-    tiny_model_dir: Path, embedding_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
+def iso_stack(stack_factory: StackFactory) -> Iterator[Stack]:
     """A stack of its own with authentication on (the shared e2e stack runs without)."""
-    data_dir = tmp_path_factory.mktemp("memq-isolation")
-    running = start_stack(
-        data_dir,
-        env={
-            "MEMQ_MODEL": str(tiny_model_dir),
-            "MEMQ_MODEL_CACHE_DIR": str(embedding_cache_dir),
-            "MEMQ_API_KEYS": f"{A_KEY}:{A_TENANT}",
-            "MEMQ_LOG_LEVEL": "INFO",
-        },
-        model_timeout=300,
-    )
-    try:
+    with stack_factory("memq-isolation", api_keys={A_KEY: A_TENANT}) as running:
         yield running
-    finally:
-        running.stop()
-    crashed = {c.name: c.crashes for c in running.procs.values() if c.crashes}
-    assert not crashed, f"components crashed: {crashed}; logs in {data_dir}/logs"
 
 
 @pytest.fixture(scope="module")
@@ -183,18 +164,6 @@ def _b_memories(w: World, **headers: str) -> list[dict[str, Any]]:
     assert resp.status_code == 200, resp.text
     items: list[dict[str, Any]] = resp.json()["items"]
     return items
-
-
-@contextlib.contextmanager
-def _worker_paused(stack: Stack) -> Iterator[None]:
-    """SIGSTOP the worker so jobs stay queued (kept well under the lease TTL)."""
-    pid = stack.procs["worker"].pid
-    assert pid is not None
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(pid, signal.SIGCONT)
 
 
 # ------------------------------------------------------------------ one check per route
@@ -375,7 +344,7 @@ def _delete(w: World) -> None:
 
 @covers("DELETE", "/v1/namespaces/{namespace}")
 def _forget(w: World) -> None:
-    with _worker_paused(w.stack):
+    with paused(w.stack):
         queued = w.a.post("/v1/jobs", json=_job()).json()["id"]
         before = _a_state(w)
         resp = w.b.delete(f"/v1/namespaces/{NS}", headers=SPOOF)

@@ -3,13 +3,9 @@ reproducible results, replay, retention and forgetting a namespace (issue 9)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -20,27 +16,9 @@ from memq.contracts import JobPublic, JobStatus
 from memq.jobstore import JobStore
 from memq.ops.launcher import Stack
 from memq.sdk import Client
+from tests.utils.stack import paused
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def http(stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.gateway_url, timeout=60) as c:
-        yield c
-
-
-@contextlib.contextmanager
-def worker_paused(stack: Stack) -> Iterator[None]:
-    """SIGSTOP the worker: jobs stay queued. Kept well under the lease TTL (the paused
-    worker is also the one running the reconciler, so nothing is resent meanwhile)."""
-    pid = stack.procs["worker"].pid
-    assert pid is not None
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(pid, signal.SIGCONT)
 
 
 def _submit(http: httpx.Client, **body: Any) -> str:
@@ -88,7 +66,7 @@ def _events(http: httpx.Client, job_id: str, last_event_id: str | None = None) -
 
 
 def test_a_cancelled_queued_job_never_runs(stack: Stack, http: httpx.Client) -> None:
-    with worker_paused(stack):
+    with paused(stack):
         job_id = _submit(http, params={"max_new_tokens": 8})
         resp = http.post(f"/v1/jobs/{job_id}/cancel")
         assert resp.status_code == 200, resp.text
@@ -191,7 +169,7 @@ def test_listing_pages_and_filters_the_tenants_jobs(http: httpx.Client) -> None:
 
 
 def test_high_priority_runs_before_a_low_priority_backlog(stack: Stack, http: httpx.Client) -> None:
-    with worker_paused(stack):
+    with paused(stack):
         low = [_submit(http, priority="low", params={"max_new_tokens": 200}) for _ in range(40)]
         high = _submit(http, priority="high", params={"max_new_tokens": 2})
     high_job = _wait(http, high)
@@ -269,7 +247,7 @@ def test_forgetting_a_namespace_cancels_queued_jobs_that_would_read_it(
 ) -> None:
     ns = f"user:{uuid.uuid4().hex[:8]}"
     client.add_memory(ns, "Bob's favourite colour is green.")
-    with worker_paused(stack):
+    with paused(stack):
         reading = [
             _submit(http, params={"max_new_tokens": 2}, memory={"namespace": ns}) for _ in range(2)
         ]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,18 +14,11 @@ import pytest
 
 from memq.contracts import JobStatus
 from memq.ops.launcher import Stack
-from tests.e2e.ops import OPS_KEY, submit, wait_for_job
+from tests.e2e.ops import submit, wait_for_job
 
 pytestmark = pytest.mark.e2e
 
 SERVICES = ("gateway", "worker", "memory")
-
-
-@pytest.fixture
-def http(ops_stack: Stack) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"Bearer {OPS_KEY}"}
-    with httpx.Client(base_url=ops_stack.gateway_url, timeout=60, headers=headers) as c:
-        yield c
 
 
 def json_lines(path: Path) -> list[dict[str, Any]]:
@@ -43,17 +35,17 @@ def json_lines(path: Path) -> list[dict[str, Any]]:
 
 
 def test_one_jobs_lines_carry_its_id_in_all_three_services(
-    ops_stack: Stack, http: httpx.Client
+    ops_stack: Stack, ops_http: httpx.Client
 ) -> None:
-    resp = http.post(
+    resp = ops_http.post(
         "/v1/memories", json={"namespace": "logs-e2e", "text": "Alice lives in Paris."}
     )
     assert resp.status_code == 201, resp.text
     job_id = submit(
-        http, prompt="Where does Alice live?", memory={"namespace": "logs-e2e", "top_k": 1}
+        ops_http, prompt="Where does Alice live?", memory={"namespace": "logs-e2e", "top_k": 1}
     )
-    assert wait_for_job(http, job_id).status == JobStatus.succeeded
-    assert http.get(f"/v1/jobs/{job_id}").status_code == 200
+    assert wait_for_job(ops_http, job_id).status == JobStatus.succeeded
+    assert ops_http.get(f"/v1/jobs/{job_id}").status_code == 200
 
     # The worker logs the job's end just after committing it: wait for the line.
     deadline = time.monotonic() + 30

@@ -5,7 +5,7 @@ retrieval latency and memory hits), summed from the worker and the gateway throu
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -13,7 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from memq.contracts import JobStatus
 from memq.ops.launcher import Stack
-from tests.e2e.ops import OPS_KEY, submit, wait_for_job, worker_paused
+from tests.e2e.ops import submit, wait_for_job
+from tests.utils.stack import paused
 
 pytestmark = pytest.mark.e2e
 
@@ -46,35 +47,30 @@ def _until(stack: Stack, ready: Callable[[Samples], bool], timeout: float = 60) 
         time.sleep(0.1)
 
 
-@pytest.fixture
-def http(ops_stack: Stack) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"Bearer {OPS_KEY}"}
-    with httpx.Client(base_url=ops_stack.gateway_url, timeout=60, headers=headers) as c:
-        yield c
-
-
 def delta(after: Samples, before: Samples, key: str) -> float:
     return after.get(key, 0.0) - before.get(key, 0.0)
 
 
-def test_metrics_move_by_exactly_the_jobs_that_ran(ops_stack: Stack, http: httpx.Client) -> None:
+def test_metrics_move_by_exactly_the_jobs_that_ran(
+    ops_stack: Stack, ops_http: httpx.Client
+) -> None:
     namespace = "metrics-e2e"
     for text in ("Alice lives in Paris.", "Bob lives in Rome.", "Carol likes tea."):
-        resp = http.post("/v1/memories", json={"namespace": namespace, "text": text})
+        resp = ops_http.post("/v1/memories", json={"namespace": namespace, "text": text})
         assert resp.status_code == 201, resp.text
     # Nothing else running: every count below is this test's own.
     before = _until(ops_stack, lambda m: m["memq_jobs_unfinished{}"] == 0, timeout=300)
 
-    with worker_paused(ops_stack):
-        cancelled = submit(http, params={"max_new_tokens": 2})
+    with paused(ops_stack):
+        cancelled = submit(ops_http, params={"max_new_tokens": 2})
         # (its message may wait in the queue or in the paused worker's prefetch)
         assert scrape(ops_stack)["memq_jobs_unfinished{}"] == 1
-        assert http.post(f"/v1/jobs/{cancelled}/cancel").status_code == 200
+        assert ops_http.post(f"/v1/jobs/{cancelled}/cancel").status_code == 200
     searching = submit(
-        http, prompt="Where does Alice live?", memory={"namespace": namespace, "top_k": 2}
+        ops_http, prompt="Where does Alice live?", memory={"namespace": namespace, "top_k": 2}
     )
-    plain = submit(http, params={"max_new_tokens": 3})
-    jobs = {job_id: wait_for_job(http, job_id) for job_id in (searching, plain)}
+    plain = submit(ops_http, params={"max_new_tokens": 3})
+    jobs = {job_id: wait_for_job(ops_http, job_id) for job_id in (searching, plain)}
     assert all(j.status == JobStatus.succeeded for j in jobs.values())
     results = {job_id: j.result for job_id, j in jobs.items() if j.result is not None}
     tokens = sum(r.usage.completion_tokens for r in results.values())

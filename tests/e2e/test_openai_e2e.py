@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 
 import httpx
 import openai
@@ -17,19 +16,6 @@ from memq.ops.launcher import Stack
 from memq.sdk import Client
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def oai(stack: Stack) -> Iterator[openai.OpenAI]:
-    client = openai.OpenAI(base_url=f"{stack.gateway_url}/v1", api_key="unused", max_retries=0)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def http(stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.gateway_url, timeout=60) as c:
-        yield c
 
 
 def _model(oai: openai.OpenAI) -> str:

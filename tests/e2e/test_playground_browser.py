@@ -7,8 +7,6 @@ screenshot in its temp dir."""
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +17,7 @@ import pytest
 from memq.contracts import JobPublic, JobStatus
 from memq.ops.launcher import Stack
 from tests.e2e.ops import OPS_KEY
+from tests.utils.stack import paused
 
 pytestmark = pytest.mark.e2e
 
@@ -142,22 +141,10 @@ def test_a_job_submitted_in_the_page_streams_its_text_and_shows_the_memory_it_us
     assert (tmp_path / "playground-job.png").stat().st_size > 0
 
 
-@contextlib.contextmanager
-def _worker_paused(stack: Stack) -> Iterator[None]:
-    """SIGSTOP the worker so a job stays queued; kept well under the lease TTL."""
-    pid = stack.procs["worker"].pid
-    assert pid is not None
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(pid, signal.SIGCONT)
-
-
 def test_a_queued_job_is_cancelled_from_the_page(stack: Stack, page: sync_api.Page) -> None:
     _open(page, stack, _ns())
     status = page.locator("#job-status")
-    with _worker_paused(stack):
+    with paused(stack):
         page.get_by_role("button", name="Submit").click()
         expect(status).to_have_attribute("data-status", "queued")
         cancel = page.get_by_role("button", name="Cancel the job")

@@ -9,13 +9,10 @@ memory service then resumes and the whole burst runs.
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -23,7 +20,8 @@ import pytest
 import redis
 
 from memq.jobstore import JobStore
-from memq.ops.launcher import Stack, start_stack
+from memq.ops.launcher import Stack
+from tests.utils.stack import StackFactory, paused
 
 pytestmark = pytest.mark.e2e
 
@@ -34,25 +32,14 @@ T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
-def two_workers(
-    tiny_model_dir: Path, embedding_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    stack = start_stack(
-        tmp_path_factory.mktemp("memq-scaling"),
-        env={
-            "MEMQ_MODEL": str(tiny_model_dir),
-            "MEMQ_MODEL_CACHE_DIR": str(embedding_cache_dir),
-            "MEMQ_MAX_BATCH_SIZE": "1",
-            # A job blocked on the paused memory service must not time out and be retried.
-            "MEMQ_MEMORY_TIMEOUT_S": "120",
-        },
-        workers=2,
-        model_timeout=300,
-    )
-    try:
-        yield stack
-    finally:
-        stack.stop()
+def two_workers(stack_factory: StackFactory) -> Iterator[Stack]:
+    env = {
+        "MEMQ_MAX_BATCH_SIZE": "1",
+        # A job blocked on the paused memory service must not time out and be retried.
+        "MEMQ_MEMORY_TIMEOUT_S": "120",
+    }
+    with stack_factory("memq-scaling", env=env, workers=2) as running:
+        yield running
 
 
 def _until(what: str, check: Callable[[], T | None], timeout_s: float = DEADLINE_S) -> T:
@@ -83,8 +70,6 @@ def test_two_workers_share_a_burst_and_each_result_names_its_worker(two_workers:
         lambda: {_worker_pid(w) for w in store.live_workers(within_s=60)} >= pids or None,
     )
     namespace = f"user:{uuid.uuid4().hex[:8]}"
-    memory_pid = stack.procs["memory"].pid
-    assert memory_pid is not None
     with httpx.Client(base_url=stack.gateway_url, timeout=60) as http:
         added = http.post(
             "/v1/memories", json={"namespace": namespace, "text": "Alice lives in Paris."}
@@ -94,8 +79,7 @@ def test_two_workers_share_a_burst_and_each_result_names_its_worker(two_workers:
         def jobs(ids: list[str]) -> list[dict[str, Any]]:
             return [http.get(f"/v1/jobs/{i}").json() for i in ids]
 
-        os.killpg(memory_pid, signal.SIGSTOP)
-        try:
+        with paused(stack, "memory"):
             ids = []
             for n in range(BURST):
                 resp = http.post(
@@ -118,8 +102,6 @@ def test_two_workers_share_a_burst_and_each_result_names_its_worker(two_workers:
             # Each worker holds one job at most: exactly two run, one on each worker.
             assert len(running) == 2
             assert len({j["worker"] for j in running}) == 2
-        finally:
-            os.killpg(memory_pid, signal.SIGCONT)
 
         def all_finished() -> list[dict[str, Any]] | None:
             now = jobs(ids)

@@ -20,7 +20,7 @@ from gateway.core.config import GatewaySettings
 from gateway.main import create_app
 from gateway.services.sessions import SessionService
 from memq.memory_client import TENANT_HEADER, AsyncMemoryClient
-from tests.memq.test_sdk import _memory
+from tests.utils.scripted_gateway import memory_json as _memory
 
 NDJSON = "application/x-ndjson"
 

@@ -4,7 +4,6 @@ on the real embedded Qdrant Edge engine in a temporary data directory."""
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -17,19 +16,9 @@ from memory_service.core.config import MemorySettings
 from memory_service.main import create_app
 from memory_service.services.embeddings import Embedder, embedder_for
 from memory_service.services.memories import MemoryService
+from tests.utils.memory_service import MODEL_CACHE, TOKEN, auth
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-TOKEN = "test-service-token"
-# One ONNX export per test session, shared by every app and subprocess the tests start.
-MODEL_CACHE = Path(tempfile.gettempdir()) / "memq-test-models"
-
-
-def auth(tenant: str | None = "acme", token: str = TOKEN) -> dict[str, str]:
-    headers = {"Authorization": f"Bearer {token}"}
-    if tenant is not None:
-        headers["X-Memq-Tenant"] = tenant
-    return headers
 
 
 def settings_for(data_dir: Path, **overrides: object) -> MemorySettings:

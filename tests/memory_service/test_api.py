@@ -13,7 +13,8 @@ from pydantic import ValidationError
 from memory_service.core.config import MemorySettings
 from memq.contracts import MemoryCreate
 from memq.logs import package_version
-from tests.memory_service.conftest import auth, service_of
+from tests.memory_service.conftest import service_of
+from tests.utils.memory_service import auth
 
 
 def test_readyz_and_healthz_report_backend_model_and_dimension_without_auth(

@@ -7,7 +7,7 @@ import json
 
 from fastapi.testclient import TestClient
 
-from tests.memory_service.conftest import auth
+from tests.utils.memory_service import auth
 
 DOCUMENT = " ".join(
     f"Paragraph {i}: the {w} committee reviewed item {i * 13} and agreed on next steps."

@@ -11,8 +11,7 @@ import httpx
 import pytest
 
 from memq.ops.process import free_port
-from tests.memory_service.conftest import TOKEN, auth
-from tests.memory_service.process import REPO_ROOT, memory_service_process
+from tests.utils.memory_service import REPO_ROOT, TOKEN, auth, memory_service_process
 
 
 @pytest.mark.slow

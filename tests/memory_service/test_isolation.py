@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from memory_service.services.embeddings import Embedder
-from tests.memory_service.conftest import app_for, auth
+from tests.memory_service.conftest import app_for
+from tests.utils.memory_service import auth
 
 A_NAMESPACES = ["user:1", "shared", "default", "tenant", "acme"]
 A_TEXTS = [

@@ -9,7 +9,8 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from memory_service.services.records import utcnow
-from tests.memory_service.conftest import FakeClock, auth, service_of
+from tests.memory_service.conftest import FakeClock, service_of
+from tests.utils.memory_service import auth
 
 Add = Callable[..., dict[str, Any]]
 

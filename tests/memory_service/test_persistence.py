@@ -7,7 +7,8 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from memory_service.services.embeddings import Embedder
-from tests.memory_service.conftest import app_for, auth
+from tests.memory_service.conftest import app_for
+from tests.utils.memory_service import auth
 
 
 def test_memories_and_history_persist_across_restart(tmp_path: Path, embedder: Embedder) -> None:

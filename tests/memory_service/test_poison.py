@@ -25,7 +25,8 @@ from memq.contracts import (
     MemoryKind,
     MemoryRecord,
 )
-from tests.memory_service.conftest import app_for, auth, service_of
+from tests.memory_service.conftest import app_for, service_of
+from tests.utils.memory_service import auth
 
 JSON = {"Content-Type": "application/json"}
 Add = Callable[..., dict[str, Any]]

@@ -7,7 +7,7 @@ import uuid
 
 from fastapi.testclient import TestClient
 
-from tests.memory_service.conftest import auth
+from tests.utils.memory_service import auth
 
 
 def _put(client: TestClient, memory_id: str, tenant: str = "acme", **body: object):  # type: ignore[no-untyped-def]

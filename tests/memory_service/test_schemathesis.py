@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from memory_service.main import create_app
 from memory_service.services.embeddings import Embedder
-from tests.memory_service.conftest import app_for, auth, settings_for
+from tests.memory_service.conftest import app_for, settings_for
+from tests.utils.memory_service import auth
 
 pytestmark = pytest.mark.slow
 

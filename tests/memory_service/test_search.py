@@ -9,7 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from memory_service.services.records import utcnow
-from tests.memory_service.conftest import FakeClock, auth, service_of
+from tests.memory_service.conftest import FakeClock, service_of
+from tests.utils.memory_service import auth
 
 CORPUS = [
     ("Invoice INV-88213 was paid by Globex on March 3rd", {"type": "billing", "year": 2023}),

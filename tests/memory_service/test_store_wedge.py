@@ -19,7 +19,8 @@ from memory_service.core.errors import InvalidRequest, StoreUnavailable
 from memory_service.main import _housekeeping
 from memory_service.store.base import DENSE, SPARSE, Match, SparseVec, StoredPoint, Where
 from memory_service.store.edge import EdgeStore
-from tests.memory_service.conftest import auth, service_of
+from tests.memory_service.conftest import service_of
+from tests.utils.memory_service import auth
 
 DIM = 4
 

@@ -22,7 +22,7 @@ from memq import cli
 from memq.cli import common
 from memq.ops.process import free_port
 from memq.sdk import Client
-from tests.memq.test_sdk import _job, _memory, _stream_answer, _summary
+from tests.utils.scripted_gateway import job_json, memory_json, stream_answer, summary_json
 
 Handler = Callable[[httpx.Request], httpx.Response]
 ROOT = Path(__file__).resolve().parents[2]
@@ -172,10 +172,10 @@ def test_usage_errors_exit_2_before_anything_is_sent(gateway: Gateway, args: tup
 
 
 def test_a_job_that_fails_under_watch_exits_1_with_its_error(gateway: Gateway) -> None:
-    failed = _job("failed") | {"error": {"error": "worker_lost", "message": "lost 3 times"}}
+    failed = job_json("failed") | {"error": {"error": "worker_lost", "message": "lost 3 times"}}
     gateway.on("POST", "/v1/jobs", httpx.Response(202, json=_accepted()))
     gateway.on("GET", "/v1/jobs/j1", failed)
-    gateway.on("GET", "/v1/jobs/j1/events", _stream_answer(("1-0", "result", failed)))
+    gateway.on("GET", "/v1/jobs/j1/events", stream_answer(("1-0", "result", failed)))
     code, out, _ = memq("submit", "generate", "hi", "--watch")
     assert code == 1
     assert "worker_lost: lost 3 times" in out
@@ -224,15 +224,15 @@ def test_submit_prints_the_job_id_or_json_and_sends_the_options(gateway: Gateway
 
 def test_watch_streams_the_text_then_shows_memories_and_timings(gateway: Gateway) -> None:
     gateway.on("POST", "/v1/jobs", httpx.Response(202, json=_accepted()))
-    gateway.on("GET", "/v1/jobs/j1", _job("queued"))
+    gateway.on("GET", "/v1/jobs/j1", job_json("queued"))
     gateway.on(
         "GET",
         "/v1/jobs/j1/events",
-        _stream_answer(
+        stream_answer(
             ("1-0", "status", {"status": "running"}),
             ("2-0", "token", {"tokens": 1, "offset": 0, "delta": " Par"}),
             ("3-0", "token", {"tokens": 2, "offset": 4, "delta": "is."}),
-            ("4-0", "result", _job(text=" Paris.")),
+            ("4-0", "result", job_json(text=" Paris.")),
         ),
     )
     code, out, _ = memq("submit", "generate", "Where does Alice live?", "--watch")
@@ -245,11 +245,11 @@ def test_watch_streams_the_text_then_shows_memories_and_timings(gateway: Gateway
 
 
 def test_json_output_parses_for_every_data_command(gateway: Gateway) -> None:
-    gateway.on("GET", "/v1/jobs", {"items": [_summary("a")], "next_cursor": None})
-    gateway.on("GET", "/v1/jobs/j1", _job())
-    gateway.on("POST", "/v1/jobs/j1/cancel", _job("cancelled"))
-    gateway.on("POST", "/v1/memories", httpx.Response(201, json=_memory("m1")))
-    gateway.on("GET", "/v1/memories", {"items": [_memory("m1")], "next_cursor": None})
+    gateway.on("GET", "/v1/jobs", {"items": [summary_json("a")], "next_cursor": None})
+    gateway.on("GET", "/v1/jobs/j1", job_json())
+    gateway.on("POST", "/v1/jobs/j1/cancel", job_json("cancelled"))
+    gateway.on("POST", "/v1/memories", httpx.Response(201, json=memory_json("m1")))
+    gateway.on("GET", "/v1/memories", {"items": [memory_json("m1")], "next_cursor": None})
     gateway.on("DELETE", "/v1/memories/m1", {"id": "m1", "deleted": True})
     gateway.on(
         "POST",
@@ -280,8 +280,8 @@ def test_json_output_parses_for_every_data_command(gateway: Gateway) -> None:
 
 def test_jobs_ls_all_follows_every_page_with_the_filters(gateway: Gateway) -> None:
     pages = {
-        None: {"items": [_summary("a")], "next_cursor": "c1"},
-        "c1": {"items": [_summary("b")], "next_cursor": None},
+        None: {"items": [summary_json("a")], "next_cursor": "c1"},
+        "c1": {"items": [summary_json("b")], "next_cursor": None},
     }
     gateway.on(
         "GET", "/v1/jobs", lambda r: httpx.Response(200, json=pages[r.url.params.get("cursor")])
@@ -295,11 +295,13 @@ def test_jobs_ls_all_follows_every_page_with_the_filters(gateway: Gateway) -> No
 
 
 def test_memory_add_and_ingest_read_stdin_and_files(gateway: Gateway, tmp_path: Path) -> None:
-    gateway.on("POST", "/v1/memories", httpx.Response(201, json=_memory("m1")))
+    gateway.on("POST", "/v1/memories", httpx.Response(201, json=memory_json("m1")))
     gateway.on(
         "POST",
         "/v1/memories/documents",
-        httpx.Response(201, json={"document_id": "d1", "chunks": [_memory("c1"), _memory("c2")]}),
+        httpx.Response(
+            201, json={"document_id": "d1", "chunks": [memory_json("c1"), memory_json("c2")]}
+        ),
     )
     code, out, _ = memq("memory", "add", "-", "-n", "user:1", "--meta", "src=cli", input="A fact.")
     assert code == 0 and "memory m1 in user:42" in out
@@ -321,10 +323,10 @@ def test_chat_streams_replies_and_forgets_the_session(gateway: Gateway) -> None:
     gateway.on(
         "GET",
         "/v1/jobs/j1/events",
-        _stream_answer(
+        stream_answer(
             ("1-0", "token", {"tokens": 1, "offset": 0, "delta": "Hello"}),
             ("2-0", "token", {"tokens": 2, "offset": 5, "delta": ", Alice."}),
-            ("3-0", "result", _job(text="Hello, Alice.")),
+            ("3-0", "result", job_json(text="Hello, Alice.")),
         ),
     )
     gateway.on(

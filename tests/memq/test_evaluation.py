@@ -31,7 +31,7 @@ from memq.evaluation.scoring import (
 from memq.ops.process import free_port
 from memq.sdk import Client
 from memq.sdk._core import build_job
-from tests.memq.test_sdk import _job, _memory, _sse
+from tests.utils.scripted_gateway import job_json, memory_json, sse
 
 # ------------------------------------------------------------------------------ scoring
 
@@ -122,14 +122,14 @@ class EvalGateway:
         path = request.url.path
         body = json.loads(request.content) if request.content else {}
         if path == "/v1/memories" and request.method == "GET":
-            items = [_memory(i) for i in self.texts][:1]
+            items = [memory_json(i) for i in self.texts][:1]
             return httpx.Response(200, json={"items": items, "next_cursor": None})
         if path == "/v1/memories/batch":
             added = []
             for item in body["items"]:
                 memory_id = f"m{len(self.texts)}"
                 self.texts[memory_id] = item["text"]
-                added.append(_memory(memory_id))
+                added.append(memory_json(memory_id))
             return httpx.Response(201, json={"items": added})
         if path == "/v1/memories/search":
             fact = self.by_question[body["query"]]
@@ -151,8 +151,8 @@ class EvalGateway:
             fact = self.by_question[job["messages"][0]["content"]]
             uses_memory = bool(job["memory"].get("namespaces"))
             text = f"That is {fact.answer}." if uses_memory else "I do not know."
-            result = _job(text=text, job_id=job_id)
-            content = _sse(("1-0", "result", result))
+            result = job_json(text=text, job_id=job_id)
+            content = sse(("1-0", "result", result))
             return httpx.Response(
                 200, content=content, headers={"content-type": "text/event-stream"}
             )

@@ -15,7 +15,7 @@ import pytest
 from memq.errors import MemoryRequestRejected, MemoryUnavailable
 from memq.logs import bind_job_id
 from memq.memory_client import TENANT_HEADER, AsyncMemoryClient, MemoryClient
-from tests.memq.test_sdk import _memory
+from tests.utils.scripted_gateway import memory_json as _memory
 
 Handler = Callable[[httpx.Request], httpx.Response]
 

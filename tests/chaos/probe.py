@@ -1,4 +1,5 @@
-"""Helpers for tests that kill parts of a running stack."""
+"""Probes for the chaos tests: a gateway prober that records refused connections, and a
+retry-while-transient helper for calls made while a component restarts."""
 
 from __future__ import annotations
 

@@ -1,9 +1,11 @@
-"""A real `python -m memory_service` process on a free port, for tests that kill it."""
+"""The memory service alone as a real `python -m memory_service` process on a free port (for
+tests that kill it), and the service token and headers every memory service test uses."""
 
 from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,9 +14,19 @@ from pathlib import Path
 import httpx
 
 from memq.ops.process import Child, free_port
-from tests.memory_service.conftest import MODEL_CACHE, TOKEN
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "test-service-token"
+MODEL_CACHE = Path(tempfile.gettempdir()) / "memq-test-models"
+"""One ONNX export per test session, shared by every app and subprocess the tests start."""
+
+
+def auth(tenant: str | None = "acme", token: str = TOKEN) -> dict[str, str]:
+    """The headers of a caller of the memory service: the service token and a tenant."""
+    headers = {"Authorization": f"Bearer {token}"}
+    if tenant is not None:
+        headers["X-Memq-Tenant"] = tenant
+    return headers
 
 
 class MemoryServiceProcess:

@@ -52,7 +52,7 @@ from memq.contracts import (
     JobRequest,
     JobStatus,
 )
-from memq.errors import MemqError
+from memq.errors import InputNotJsonl, MemqError
 from memq.jobstore import JobKeys, JobRecord
 from memq.openai_protocol import chat_body, completion_body, openai_error
 
@@ -115,19 +115,6 @@ class InputPlan:
     @property
     def total(self) -> int:
         return len(self.lines) + len(self.refused)
-
-
-class InputNotJsonl(Exception):
-    """The input file as a whole cannot be a batch: the batch fails in `validating`."""
-
-    def __init__(self, code: str, message: str, line: int | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.line = line
-
-    def error(self) -> BatchError:
-        return BatchError(code=self.code, message=self.message, line=self.line)
 
 
 JobBuilder = Callable[[dict[str, Any], str], JobRequest]

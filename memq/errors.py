@@ -99,6 +99,37 @@ class MemoryRequestRejected(InvalidInput):
     code = "memory_request_rejected"
 
 
+class IdempotencyConflict(InvalidInput):
+    """The Idempotency-Key was used before, with a different request body (422, as the
+    IETF Idempotency-Key draft answers)."""
+
+    code = "idempotency_key_reused"
+
+    def __init__(self, original_id: str) -> None:
+        super().__init__(
+            f"the Idempotency-Key was used for job {original_id} with a different request body"
+        )
+        self.original_id = original_id
+
+
+class InputNotJsonl(InvalidInput):
+    """The input file as a whole cannot be a batch: the batch fails in `validating` with
+    `code` (`invalid_file`, `empty_file`, `too_many_lines`)."""
+
+    def __init__(self, code: str, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.line = line
+
+
+class QuotaExceeded(MemqError):
+    """The tenant already has as many unfinished jobs as its quota allows."""
+
+    status_code = 429
+    code = "too_many_jobs"
+    headers = {"Retry-After": "5"}  # noqa: RUF012 - read-only class constant
+
+
 class NotFound(MemqError):
     status_code = 404
     code = "not_found"

@@ -70,6 +70,7 @@ from memq.contracts import (
     WebhookAttempt,
     WebhookDelivery,
 )
+from memq.errors import IdempotencyConflict, QuotaExceeded
 from memq.settings import CommonSettings
 from memq.webhooks import ROTATION_OVERLAP_S, WebhookSecret, new_secret
 
@@ -443,18 +444,6 @@ class JobRecord(JobPublic):
             replay_of=self.replay_of,
             error=self.error.error if self.error else None,
         )
-
-
-class QuotaExceeded(Exception):
-    """The tenant already has as many unfinished jobs as its quota allows."""
-
-
-class IdempotencyConflict(Exception):
-    """The Idempotency-Key was used before, with a different request body."""
-
-    def __init__(self, original_id: str) -> None:
-        super().__init__(original_id)
-        self.original_id = original_id
 
 
 @dataclass(frozen=True)

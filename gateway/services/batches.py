@@ -36,7 +36,6 @@ from memq.batches import (
     BatchMeta,
     BatchState,
     BatchStore,
-    InputNotJsonl,
     JobBuilder,
     PlannedLine,
     iter_file,
@@ -61,7 +60,7 @@ from memq.contracts import (
     Priority,
     completion_window_seconds,
 )
-from memq.errors import GatewayError, InvalidInput, NotFound
+from memq.errors import GatewayError, InputNotJsonl, InvalidInput, NotFound
 from memq.files import FileRecord
 from memq.jobstore import JobStore, utcnow
 from memq.openai_protocol import ChatCompletionRequest, CompletionRequest

@@ -35,14 +35,13 @@ from memq.contracts import (
     WebhookAttempt,
     WebhookDelivery,
 )
+from memq.errors import IdempotencyConflict, QuotaExceeded
 from memq.jobstore import (
     EVENTS_MAXLEN,
     Created,
-    IdempotencyConflict,
     JobKeys,
     JobRecord,
     JobStore,
-    QuotaExceeded,
     StartOutcome,
     TokenUpdate,
     decode_cursor,
@@ -734,14 +733,20 @@ def test_an_idempotency_conflict_names_the_original_job(redis_client: redis.Redi
     store.create("acme", "c1", GenerateJobRequest(prompt="hi"), idempotency_key="k")
     with pytest.raises(IdempotencyConflict) as err:
         store.create("acme", "c2", GenerateJobRequest(prompt="other"), idempotency_key="k")
-    assert err.value.args == ("c1",) and str(err.value) == "c1"
+    assert err.value.original_id == "c1"
+    assert err.value.message == (
+        "the Idempotency-Key was used for job c1 with a different request body"
+    )
+    assert (err.value.status_code, err.value.code) == (422, "idempotency_key_reused")
 
 
 def test_the_quota_message_names_the_tenant_and_the_limit(redis_client: redis.Redis) -> None:
     store = JobStore(redis_client)
     store.create("acme", "q1", GenerateJobRequest(prompt="hi"), quota=1)
-    with pytest.raises(QuotaExceeded, match=r"^tenant 'acme' already has 1 unfinished jobs$"):
+    message = r"^tenant 'acme' already has 1 unfinished jobs$"
+    with pytest.raises(QuotaExceeded, match=message) as err:
         store.create("acme", "q2", GenerateJobRequest(prompt="hi"), quota=1)
+    assert (err.value.status_code, err.value.code) == (429, "too_many_jobs")
 
 
 def test_creating_a_job_prunes_index_entries_past_the_retention(

@@ -38,8 +38,8 @@ from typing import Any
 import httpx
 import redis
 
-from memq.jobstore import JobStore
 from memq.launcher import Stack, start_stack
+from memq.store.jobs import JobStore
 
 RESULTS = Path(__file__).parent / "results"
 QUEUE = "memq.jobs"  # MEMQ_QUEUE's default: the stack runs with it

@@ -42,8 +42,8 @@ import redis
 
 from bench.stack_bench import MEMORIES, NAMESPACE, WORDS, build_model_dir
 from memq.contracts import JobStatus
-from memq.jobstore import JobStore
 from memq.launcher import Child, Stack, start_stack
+from memq.store.jobs import JobStore
 
 RESULTS = Path(__file__).parent / "results"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -134,7 +134,7 @@ def wait_heartbeat(store: JobStore, worker: Child, timeout_s: float = 300) -> st
     """The worker id of `worker` once it heartbeats (its model is loaded)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        for worker_id in store.live_workers(within_s=30):
+        for worker_id in store.leases.live_workers(within_s=30):
             if worker_id.split(":")[1] == str(worker.pid):
                 return worker_id
         time.sleep(0.2)

@@ -43,8 +43,8 @@ import psutil
 import redis
 
 from memq.contracts import JobStatus
-from memq.jobstore import JobStore
 from memq.launcher import Stack, start_stack
+from memq.store.jobs import JobStore
 
 RESULTS = Path(__file__).parent / "results"
 NAMESPACE = "user:bench"

@@ -42,9 +42,9 @@ import redis
 
 from bench.memory_bench import vocabulary
 from memq.contracts import ModelInfo
-from memq.jobstore import JobStore
-from memq.keystore import ApiKeyStore
 from memq.launcher import Child, free_port, start_redis
+from memq.store.jobs import JobStore
+from memq.store.keystore import ApiKeyStore
 
 RESULTS = Path(__file__).parent / "results"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -345,13 +345,13 @@ def summarize(windows: list[Window], variant: str, rate: float) -> Row:
 
 CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     # First match wins, looking from the innermost frame outwards.
-    ("model info read (Redis GET + parse)", ("model_info (memq/jobstore.py",)),
+    ("model info read (Redis GET + parse)", ("model_info (memq/store/jobs.py",)),
     ("tokenizer build", ("from_str",)),
     ("budget tokenization", ("encode (", "check_job_fits")),
     ("auth (API key)", ("authenticate (gateway", "_lookup (gateway")),
     ("rate limit", ("limits/", "hit (gateway/core/limits.py")),
     ("queue-depth check", ("depth (gateway/core/limits.py", "check (gateway/core/limits.py")),
-    ("JobStore.create (Lua)", ("create (memq/jobstore.py",)),
+    ("JobStore.create (Lua)", ("create (memq/store/jobs.py",)),
     ("Celery send_task", ("send_task", "kombu/", "celery/")),
     ("logging", ("logging/", "memq/logs.py")),
     ("request parsing and validation", ("fastapi/routing.py", "fastapi/dependencies", "pydantic")),

@@ -45,7 +45,6 @@ from memq.contracts import (
 from memq.errors import APIError, InvalidInput, MemqError, NotFoundError, WaitTimeout
 from memq.evaluation import runner as evaluation
 from memq.evaluation.scoring import MAX_TOKENS, MODES
-from memq.keystore import ApiKeyStore
 from memq.logs import configure_logging
 from memq.sdk import (
     APIConnectionError,
@@ -56,6 +55,7 @@ from memq.sdk import (
     TokenEvent,
 )
 from memq.settings import DEFAULT_GATEWAY_URL, LauncherSettings
+from memq.store.keystore import ApiKeyStore
 
 if TYPE_CHECKING:
     from memq.launcher import Stack

@@ -47,8 +47,8 @@ import httpx
 import redis
 
 from memq.errors import MemqError
-from memq.jobstore import JobStore
 from memq.settings import SERVICE_TOKEN_FILE, LauncherSettings
+from memq.store.jobs import JobStore
 
 log = logging.getLogger("memq.launcher")
 
@@ -452,7 +452,7 @@ class Stack:
                 self.check_alive()
                 with contextlib.suppress(redis.ConnectionError):
                     ours = {f":{w.pid}:" for w in self.workers if w.pid is not None}
-                    live = store.live_workers(within_s=60)
+                    live = store.leases.live_workers(within_s=60)
                     info = store.model_info()
                     if info is not None and any(p in w for w in live for p in ours):
                         self.model = info.name

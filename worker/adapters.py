@@ -9,7 +9,7 @@ model's does, memory grows by the target modules' weights) or keeps LoRA layers 
 (`merge=False`: memory grows by the LoRA weights only, each step does the extra low-rank
 products). bench/adapter_eval.py measures both.
 
-The registry (memq.adapters) is asked on every job, so a deleted adapter stops serving at
+The registry (memq.store.adapters) is asked on every job, so a deleted adapter stops serving at
 once even while it is loaded here; evicted adapters' engines close once no job uses them.
 """
 
@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from memq.adapters import AdapterIncompatible, AdapterRegistry, AdapterVersionRecord
 from memq.contracts import AdapterRef, AdapterServed
+from memq.store.adapters import AdapterIncompatible, AdapterRegistry, AdapterVersionRecord
 from worker.engine.base import Engine
 from worker.model_loader import LoadedModel
 from worker.training import shared_copy, targets_matcher

@@ -32,9 +32,10 @@ from memq.contracts import (
     SessionSummaryTarget,
     SummarizeJobRequest,
     session_namespace,
+    user_namespace,
 )
-from memq.jobstore import JobStore
-from memq.sessions import message_id, summary_id, user_namespace
+from memq.store.jobs import JobStore
+from memq.store.sessions import message_id, summary_id
 from worker.facts import as_memory_text, extract_facts
 from worker.pipeline import SessionContext
 from worker.prompting import Turn
@@ -52,7 +53,7 @@ class SessionBook:
     store: JobStore
 
     def context(self, tenant: str, session_id: str) -> SessionContext:
-        _, through = self.store.session_state(tenant, session_id)
+        _, through = self.store.sessions.state(tenant, session_id)
         namespace = session_namespace(session_id)
         summary = self.memory.get(tenant, summary_id(session_id)) if through else None
         newer = MemoryFilter(all_of=[MetadataCondition(key="turn", gt=through)])
@@ -86,7 +87,7 @@ class SessionBook:
     ) -> list[str]:
         """Store the job's user message and reply as the session's next two turns."""
         assert request.session_id is not None
-        first = self.store.reserve_turns(tenant, request.session_id, job_id, 2)
+        first = self.store.sessions.reserve_turns(tenant, request.session_id, job_id, 2)
         namespace = session_namespace(request.session_id)
         written = []
         for offset, (role, text) in enumerate(
@@ -120,7 +121,9 @@ class SessionBook:
         if not foldable:
             return None
         tokens = sum(count_tokens(t.content) for t in context.turns)
-        if tokens <= budget or not self.store.claim_summary(tenant, session_id, SUMMARY_CLAIM_S):
+        if tokens <= budget or not self.store.sessions.claim_summary(
+            tenant, session_id, SUMMARY_CLAIM_S
+        ):
             return None
         lines = (
             [f"Summary of the conversation so far: {context.summary}"] if context.summary else []
@@ -150,7 +153,7 @@ class SessionBook:
             metadata={"through_turn": target.through_turn},
         )
         self.memory.put(tenant, summary_id(target.session_id), memory)
-        self.store.summarized(tenant, target.session_id, target.through_turn)
+        self.store.sessions.summarized(tenant, target.session_id, target.through_turn)
 
     def undo(self, tenant: str, job_id: str) -> None:
         """Remove a job's written-back turns (its commit found it cancelled)."""

@@ -37,7 +37,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from memq.adapters import AdapterRegistry, AdapterVersionRecord, version_dir
 from memq.contracts import (
     MAX_CONSOLIDATE_MEMORIES,
     AdapterServed,
@@ -52,7 +51,8 @@ from memq.contracts import (
     TrainingOptions,
 )
 from memq.errors import InvalidInput, WorkerError
-from memq.jobstore import JobRecord
+from memq.store.adapters import AdapterRegistry, AdapterVersionRecord, version_dir
+from memq.store.jobs import JobRecord
 from worker.model_loader import LoadedModel
 from worker.prompting import SYSTEM_PROMPT
 

@@ -43,7 +43,7 @@ from memq.errors import (
     PromptTooLong,
     QuotaExceeded,
 )
-from memq.jobstore import Created, JobRecord, JobStore
+from memq.store.jobs import Created, JobRecord, JobStore
 from memq.webhooks import WebhookQueue
 
 log = logging.getLogger("memq.gateway.jobs")

@@ -23,7 +23,7 @@ from memq.contracts import (
     session_namespace,
 )
 from memq.errors import MemoryUnavailable, NotFound
-from memq.sessions import summary_id
+from memq.store.sessions import summary_id
 
 
 class SessionNotFound(NotFound):
@@ -49,7 +49,7 @@ class SessionService:
 
     async def read(self, tenant: str, session_id: str) -> SessionPublic:
         turns_so_far, through = await run_in_threadpool(
-            self.jobs.store.session_state, tenant, session_id
+            self.jobs.store.sessions.state, tenant, session_id
         )
         memories: list[MemoryPublic] = []
         cursor = None
@@ -103,7 +103,7 @@ class SessionService:
         if resp.status_code >= 400:
             raise MemoryUnavailable(f"memory service {resp.status_code}: {resp.text[:200]}")
         deleted = ForgetResponse.model_validate(resp.json()).deleted
-        await run_in_threadpool(self.jobs.store.forget_session, tenant, session_id)
+        await run_in_threadpool(self.jobs.store.sessions.forget, tenant, session_id)
         return SessionForgotten(
             session_id=session_id, deleted_memories=deleted, cancelled_jobs=cancelled
         )

@@ -26,11 +26,11 @@ import httpx
 import pytest
 import redis
 
-from memq.batches import line_job_id
+from memq.batch_format import line_job_id
 from memq.contracts import BatchPublic, JobStatus
-from memq.jobstore import JobStore
 from memq.launcher import Stack, running_stack
 from memq.settings import LauncherSettings
+from memq.store.jobs import JobStore
 from tests.chaos.checker import History
 
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e]

@@ -15,9 +15,9 @@ import redis
 
 from memq.clients import MemqClient
 from memq.contracts import JobStatus
-from memq.jobstore import JobStore
 from memq.launcher import Stack, running_stack
 from memq.settings import LauncherSettings
+from memq.store.jobs import JobStore
 from tests.chaos.checker import History
 
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e]

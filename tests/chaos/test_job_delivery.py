@@ -25,9 +25,9 @@ import redis
 from memq.clients import MemqClient
 from memq.contracts import JobPublic, JobStatus
 from memq.errors import APIError
-from memq.jobstore import JobStore
 from memq.launcher import Stack, running_stack
 from memq.settings import LauncherSettings
+from memq.store.jobs import JobStore
 from tests.chaos.checker import History
 from tests.utils.chaos import eventually
 

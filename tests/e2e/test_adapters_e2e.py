@@ -22,8 +22,8 @@ import pytest
 import redis
 
 from memq.contracts import JobPublic, JobStatus
-from memq.keystore import ApiKeyStore
 from memq.launcher import Stack, start_stack
+from memq.store.keystore import ApiKeyStore
 
 pytestmark = pytest.mark.e2e
 

@@ -30,8 +30,8 @@ import redis
 from gateway.core.config import GatewaySettings
 from gateway.main import create_app
 from memq.contracts import JobPublic, JobStatus
-from memq.keystore import ApiKeyStore
 from memq.launcher import Stack, start_stack
+from memq.store.keystore import ApiKeyStore
 
 pytestmark = pytest.mark.e2e
 

@@ -9,8 +9,8 @@ import redis
 
 from memq.clients import MemqClient
 from memq.contracts import JobStatus
-from memq.jobstore import JobStore
 from memq.launcher import Stack
+from memq.store.jobs import JobStore
 
 pytestmark = pytest.mark.e2e
 

@@ -24,7 +24,7 @@ from tokenizers.pre_tokenizers import Whitespace
 
 from gateway.core.config import GatewaySettings
 from gateway.main import create_app
-from memq.batches import BatchLines, BatchStore, line_job_id
+from memq.batch_format import line_job_id
 from memq.contracts import (
     BatchPublic,
     FilePublic,
@@ -34,8 +34,9 @@ from memq.contracts import (
     ModelInfo,
     TokenUsage,
 )
-from memq.jobstore import JobStore
 from memq.openai_protocol import completion_body
+from memq.store.batches import BatchLines, BatchStore
+from memq.store.jobs import JobStore
 
 ACME = {"Authorization": "Bearer k-acme"}
 BETA = {"X-API-Key": "k-beta"}

@@ -375,10 +375,6 @@ class BatchStore:
         raw: Any = self.r.hgetall(self.keys.batch_pending(tenant, batch_id))
         return {k.decode(): int(v) for k, v in raw.items()}
 
-    def written_numbers(self, tenant: str, batch_id: str) -> set[int]:
-        raw: Any = self.r.hkeys(self.keys.batch_lines(tenant, batch_id))
-        return {int(k) for k in raw}
-
     def lines(self, tenant: str, batch_id: str, kind: LineKind) -> list[bytes]:
         """The written lines of one file (output or error), in input order, each ending in
         a newline."""

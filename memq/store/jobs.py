@@ -525,10 +525,6 @@ class JobStore:
         pipe.zrem(self.keys.tenant_active(tenant), job_id)
         pipe.execute()
 
-    def unfinished_count(self, tenant: str) -> int:
-        count: Any = self.r.zcard(self.keys.tenant_active(tenant))
-        return int(count)
-
     # progress and events ------------------------------------------------------------------
     def publish_tokens(self, updates: Sequence[TokenUpdate]) -> None:
         """Append token events and set each job's latest progress, in one round trip."""

@@ -305,14 +305,14 @@ def test_unfinished_jobs_are_indexed_until_they_end(redis_client: redis.Redis) -
     store.create("acme", "a1", GenerateJobRequest(prompt="hi"))
     store.create("beta", "a2", GenerateJobRequest(prompt="hi"))
     assert store.active_jobs() == [("acme", "a1"), ("beta", "a2")]
-    assert store.unfinished_count("acme") == 1
+    assert store.active_jobs(tenant="acme") == [("acme", "a1")]
     running = store.start("acme", "a1", worker="w1", engine="e").record
     assert running is not None and store.succeed(running, _result("x"))
     assert store.active_jobs() == [("beta", "a2")]
-    assert store.unfinished_count("acme") == 0
+    assert store.active_jobs(tenant="acme") == []
     assert redis_client.exists(store.keys.lease("acme", "a1")) == 0  # released on commit
     store.drop_active("beta", "a2")
-    assert store.active_jobs() == [] and store.unfinished_count("beta") == 0
+    assert store.active_jobs() == [] and store.active_jobs(tenant="beta") == []
 
 
 def test_create_refuses_past_the_tenants_quota_of_unfinished_jobs(
@@ -763,7 +763,7 @@ def test_a_transition_to_running_keeps_the_record_lease_and_active_index(
     assert redis_client.ttl(store.keys.events("acme", "k1")) == -1  # no expiry until it ends
     assert redis_client.get(store.keys.lease("acme", "k1")) == b"w1"
     assert store.active_jobs() == [("acme", "k1")]
-    assert store.unfinished_count("acme") == 1
+    assert store.active_jobs(tenant="acme") == [("acme", "k1")]
 
 
 def test_a_requeued_job_shows_no_progress_of_its_last_run(redis_client: redis.Redis) -> None:
@@ -1085,8 +1085,12 @@ def test_create_many_records_only_the_missing_jobs_outside_the_quota(
     assert redis_client.hgetall("grp") == {b"b0": b"0", b"b1": b"1", b"b2": b"2"}
     assert [i.id for i in store.list_jobs("acme", limit=10)[0]] == ["b2", "b1", "b0"]
     assert store.active_jobs() == [("acme", "b0"), ("acme", "b1"), ("acme", "b2")]
-    assert store.unfinished_count("acme") == 0  # a batch is bounded by its own limits
+    # Outside the tenant's quota (a batch is bounded by its own limits): a quota of 1 still
+    # takes one job, and only one.
+    assert store.active_jobs(tenant="acme") == []
     store.create("acme", "q1", GenerateJobRequest(prompt="hi"), quota=1)
+    with pytest.raises(QuotaExceeded):
+        store.create("acme", "q2", GenerateJobRequest(prompt="hi"), quota=1)
 
 
 def test_fail_ends_the_job_like_every_terminal_transition(redis_client: redis.Redis) -> None:
@@ -1103,7 +1107,7 @@ def test_fail_ends_the_job_like_every_terminal_transition(redis_client: redis.Re
     assert _statuses(store, "acme", "fq") == ["failed"]
     assert _statuses(store, "acme", "fr") == ["running", "failed"]
     assert ended == [("fq", JobStatus.failed), ("fr", JobStatus.failed)]
-    assert store.active_jobs() == [] and store.unfinished_count("acme") == 0
+    assert store.active_jobs() == [] and store.active_jobs(tenant="acme") == []
     assert redis_client.exists(store.keys.lease("acme", "fr")) == 0
     for job_id in ("fq", "fr"):
         assert 0 < redis_client.ttl(store.keys.job("acme", job_id)) <= 60

@@ -1,6 +1,6 @@
 """The line formats of batches (the OpenAI Batch API over ordinary jobs), pure: reading an
 input file into the jobs it asks for (`plan_input`), and the output and error lines
-written when they end. Their state in Redis is memq.store.batches'.
+written when they end. A batch's state in Redis is memq.store.batches.
 
 An input line is `{"custom_id", "method": "POST", "url", "body"}`; `plan_input` checks every
 line up front, so a line that can never run is refused with its number and what to fix

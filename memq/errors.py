@@ -10,7 +10,10 @@
      │    └── EngineUnavailable      the worker's engine process died (the job is requeued)
      ├── InvalidInput (422)          the request can never succeed as sent
      │    ├── PromptTooLong          the job does not fit the model's context window
-     │    └── MemoryRequestRejected  the memory service refused a request (4xx), seen from a client
+     │    ├── MemoryRequestRejected  the memory service refused a request (4xx), seen from a client
+     │    ├── IdempotencyConflict    an Idempotency-Key reused with another body (the job store)
+     │    └── InputNotJsonl          a batch input that is no batch at all (the batch fails)
+     ├── QuotaExceeded (429)         the tenant's unfinished-job quota is full (the job store)
      ├── NotFound (404)
      │    ├── JobNotFound
      │    └── MemoryNotFound

@@ -106,3 +106,10 @@ def test_the_webhook_secret_is_made_once_and_a_rotation_keeps_the_old_one_a_day(
     assert store.webhooks.signing_secrets("acme") == [rotated.secret]
     monkeypatch.setattr(webhooks, "_utcnow", lambda: now + timedelta(hours=24, microseconds=-1))
     assert store.webhooks.secret("acme").previous_valid_until == now + timedelta(hours=24)
+
+
+def test_a_new_secret_is_dated_by_the_clock(redis_client: redis.Redis) -> None:
+    before = datetime.now(UTC)
+    made = JobStore(redis_client).webhooks.secret("acme")
+    assert before <= made.created_at <= datetime.now(UTC)
+    assert made.secret.startswith("whsec_") and made.previous_valid_until is None

@@ -41,11 +41,11 @@ import redis
 from bench._harness import RESULTS, machine, subplots, table, write_result
 from bench._models import build_tiny_gpt2, save_gpt2_124m_random
 from bench._workload import word_prompt
-from memq.jobstore import JobStore
 from memq.ops.launcher import Stack, start_stack
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+from memq.store.jobs import JobStore
 
 QUEUE = "memq.jobs"  # MEMQ_QUEUE's default: the stack runs with it
 

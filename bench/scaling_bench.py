@@ -52,9 +52,9 @@ from bench._harness import (
 from bench._models import save_gpt2_124m_random
 from bench._workload import MEMORIES, NAMESPACE, word_prompt
 from memq.contracts import JobStatus
-from memq.jobstore import JobStore
 from memq.ops.launcher import Stack, start_stack
 from memq.ops.process import Child
+from memq.store.jobs import JobStore
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -129,7 +129,7 @@ def wait_heartbeat(store: JobStore, worker: Child, timeout_s: float = 300) -> st
     """The worker id of `worker` once it heartbeats (its model is loaded)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        for worker_id in store.live_workers(within_s=30):
+        for worker_id in store.leases.live_workers(within_s=30):
             if worker_id.split(":")[1] == str(worker.pid):
                 return worker_id
         time.sleep(0.2)

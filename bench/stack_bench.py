@@ -58,8 +58,8 @@ from bench._harness import (
 from bench._models import save_gpt2_124m_random
 from bench._workload import MEMORIES, NAMESPACE, word_prompt
 from memq.contracts import JobStatus
-from memq.jobstore import JobStore
 from memq.ops.launcher import Stack, start_stack
+from memq.store.jobs import JobStore
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -53,13 +53,13 @@ from bench._harness import (
 )
 from bench._workload import vocabulary
 from memq.contracts import ModelInfo
-from memq.jobstore import JobStore
-from memq.keystore import ApiKeyStore
 from memq.ops.process import Child, free_port
 from memq.ops.redis_server import start_redis
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+from memq.store.jobs import JobStore
+from memq.store.keystore import ApiKeyStore
 
 TOKEN = "bench-submit-token"
 TENANT = "bench"
@@ -314,13 +314,13 @@ def summarize(windows: list[Window], variant: str, rate: float) -> Row:
 
 CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     # First match wins, looking from the innermost frame outwards.
-    ("model info read (Redis GET + parse)", ("model_info (memq/jobstore.py",)),
+    ("model info read (Redis GET + parse)", ("model_info (memq/store/jobs.py",)),
     ("tokenizer build", ("from_str",)),
     ("budget tokenization", ("encode (", "check_job_fits")),
     ("auth (API key)", ("authenticate (gateway", "_lookup (gateway")),
     ("rate limit", ("limits/", "hit (gateway/core/limits.py")),
     ("queue-depth check", ("depth (gateway/core/limits.py", "check (gateway/core/limits.py")),
-    ("JobStore.create (Lua)", ("create (memq/jobstore.py",)),
+    ("JobStore.create (Lua)", ("create (memq/store/jobs.py",)),
     ("Celery send_task", ("send_task", "kombu/", "celery/")),
     ("logging", ("logging/", "memq/logs.py")),
     ("request parsing and validation", ("fastapi/routing.py", "fastapi/dependencies", "pydantic")),

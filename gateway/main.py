@@ -32,15 +32,16 @@ from gateway.services.files import FileService
 from gateway.services.jobs import JobService
 from gateway.services.openai import OpenAIService
 from gateway.services.sessions import SessionService
+from gateway.storage import DirectoryStorage
 from memq.asgi import BodySizeLimit
-from memq.batches import BatchStore
 from memq.broker import producer_app
-from memq.files import DirectoryStorage, FileRecords
-from memq.jobstore import JobStore
-from memq.keystore import ApiKeyStore
 from memq.log_context import BindJobId
 from memq.logs import package_version
 from memq.memory_client import AsyncMemoryClient
+from memq.store.batches import BatchStore
+from memq.store.files import FileRecords
+from memq.store.jobs import JobStore
+from memq.store.keystore import ApiKeyStore
 
 log = logging.getLogger("memq.gateway")
 

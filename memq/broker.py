@@ -27,7 +27,7 @@ from memq.logs import bind_job_id
 from memq.settings import CommonSettings
 
 if TYPE_CHECKING:
-    from memq.jobstore import Created, JobStore
+    from memq.store.jobs import Created, JobStore
 
 log = logging.getLogger("memq.broker")
 

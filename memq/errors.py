@@ -10,7 +10,10 @@
      │    └── EngineUnavailable      the worker's engine process died (the job is requeued)
      ├── InvalidInput (422)          the request can never succeed as sent
      │    ├── PromptTooLong          the job does not fit the model's context window
-     │    └── MemoryRequestRejected  the memory service refused a request (4xx), seen from a client
+     │    ├── MemoryRequestRejected  the memory service refused a request (4xx), seen from a client
+     │    ├── IdempotencyConflict    an Idempotency-Key reused with another body (the job store)
+     │    └── InputNotJsonl          a batch input that is no batch at all (the batch fails)
+     ├── QuotaExceeded (429)         the tenant's unfinished-job quota is full (the job store)
      ├── NotFound (404)
      │    ├── JobNotFound
      │    └── MemoryNotFound
@@ -97,6 +100,37 @@ class PromptTooLong(InvalidInput):
 
 class MemoryRequestRejected(InvalidInput):
     code = "memory_request_rejected"
+
+
+class IdempotencyConflict(InvalidInput):
+    """The Idempotency-Key was used before, with a different request body (422, as the
+    IETF Idempotency-Key draft answers)."""
+
+    code = "idempotency_key_reused"
+
+    def __init__(self, original_id: str) -> None:
+        super().__init__(
+            f"the Idempotency-Key was used for job {original_id} with a different request body"
+        )
+        self.original_id = original_id
+
+
+class InputNotJsonl(InvalidInput):
+    """The input file as a whole cannot be a batch: the batch fails in `validating` with
+    `code` (`invalid_file`, `empty_file`, `too_many_lines`)."""
+
+    def __init__(self, code: str, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.line = line
+
+
+class QuotaExceeded(MemqError):
+    """The tenant already has as many unfinished jobs as its quota allows."""
+
+    status_code = 429
+    code = "too_many_jobs"
+    headers = {"Retry-After": "5"}  # noqa: RUF012 - read-only class constant
 
 
 class NotFound(MemqError):

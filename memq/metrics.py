@@ -3,9 +3,10 @@ into the same numbers and a restart loses nothing.
 
 Whoever observes something (the job store when a job ends, the webhook task after an
 attempt) turns it into a `MetricUpdate`: counter increments and histogram bucket counts,
-written with HINCRBY / HINCRBYFLOAT into one Redis hash (`JobStore.add_metrics`). The
-gateway's `/metrics` reads that hash at scrape time through `RedisCollector`, which also
-reads the gauges (queue depth per priority, unfinished jobs) live from Redis.
+written with HINCRBY / HINCRBYFLOAT into one Redis hash (`MetricStore.add` in
+memq.store.metrics). The gateway's `/metrics` reads that hash at scrape time through
+`RedisCollector`, which also reads the gauges (queue depth per priority, unfinished jobs)
+live from Redis.
 
 A hash field is `json([metric name, [label values], part])`: `part` is "" for a counter,
 `"le:<bound>"` for the (non-cumulative) count of one histogram bucket and `"sum"` for a

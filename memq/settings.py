@@ -21,6 +21,8 @@ TENANT_PATTERN = re.compile(r"^[A-Za-z0-9_.:@\-]{1,128}$")
 DEFAULT_GATEWAY_URL = "http://127.0.0.1:8000"
 SERVICE_TOKEN_FILE = "service-token"
 """Where `memq up` keeps the service token it generated, inside the data dir."""
+DEFAULT_KEY_PREFIX = "memq"
+"""Prefix of every Redis key memq writes (`MEMQ_KEY_PREFIX`; memq.store.keys)."""
 
 
 class _Env(BaseSettings):
@@ -60,7 +62,9 @@ class CommonSettings(_Env):
         "`memq up` generates one per data dir; every other start must set it.",
     )
     key_prefix: str = Field(
-        default="memq", pattern=r"^[A-Za-z0-9_.\-]{1,32}$", description="Prefix of Redis keys."
+        default=DEFAULT_KEY_PREFIX,
+        pattern=r"^[A-Za-z0-9_.\-]{1,32}$",
+        description="Prefix of Redis keys.",
     )
     queue: str = Field(
         default="memq.jobs",

@@ -38,8 +38,8 @@ from memq.errors import MemqError
 if TYPE_CHECKING:
     from celery import Celery
 
-    from memq.jobstore import JobRecord, JobStore
     from memq.settings import CommonSettings
+    from memq.store.jobs import JobRecord, JobStore
 
 log = logging.getLogger("memq.webhooks")
 
@@ -172,7 +172,7 @@ class WebhookQueue:
         if url is None:
             return
         delivery_id = str(uuid.uuid4())
-        if not self.store.begin_webhook(record.tenant, record.id, url):
+        if not self.store.webhooks.begin(record.tenant, record.id, url):
             return
         from memq.broker import queue_name
 

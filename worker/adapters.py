@@ -5,7 +5,7 @@ adapter, never mixed in one batch (the batched engine drives one model). Loading
 the adapted model with `worker.lora.adapted_model` over the base model's weights, merged
 (`merge=True`, the default) or not; worker.lora says what each costs.
 
-The registry (memq.adapters) is asked on every job, so a deleted adapter stops serving at
+The registry (memq.store.adapters) is asked on every job, so a deleted adapter stops serving at
 once even while it is loaded here; evicted adapters' engines close once no job uses them.
 """
 
@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from memq.adapters import AdapterIncompatible, AdapterRegistry, AdapterVersionRecord
 from memq.contracts import AdapterRef, AdapterServed
+from memq.store.adapters import AdapterIncompatible, AdapterRegistry, AdapterVersionRecord
 from worker.engine.base import Engine
 from worker.lora import adapted_model, private_bytes
 from worker.model_loader import LoadedModel

@@ -1,5 +1,5 @@
 """The Celery app factory. The job id is the Celery task id; results live in memq's job
-records (see memq.jobstore), so Celery's result backend is off; delivery settings are in
+records (see memq.store.jobs), so Celery's result backend is off; delivery settings are in
 memq.broker (shared with the gateway)."""
 
 from __future__ import annotations

@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from memq.adapters import AdapterNotFound
 from memq.budget import check_job_fits
 from memq.contracts import (
     AdapterServed,
@@ -41,7 +40,8 @@ from memq.contracts import (
     SummarizeJobRequest,
     TokenUsage,
 )
-from memq.jobstore import JobRecord
+from memq.store.adapters import AdapterNotFound
+from memq.store.jobs import JobRecord
 from worker import grounding
 from worker.engine.base import Engine, GenerationOutput, GenerationRequest
 from worker.errors import JobCancelled, SummaryDidNotConverge

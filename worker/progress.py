@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass
 
 from memq.contracts import JobStatus
-from memq.jobstore import JobStore, TokenUpdate
+from memq.store.jobs import JobStore, TokenUpdate
 
 log = logging.getLogger("memq.worker.progress")
 

@@ -30,7 +30,7 @@ import redis
 
 from memq.broker import drop_unacked, unacked_job_ids, waiting_job_ids
 from memq.contracts import ErrorResponse, JobStatus
-from memq.jobstore import JobStore
+from memq.store.jobs import JobStore
 
 log = logging.getLogger("memq.worker.reconciler")
 
@@ -51,12 +51,12 @@ class LeaseKeeper:
         """Lease the job for this worker; False when another live worker holds it."""
         with self._lock:
             self._held.add((tenant, job_id))
-        return self.store.take_lease(tenant, job_id, self.worker_id)
+        return self.store.leases.take(tenant, job_id, self.worker_id)
 
     def release(self, tenant: str, job_id: str) -> None:
         with self._lock:
             self._held.discard((tenant, job_id))
-        self.store.release_lease(tenant, job_id, self.worker_id)
+        self.store.leases.release(tenant, job_id, self.worker_id)
 
     def held(self) -> list[Job]:
         with self._lock:
@@ -64,13 +64,13 @@ class LeaseKeeper:
 
     def beat(self) -> None:
         """One heartbeat: this worker is alive and still holds its jobs."""
-        self.store.heartbeat(self.worker_id)
+        self.store.leases.heartbeat(self.worker_id)
         jobs = self.held()
-        for job, renewed in zip(jobs, self.store.renew_leases(jobs, self.worker_id), strict=True):
+        for job, renewed in zip(jobs, self.store.leases.renew(jobs, self.worker_id), strict=True):
             if not renewed:
                 # Our lease lapsed (e.g. Redis restarted without it, or we stalled past the
                 # TTL): take it again unless another worker got the job meanwhile.
-                self.store.take_lease(job[0], job[1], self.worker_id)
+                self.store.leases.take(job[0], job[1], self.worker_id)
 
 
 class Reconciler:
@@ -103,7 +103,7 @@ class Reconciler:
         now = self.clock()
         active = self.store.active_jobs()
         statuses = self.store.statuses(active)
-        leased = self.store.leased(active)
+        leased = self.store.leases.leased(active)
         waiting = waiting_job_ids(self._redis, self.queues)
         unacked = unacked_job_ids(self._redis)
         resent: list[Job] = []
@@ -177,7 +177,7 @@ class Housekeeper:
         self._stop.set()
         self._thread.join(10)
         with contextlib.suppress(redis.RedisError):
-            self.leases.store.forget_worker(self.leases.worker_id)
+            self.leases.store.leases.forget_worker(self.leases.worker_id)
 
     def _run(self) -> None:
         beats = 0
@@ -185,7 +185,7 @@ class Housekeeper:
             try:
                 self.leases.beat()
                 beats += 1
-                if beats % self.every == 0 and self.leases.store.try_lock_reconciler(
+                if beats % self.every == 0 and self.leases.store.leases.lock_reconciler(
                     self.leases.worker_id, ttl_s=self.interval_s * self.every * 3
                 ):
                     self.reconciler.tick()

@@ -9,10 +9,10 @@ import socket
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-from memq.adapters import AdapterRegistry
 from memq.contracts import ModelInfo
-from memq.jobstore import JobStore
 from memq.memory_client import MemoryClient
+from memq.store.adapters import AdapterRegistry
+from memq.store.jobs import JobStore
 from worker.adapters import AdapterPool
 from worker.config import WorkerSettings
 from worker.engine import build_engine

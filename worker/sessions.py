@@ -35,11 +35,12 @@ from memq.contracts import (
     SessionSummaryTarget,
     SummarizeJobRequest,
     session_namespace,
+    user_namespace,
 )
 from memq.errors import MemqError
-from memq.jobstore import JobStore
 from memq.memory_client import MemoryClient
-from memq.sessions import message_id, summary_id, user_namespace
+from memq.store.jobs import JobStore
+from memq.store.sessions import message_id, summary_id
 from worker.facts import as_memory_text, extract_facts
 from worker.prompting import Turn
 
@@ -128,7 +129,7 @@ class SessionBook:
             self.undo(tenant, job_id)
 
     def context(self, tenant: str, session_id: str) -> SessionContext:
-        _, through = self.store.session_state(tenant, session_id)
+        _, through = self.store.sessions.state(tenant, session_id)
         namespace = session_namespace(session_id)
         summary = self.memory.get(tenant, summary_id(session_id)) if through else None
         newer = MemoryFilter(all_of=[MetadataCondition(key="turn", gt=through)])
@@ -162,7 +163,7 @@ class SessionBook:
     ) -> list[str]:
         """Store the job's user message and reply as the session's next two turns."""
         assert request.session_id is not None
-        first = self.store.reserve_turns(tenant, request.session_id, job_id, 2)
+        first = self.store.sessions.reserve_turns(tenant, request.session_id, job_id, 2)
         namespace = session_namespace(request.session_id)
         written = []
         for offset, (role, text) in enumerate(
@@ -189,7 +190,7 @@ class SessionBook:
         if not foldable:
             return None
         tokens = sum(self.count_tokens(t.content) for t in context.turns)
-        if tokens <= self.summary_budget or not self.store.claim_summary(
+        if tokens <= self.summary_budget or not self.store.sessions.claim_summary(
             tenant, session_id, SUMMARY_CLAIM_S
         ):
             return None
@@ -221,7 +222,7 @@ class SessionBook:
             metadata={"through_turn": target.through_turn},
         )
         self.memory.put(tenant, summary_id(target.session_id), memory)
-        self.store.summarized(tenant, target.session_id, target.through_turn)
+        self.store.sessions.summarized(tenant, target.session_id, target.through_turn)
 
     def undo(self, tenant: str, job_id: str) -> None:
         """Remove a job's written-back turns (its commit found it cancelled)."""

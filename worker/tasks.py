@@ -14,7 +14,6 @@ from celery import Task
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from memq import metrics
-from memq.batches import BatchLines, BatchStore
 from memq.broker import RUN_JOB_TASK, dispatch, job_queues, queue_for, queue_name, train_queue
 from memq.contracts import (
     ErrorResponse,
@@ -23,6 +22,7 @@ from memq.contracts import (
 )
 from memq.errors import EngineUnavailable, MemoryUnavailable, MemqError
 from memq.logs import bind_job_id
+from memq.store.batches import BatchLines, BatchStore
 from memq.webhooks import DELIVER_WEBHOOK_TASK, WebhookQueue
 from worker.errors import JobCancelled
 from worker.training import TrainingBusy
@@ -158,7 +158,7 @@ class RunJob(JobTask):
                 partial = exc.partial
                 if self.commit(lambda: rt.store.attach_partial(record, partial)):
                     tokens = partial.usage.completion_tokens
-                    rt.store.add_metrics(metrics.partial_tokens(record, tokens))
+                    rt.store.metrics.add(metrics.partial_tokens(record, tokens))
             log.info("job %s: cancelled while running", job_id)
             return
         except MemqError as exc:

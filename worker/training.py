@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from memq.adapters import AdapterRegistry, AdapterVersionRecord, version_dir
 from memq.contracts import (
     MAX_CONSOLIDATE_MEMORIES,
     AdapterServed,
@@ -37,7 +36,8 @@ from memq.contracts import (
     TrainingOptions,
 )
 from memq.errors import InvalidInput, WorkerError
-from memq.jobstore import JobRecord
+from memq.store.adapters import AdapterRegistry, AdapterVersionRecord, version_dir
+from memq.store.jobs import JobRecord
 from worker.lora import default_target_modules, shared_copy
 from worker.model_loader import LoadedModel
 from worker.training_data import IGNORE, Example, ExampleBuilder

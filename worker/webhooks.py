@@ -35,8 +35,8 @@ import httpx
 from memq import metrics
 from memq.contracts import JobStatus, WebhookAttempt
 from memq.errors import WorkerError
-from memq.jobstore import JobRecord, JobStore
 from memq.logs import package_version
+from memq.store.jobs import JobRecord, JobStore
 from memq.webhooks import delivery_headers, status_url
 from worker.config import WorkerSettings
 
@@ -202,11 +202,11 @@ class WebhookSender:
         gave_up = not answer.delivered and (
             not answer.retryable or number >= self.policy.max_attempts
         )
-        self.store.record_webhook_attempt(
+        self.store.webhooks.record_attempt(
             tenant, job_id, answer.attempt, delivered=answer.delivered, gave_up=gave_up
         )
         outcome = "delivered" if answer.delivered else "gave_up" if gave_up else None
-        self.store.add_metrics(
+        self.store.metrics.add(
             metrics.webhook_attempt(failed=not answer.delivered, outcome=outcome)
         )
         if answer.delivered:
@@ -244,7 +244,7 @@ class WebhookSender:
         except OSError as exc:
             return _Answer(WebhookAttempt(at=at, error=f"cannot resolve: {exc}"), retryable=True)
         body = payload(record, self.policy.gateway_url)
-        secrets = self.store.webhook_signing_secrets(record.tenant)
+        secrets = self.store.webhooks.signing_secrets(record.tenant)
         headers = delivery_headers(delivery_id, secrets, body, int(now))
         headers["Host"] = target.host
         extensions = {"sni_hostname": target.sni_hostname} if target.sni_hostname else None

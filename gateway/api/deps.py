@@ -18,8 +18,8 @@ from gateway.services.auth import Authenticator, Caller
 from gateway.services.jobs import JobService
 from gateway.services.memories import MemoryProxy
 from memq.errors import Unauthorized
-from memq.jobstore import JobStore
 from memq.memory_client import AsyncMemoryClient
+from memq.store.jobs import JobStore
 
 # The getters below only read `app.state`: async, so FastAPI calls them on the event loop
 # instead of handing each to the thread pool (a hand-off costs more than the getter).

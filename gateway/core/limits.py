@@ -15,7 +15,7 @@ from limits.strategies import MovingWindowRateLimiter
 from gateway.core.config import GatewaySettings
 from gateway.core.errors import QueueFull, RateLimited
 from memq.broker import job_queues
-from memq.jobstore import JobKeys
+from memq.store.keys import Keys
 
 QUEUE_FULL_RETRY_AFTER_S = 5
 
@@ -87,7 +87,7 @@ class Limits:
     def from_settings(cls, settings: GatewaySettings, client: redis.Redis) -> Limits:
         rate = None
         if settings.rate_limit:
-            prefix = JobKeys(settings.key_prefix).rate_limits()
+            prefix = Keys(settings.key_prefix).rate_limits()
             rate = RateLimiter(client, settings.rate_limit, prefix)
         return cls(rate, QueueDepthGuard(client, job_queues(settings), settings.max_queue_depth))
 

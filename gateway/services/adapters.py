@@ -1,11 +1,11 @@
 """Adapter logic: list, read and delete a tenant's adapters; check a job's adapter at the
-door; mark adapters stale when their namespace is forgotten (memq.adapters does the keys)."""
+door; mark adapters stale when their namespace is forgotten (memq.store.adapters does the
+keys)."""
 
 from __future__ import annotations
 
 import logging
 
-from memq.adapters import AdapterIncompatible, AdapterRegistry
 from memq.contracts import (
     AdapterDeleted,
     AdapterListResponse,
@@ -13,7 +13,8 @@ from memq.contracts import (
     ConsolidateJobRequest,
     JobRequest,
 )
-from memq.jobstore import JobStore
+from memq.store.adapters import AdapterIncompatible, AdapterRegistry
+from memq.store.jobs import JobStore
 
 log = logging.getLogger("memq.gateway.adapters")
 

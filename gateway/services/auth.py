@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from gateway.core.config import GatewaySettings
 from memq.errors import Unauthorized
-from memq.keystore import ApiKeyStore, key_digest, key_prefix_of
 from memq.settings import DEFAULT_TENANT
+from memq.store.keystore import ApiKeyStore, key_digest, key_prefix_of
 
 MAX_CACHED_KEYS = 10_000
 

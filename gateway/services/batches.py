@@ -1,5 +1,5 @@
 """Batches: create one from an uploaded JSONL file, read, list and cancel them, and the
-background work that moves every unfinished batch along (see memq.batches for the states
+background work that moves every unfinished batch along (see memq.store.batches for the states
 and why every line ends up in exactly one file exactly once).
 
 The work on one batch (creating its jobs, cancelling them, expiring it, writing the lines of
@@ -29,14 +29,9 @@ from gateway.core.config import GatewaySettings
 from gateway.services.files import FileNotFound, FileService
 from gateway.services.jobs import JobService
 from gateway.services.openai import MODEL_ALIASES, ModelNotFound
-from memq.batches import (
+from memq.batch_format import (
     ERROR,
     OUTPUT,
-    BatchLines,
-    BatchMeta,
-    BatchState,
-    BatchStore,
-    InputNotJsonl,
     JobBuilder,
     PlannedLine,
     iter_file,
@@ -61,9 +56,10 @@ from memq.contracts import (
     completion_window_seconds,
 )
 from memq.contracts.openai import ChatCompletionRequest, CompletionRequest
-from memq.errors import GatewayError, InvalidInput, NotFound
-from memq.files import FileRecord
-from memq.jobstore import JobStore, utcnow
+from memq.errors import GatewayError, InputNotJsonl, InvalidInput, NotFound
+from memq.store.batches import BatchLines, BatchMeta, BatchState, BatchStore
+from memq.store.files import FileRecord
+from memq.store.jobs import JobStore, utcnow
 
 log = logging.getLogger("memq.gateway.batches")
 

@@ -1,24 +1,32 @@
 """Files: upload (size-limited), read, download, delete and list a tenant's files.
 
 Uploaded files are batch inputs (`purpose=batch`); a batch's output and error files are
-made by the batch (memq.batches) and readable while it runs."""
+made by the batch (memq.store.batches) and readable while it runs. Records are in Redis
+(memq.store.files), bytes in the file storage (gateway/storage.py)."""
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Iterator
 from typing import BinaryIO
 
 from gateway.core.config import GatewaySettings
-from memq.batches import ERROR, OUTPUT, BatchStore, iter_file
+from gateway.storage import CHUNK_BYTES, FileStorage
+from memq.batch_format import ERROR, OUTPUT, iter_file
 from memq.contracts import FileDeleted, FileListResponse, FilePublic, FilePurpose
 from memq.errors import GatewayError, InvalidInput, NotFound
-from memq.files import CHUNK_BYTES, FileRecord, FileRecords, FileStorage, new_file_id
+from memq.store.batches import BatchStore
+from memq.store.files import FileRecord, FileRecords
 
 log = logging.getLogger("memq.gateway.files")
 
 MAX_FILENAME_CHARS = 255
+
+
+def new_file_id() -> str:
+    return f"file-{uuid.uuid4().hex}"
 
 
 class FileNotFound(NotFound):

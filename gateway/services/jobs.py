@@ -36,8 +36,14 @@ from memq.contracts import (
     ModelInfo,
     PinnedMemory,
 )
-from memq.errors import InvalidInput, JobNotFound, PromptTooLong
-from memq.jobstore import Created, IdempotencyConflict, JobRecord, JobStore, QuotaExceeded
+from memq.errors import (
+    IdempotencyConflict,
+    InvalidInput,
+    JobNotFound,
+    PromptTooLong,
+    QuotaExceeded,
+)
+from memq.store.jobs import Created, JobRecord, JobStore
 from memq.webhooks import WebhookQueue
 
 log = logging.getLogger("memq.gateway.jobs")

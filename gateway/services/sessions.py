@@ -22,7 +22,7 @@ from memq.contracts import (
 )
 from memq.errors import NotFound
 from memq.memory_client import AsyncMemoryClient
-from memq.sessions import summary_id
+from memq.store.sessions import summary_id
 
 
 class SessionNotFound(NotFound):
@@ -36,7 +36,7 @@ class SessionService:
 
     async def read(self, tenant: str, session_id: str) -> SessionPublic:
         turns_so_far, through = await run_in_threadpool(
-            self.jobs.store.session_state, tenant, session_id
+            self.jobs.store.sessions.state, tenant, session_id
         )
         memories: list[MemoryPublic] = []
         cursor = None
@@ -84,7 +84,7 @@ class SessionService:
             tenant, "DELETE", f"/v1/namespaces/{session_namespace(session_id)}"
         )
         deleted = ForgetResponse.model_validate(gone).deleted
-        await run_in_threadpool(self.jobs.store.forget_session, tenant, session_id)
+        await run_in_threadpool(self.jobs.store.sessions.forget, tenant, session_id)
         return SessionForgotten(
             session_id=session_id, deleted_memories=deleted, cancelled_jobs=cancelled
         )

@@ -13,8 +13,8 @@ from pydantic import ValidationError
 
 from memq.cli.common import JsonOpt
 from memq.errors import InvalidInput
-from memq.keystore import ApiKeyStore
 from memq.settings import LauncherSettings
+from memq.store.keystore import ApiKeyStore
 
 app = typer.Typer(
     help="Create, list and revoke API keys. Talks to Redis directly (MEMQ_REDIS_URL, or the "

@@ -42,10 +42,10 @@ from typing import Any
 import httpx
 import redis
 
-from memq.jobstore import JobStore
 from memq.ops.process import Child, LaunchError, RestartPolicy, check_alive, free_port
 from memq.ops.redis_server import redis_args, wait_redis
 from memq.settings import SERVICE_TOKEN_FILE, LauncherSettings
+from memq.store.jobs import JobStore
 
 log = logging.getLogger("memq.launcher")
 
@@ -191,7 +191,7 @@ class Stack:
                 self.check_alive()
                 with contextlib.suppress(redis.ConnectionError):
                     ours = {f":{w.pid}:" for w in self.workers if w.pid is not None}
-                    live = store.live_workers(within_s=60)
+                    live = store.leases.live_workers(within_s=60)
                     info = store.model_info()
                     if info is not None and any(p in w for w in live for p in ours):
                         self.model = info.name

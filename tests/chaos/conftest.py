@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from memq.jobstore import JobStore
 from memq.ops.launcher import Stack
 from memq.sdk import Client
+from memq.store.jobs import JobStore
 
 
 @pytest.fixture

@@ -24,10 +24,10 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from memq.batches import line_job_id
+from memq.batch_format import line_job_id
 from memq.contracts import BatchPublic, JobStatus
-from memq.jobstore import JobStore
 from memq.ops.launcher import Stack
+from memq.store.jobs import JobStore
 from tests.chaos.checker import History
 from tests.utils.stack import StackFactory
 

@@ -13,9 +13,9 @@ import pytest
 import redis
 
 from memq.contracts import JobStatus
-from memq.jobstore import JobStore
 from memq.ops.launcher import Stack
 from memq.sdk import Client
+from memq.store.jobs import JobStore
 from tests.chaos.checker import History
 from tests.utils.stack import StackFactory
 

@@ -22,9 +22,9 @@ import pytest
 
 from memq.contracts import JobPublic, JobStatus
 from memq.errors import APIError
-from memq.jobstore import JobStore
 from memq.ops.launcher import Stack
 from memq.sdk import Client
+from memq.store.jobs import JobStore
 from tests.chaos.checker import History
 from tests.chaos.probe import eventually
 from tests.utils.stack import StackFactory

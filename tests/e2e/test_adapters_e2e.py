@@ -18,8 +18,8 @@ import pytest
 import redis
 
 from memq.contracts import JobPublic, JobStatus
-from memq.keystore import ApiKeyStore
 from memq.ops.launcher import Stack
+from memq.store.keystore import ApiKeyStore
 from tests.utils.stack import StackFactory, paused
 
 pytestmark = pytest.mark.e2e

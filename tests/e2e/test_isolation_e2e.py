@@ -27,8 +27,8 @@ import redis
 from gateway.core.config import GatewaySettings
 from gateway.main import create_app
 from memq.contracts import JobPublic, JobStatus
-from memq.keystore import ApiKeyStore
 from memq.ops.launcher import Stack
+from memq.store.keystore import ApiKeyStore
 from tests.utils.stack import StackFactory, paused
 
 pytestmark = pytest.mark.e2e

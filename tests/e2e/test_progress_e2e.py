@@ -8,9 +8,9 @@ import pytest
 import redis
 
 from memq.contracts import JobStatus
-from memq.jobstore import JobStore
 from memq.ops.launcher import Stack
 from memq.sdk import Client
+from memq.store.jobs import JobStore
 
 pytestmark = pytest.mark.e2e
 

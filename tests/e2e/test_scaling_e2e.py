@@ -19,8 +19,8 @@ import httpx
 import pytest
 import redis
 
-from memq.jobstore import JobStore
 from memq.ops.launcher import Stack
+from memq.store.jobs import JobStore
 from tests.utils.stack import StackFactory, paused
 
 pytestmark = pytest.mark.e2e
@@ -67,7 +67,7 @@ def test_two_workers_share_a_burst_and_each_result_names_its_worker(two_workers:
     # Both have loaded their model and heartbeat (start_stack waits for one of them).
     _until(
         "a heartbeat from both workers",
-        lambda: {_worker_pid(w) for w in store.live_workers(within_s=60)} >= pids or None,
+        lambda: {_worker_pid(w) for w in store.leases.live_workers(within_s=60)} >= pids or None,
     )
     namespace = f"user:{uuid.uuid4().hex[:8]}"
     with httpx.Client(base_url=stack.gateway_url, timeout=60) as http:

@@ -14,7 +14,7 @@ from gateway.core.config import GatewaySettings
 from gateway.main import create_app
 from gateway.services.auth import Authenticator
 from memq.errors import Unauthorized
-from memq.keystore import ApiKeyInfo, ApiKeyStore
+from memq.store.keystore import ApiKeyInfo, ApiKeyStore
 
 JOB = {"type": "generate", "prompt": "hi"}
 

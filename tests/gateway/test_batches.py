@@ -24,7 +24,7 @@ from tokenizers.pre_tokenizers import Whitespace
 
 from gateway.core.config import GatewaySettings
 from gateway.main import create_app
-from memq.batches import BatchLines, BatchStore, line_job_id
+from memq.batch_format import line_job_id
 from memq.contracts import (
     BatchPublic,
     FilePublic,
@@ -35,7 +35,8 @@ from memq.contracts import (
     TokenUsage,
 )
 from memq.contracts.openai import completion_body
-from memq.jobstore import JobStore
+from memq.store.batches import BatchLines, BatchStore
+from memq.store.jobs import JobStore
 
 ACME = {"Authorization": "Bearer k-acme"}
 BETA = {"X-API-Key": "k-beta"}

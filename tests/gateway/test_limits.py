@@ -15,7 +15,7 @@ from gateway.core.config import GatewaySettings
 from gateway.core.limits import QUEUE_FULL_RETRY_AFTER_S
 from gateway.main import create_app
 from memq.contracts import GenerationParams, JobResult, JobTimings, TokenUsage
-from memq.jobstore import JobStore
+from memq.store.jobs import JobStore
 
 QUEUE = "memq.test"
 JOB = {"type": "generate", "prompt": "hi"}

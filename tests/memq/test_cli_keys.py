@@ -9,8 +9,8 @@ import redis
 from typer.testing import CliRunner
 
 from memq.cli import app
-from memq.keystore import ApiKeyStore
 from memq.ops.process import free_port
+from memq.store.keystore import ApiKeyStore
 
 
 @pytest.fixture

@@ -913,5 +913,5 @@ def test_greedy_and_top_k_in_the_generate_kwargs() -> None:
 
 
 def test_limits_other_modules_enforce() -> None:
-    # memq/batches.py bounds a batch line's custom_id with it.
+    # memq/batch_format.py bounds a batch line's custom_id with it.
     assert MAX_CUSTOM_ID_CHARS == 512

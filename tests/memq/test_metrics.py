@@ -28,7 +28,7 @@ from memq.contracts import (
     SummarizeJobRequest,
     TokenUsage,
 )
-from memq.jobstore import JobStore, utcnow
+from memq.store.jobs import JobStore, utcnow
 
 
 def _result(tokens: int, hits: int) -> JobResult:
@@ -57,7 +57,9 @@ def scrape(store: JobStore) -> dict[str, float]:
     queues = {"high": "q.high", "normal": "q", "low": "q.low"}
     registry.register(
         metrics.RedisCollector(
-            store.read_metrics, lambda: store.queue_depths(queues), store.unfinished_total
+            store.metrics.read,
+            lambda: store.metrics.queue_depths(queues),
+            store.metrics.unfinished_total,
         )
     )
     text = generate_latest(registry).decode()
@@ -119,7 +121,7 @@ def test_histogram_buckets_are_cumulative_and_end_with_the_count(
     update = metrics.MetricUpdate()
     for value in (0.001, 0.3, 0.3, 7.0, 99_999.0):
         update.observe(metrics.JOB_DURATION, ("generate", "succeeded"), value)
-    store.add_metrics(update)
+    store.metrics.add(update)
     found = scrape(store)
     labels = 'status="succeeded",type="generate"'
 
@@ -163,10 +165,10 @@ def test_a_cancelled_jobs_partial_tokens_and_webhook_outcomes_are_counted(
     store.create("t", "j", SummarizeJobRequest(text="x"))
     record = store.get("t", "j")
     assert record is not None
-    store.add_metrics(metrics.partial_tokens(record, 4))
-    store.add_metrics(metrics.webhook_attempt(failed=True, outcome=None))
-    store.add_metrics(metrics.webhook_attempt(failed=True, outcome="gave_up"))
-    store.add_metrics(metrics.webhook_attempt(failed=False, outcome="delivered"))
+    store.metrics.add(metrics.partial_tokens(record, 4))
+    store.metrics.add(metrics.webhook_attempt(failed=True, outcome=None))
+    store.metrics.add(metrics.webhook_attempt(failed=True, outcome="gave_up"))
+    store.metrics.add(metrics.webhook_attempt(failed=False, outcome="delivered"))
     found = scrape(store)
     assert found['memq_generated_tokens_total{type="summarize"}'] == 4
     assert found["memq_webhook_failed_attempts_total{}"] == 2

@@ -60,12 +60,24 @@ class Target:
         return [m for m in mutants if self.kinds is None or m.kind in self.kinds]
 
 
+def _store_tests(first: str) -> tuple[str, ...]:
+    """The store's test files, the module's own first: JobStore composes the smaller stores,
+    so a mutant of one may only show in another's tests."""
+    files = [f"tests/memq/store/test_{n}.py" for n in _STORE_MODULES]
+    return (first, *(f for f in files if f != first))
+
+
+_STORE_MODULES = ("jobs", "keys", "leases", "sessions", "webhooks", "metrics")
+
 MODULES: dict[str, Target] = {
     "memq/budget.py": Target(("tests/memq/test_budget.py",), strings=True),
     "memory_service/services/chunking.py": Target(
         ("tests/memory_service/test_chunking.py",), strings=True
     ),
-    "memq/jobstore.py": Target(("tests/memq/test_jobstore.py",)),
+    **{
+        f"memq/store/{name}.py": Target(_store_tests(f"tests/memq/store/test_{name}.py"))
+        for name in _STORE_MODULES
+    },
     # The contracts' numbers only: the bounds, limits and defaults the table of edges pins
     # (their other logic is tested through the services that use them).
     **{

@@ -15,13 +15,6 @@ import pytest
 import redis
 import torch
 
-from memq.adapters import (
-    AdapterIncompatible,
-    AdapterNotFound,
-    AdapterRegistry,
-    AdapterVersionRecord,
-    version_dir,
-)
 from memq.contracts import (
     AdapterRef,
     GenerateJobRequest,
@@ -32,7 +25,14 @@ from memq.contracts import (
     MemorySearchResponse,
     TrainingOptions,
 )
-from memq.jobstore import JobRecord
+from memq.store.adapters import (
+    AdapterIncompatible,
+    AdapterNotFound,
+    AdapterRegistry,
+    AdapterVersionRecord,
+    version_dir,
+)
+from memq.store.jobs import JobRecord
 from worker.adapters import AdapterPool
 from worker.config import WorkerSettings
 from worker.engine import build_engine

@@ -32,7 +32,7 @@ from memq.contracts import (
     SummarizeJobRequest,
 )
 from memq.errors import MemoryUnavailable, PromptTooLong
-from memq.jobstore import JobRecord
+from memq.store.jobs import JobRecord
 from worker.engine.base import GenerationOutput, GenerationRequest
 from worker.errors import JobCancelled, SummaryDidNotConverge
 from worker.model_loader import LoadedModel

@@ -17,8 +17,8 @@ from memq.broker import (
     unacked_job_ids,
 )
 from memq.contracts import GenerateJobRequest, JobStatus
-from memq.jobstore import JobStore
 from memq.settings import CommonSettings
+from memq.store.jobs import JobStore
 from worker.reconciler import LeaseKeeper, Reconciler
 
 QUEUE = "memq.test-reconcile"
@@ -135,7 +135,7 @@ def test_a_job_held_by_a_live_worker_is_left_alone_however_long(store: JobStore)
         clock.now += 60
     assert sent == []
     keeper.release("acme", "j4")
-    assert store.leased([("acme", "j4")]) == [False]
+    assert store.leases.leased([("acme", "j4")]) == [False]
 
 
 def test_finished_and_vanished_jobs_leave_the_unfinished_index(
@@ -177,8 +177,8 @@ def test_lease_keeper_retakes_a_lapsed_lease_unless_someone_else_has_it(store: J
     keeper.hold("acme", "j9")
     store.r.delete(store.keys.lease("acme", "j8"))  # e.g. Redis restarted without it
     store.r.delete(store.keys.lease("acme", "j9"))
-    assert store.take_lease("acme", "j9", "w2")  # another worker got j9 meanwhile
+    assert store.leases.take("acme", "j9", "w2")  # another worker got j9 meanwhile
     keeper.beat()
     assert store.r.get(store.keys.lease("acme", "j8")) == b"w1"
     assert store.r.get(store.keys.lease("acme", "j9")) == b"w2"
-    assert store.live_workers(within_s=30) == ["w1"]
+    assert store.leases.live_workers(within_s=30) == ["w1"]

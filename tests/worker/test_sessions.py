@@ -23,10 +23,11 @@ from memq.contracts import (
     SummarizeJobRequest,
     TokenUsage,
     session_namespace,
+    user_namespace,
 )
 from memq.errors import MemoryUnavailable
-from memq.jobstore import JobStore
-from memq.sessions import message_id, summary_id, user_namespace
+from memq.store.jobs import JobStore
+from memq.store.sessions import message_id, summary_id
 from worker.sessions import SessionBook
 
 

@@ -25,7 +25,7 @@ from memq.contracts import (
     TokenUsage,
 )
 from memq.errors import EngineUnavailable, MemoryUnavailable, MemqError, PromptTooLong
-from memq.jobstore import JobRecord, JobStore
+from memq.store.jobs import JobRecord, JobStore
 from tests.worker.helpers import worker_settings
 from worker.celery_app import create_celery_app
 from worker.reconciler import LeaseKeeper
@@ -146,7 +146,7 @@ def test_a_job_runs_and_its_result_is_committed_and_its_lease_released(
     assert job is not None and job.status == JobStatus.succeeded
     assert job.result is not None and job.result.text == "out"
     assert job.worker == "w-test" and job.attempts == 1
-    assert rt.leases.held() == [] and rt.store.leased([("acme", "t1")]) == [False]
+    assert rt.leases.held() == [] and rt.store.leases.leased([("acme", "t1")]) == [False]
 
 
 @pytest.mark.parametrize(
@@ -222,7 +222,7 @@ def test_a_job_that_must_not_run_is_skipped(
     elif state == "cancelled":
         rt.store.cancel("acme", "t4")
     elif state == "leased elsewhere":
-        assert rt.store.take_lease("acme", "t4", "another-live-worker")
+        assert rt.store.leases.take("acme", "t4", "another-live-worker")
     _call(run_job, "t4")
     assert rt.runner.ran == []
     if state == "leased elsewhere":

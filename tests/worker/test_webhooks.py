@@ -29,7 +29,7 @@ from memq.contracts import (
     TokenUsage,
     WebhookAttempt,
 )
-from memq.jobstore import JobRecord, JobStore
+from memq.store.jobs import JobRecord, JobStore
 from memq.webhooks import (
     DELIVER_WEBHOOK_TASK,
     ID_HEADER,
@@ -101,7 +101,7 @@ def _finished(store: JobStore, url: str, job_id: str = "j1") -> JobRecord:
     store.create(TENANT, job_id, GenerateJobRequest(prompt="hi", callback_url=url))
     record = store.start(TENANT, job_id, worker="w", engine="e").record
     assert record is not None and store.succeed(record, _result())
-    assert store.begin_webhook(TENANT, job_id, url)
+    assert store.webhooks.begin(TENANT, job_id, url)
     return record
 
 
@@ -118,7 +118,7 @@ def test_the_receiver_gets_the_finished_job_signed_with_the_tenants_secret(
     assert _sender(store, http).deliver(TENANT, "j1", "d-1") is None
 
     [delivery] = receiver.received
-    secret = store.webhook_secret(TENANT).secret
+    secret = store.webhooks.secret(TENANT).secret
     assert verify(secret, delivery.headers, delivery.body) == "d-1"
     job = JobPublic.model_validate_json(delivery.body)
     assert (job.id, job.status, job.result and job.result.text) == ("j1", "succeeded", "out")
@@ -148,7 +148,7 @@ def test_a_5xx_is_retried_with_backoff_under_the_same_delivery_id(
     assert [d.headers[ID_HEADER] for d in receiver.received] == ["d-1"] * 3
     assert [d.body for d in receiver.received] == [receiver.received[0].body] * 3
     assert [a.status_code for a in _attempts(store)] == [500, 503, 200]
-    found = store.read_metrics()
+    found = store.metrics.read()
     assert _count(found, metrics.WEBHOOK_FAILED_ATTEMPTS) == 2
     assert _count(found, metrics.WEBHOOK_DELIVERIES, "delivered") == 1
 
@@ -167,7 +167,7 @@ def test_a_refusal_by_the_receiver_gives_up_at_once(
     assert attempt.status_code == status and attempt.error is not None
     assert _sender(store, http).deliver(TENANT, "j1", "d-1") is None
     assert len(receiver.received) == 1
-    assert _count(store.read_metrics(), metrics.WEBHOOK_DELIVERIES, "gave_up") == 1
+    assert _count(store.metrics.read(), metrics.WEBHOOK_DELIVERIES, "gave_up") == 1
 
 
 @pytest.mark.parametrize("status", [408, 429])
@@ -315,7 +315,7 @@ def test_a_cancelled_running_job_waits_for_its_partial_text(
     running = store.start(TENANT, "j1", worker="w", engine="e").record
     assert running is not None
     assert store.cancel(TENANT, "j1") is not None
-    assert store.begin_webhook(TENANT, "j1", receiver.url)
+    assert store.webhooks.begin(TENANT, "j1", receiver.url)
     sender = _sender(store, http)
     assert sender.deliver(TENANT, "j1", "d-1") == PARTIAL_POLL_S
     assert receiver.received == [] and _attempts(store) == []
@@ -332,7 +332,7 @@ def test_the_partial_text_is_not_awaited_forever(
     store.create(TENANT, "j1", GenerateJobRequest(prompt="hi", callback_url=receiver.url))
     assert store.start(TENANT, "j1", worker="w", engine="e").record is not None
     cancelled = store.cancel(TENANT, "j1")
-    assert cancelled is not None and store.begin_webhook(TENANT, "j1", receiver.url)
+    assert cancelled is not None and store.webhooks.begin(TENANT, "j1", receiver.url)
     later = cancelled.timestamps[JobStatus.cancelled] + timedelta(seconds=30)
     sender = WebhookSender(store, _policy(), http, clock=later.timestamp)
     assert sender.deliver(TENANT, "j1", "d-1") is None
@@ -345,7 +345,7 @@ def test_attempts_recorded_concurrently_are_all_kept(store: JobStore, receiver: 
 
     def record(i: int) -> None:
         attempt = WebhookAttempt(at=at, status_code=500 + i)
-        store.record_webhook_attempt(TENANT, "j1", attempt, delivered=False, gave_up=False)
+        store.webhooks.record_attempt(TENANT, "j1", attempt, delivered=False, gave_up=False)
 
     threads = [threading.Thread(target=record, args=(i,)) for i in range(20)]
     for t in threads:
@@ -361,9 +361,9 @@ def test_webhook_bookkeeping_never_overwrites_the_jobs_record(
     store.create(TENANT, "j1", GenerateJobRequest(prompt="hi", callback_url=receiver.url))
     running = store.start(TENANT, "j1", worker="w", engine="e").record
     assert running is not None and store.cancel(TENANT, "j1") is not None
-    assert store.begin_webhook(TENANT, "j1", receiver.url)
+    assert store.webhooks.begin(TENANT, "j1", receiver.url)
     attempt = WebhookAttempt(at=datetime.now(UTC), status_code=500)
-    store.record_webhook_attempt(TENANT, "j1", attempt, delivered=False, gave_up=False)
+    store.webhooks.record_attempt(TENANT, "j1", attempt, delivered=False, gave_up=False)
     # the worker attaches the partial text from a record it read before that attempt
     assert store.attach_partial(running, _result("half"))
     job = store.get(TENANT, "j1")
@@ -373,25 +373,26 @@ def test_webhook_bookkeeping_never_overwrites_the_jobs_record(
 
 
 def test_nothing_is_recorded_on_an_expired_record(store: JobStore, receiver: Receiver) -> None:
-    assert not store.begin_webhook(TENANT, "gone", receiver.url)
+    assert not store.webhooks.begin(TENANT, "gone", receiver.url)
     assert not store.r.exists(store.keys.job(TENANT, "gone"))
     attempt = WebhookAttempt(at=datetime.now(UTC), status_code=200)
     assert (
-        store.record_webhook_attempt(TENANT, "gone", attempt, delivered=True, gave_up=False) is None
+        store.webhooks.record_attempt(TENANT, "gone", attempt, delivered=True, gave_up=False)
+        is None
     )
 
 
 def test_the_secret_is_made_once_and_rotation_keeps_the_old_one_signing_for_a_while(
     store: JobStore, http: httpx.Client, receiver: Receiver
 ) -> None:
-    first = store.webhook_secret(TENANT)
+    first = store.webhooks.secret(TENANT)
     assert first.secret.startswith("whsec_") and first.previous_valid_until is None
-    assert store.webhook_secret(TENANT) == first
-    assert store.webhook_secret("other").secret != first.secret
+    assert store.webhooks.secret(TENANT) == first
+    assert store.webhooks.secret("other").secret != first.secret
 
-    rotated = store.webhook_secret(TENANT, rotate=True)
+    rotated = store.webhooks.secret(TENANT, rotate=True)
     assert rotated.secret != first.secret and rotated.previous_valid_until is not None
-    assert store.webhook_signing_secrets(TENANT) == [rotated.secret, first.secret]
+    assert store.webhooks.signing_secrets(TENANT) == [rotated.secret, first.secret]
 
     _finished(store, receiver.url)
     _sender(store, http).deliver(TENANT, "j1", "d-1")
@@ -402,8 +403,8 @@ def test_the_secret_is_made_once_and_rotation_keeps_the_old_one_signing_for_a_wh
 
     # once the overlap is over only the new secret signs
     store.r.hset(store.keys.webhook_secret(TENANT), "previous_until", first.created_at.isoformat())
-    assert store.webhook_signing_secrets(TENANT) == [rotated.secret]
-    assert store.webhook_secret(TENANT).previous_valid_until is None
+    assert store.webhooks.signing_secrets(TENANT) == [rotated.secret]
+    assert store.webhooks.secret(TENANT).previous_valid_until is None
     with pytest.raises(InvalidWebhook):
         verify("whsec_guess", delivery.headers, delivery.body)
 
@@ -449,7 +450,7 @@ def test_a_job_with_a_callback_is_queued_once_on_the_high_queue_whoever_ends_it(
     job = gateway.get(TENANT, "j1")
     assert job is not None and job.webhook is not None
     assert job.webhook.url == "https://h.example/" and job.webhook.attempts == []
-    assert not gateway.begin_webhook(TENANT, "j1", "https://h.example/")
+    assert not gateway.webhooks.begin(TENANT, "j1", "https://h.example/")
 
 
 def test_a_hook_that_fails_leaves_the_transition_committed(redis_client: redis.Redis) -> None:

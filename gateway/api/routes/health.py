@@ -29,7 +29,7 @@ async def readyz(store: Store, memory: Memory, settings: Settings) -> JSONRespon
     try:
         await run_in_threadpool(store.ping)
         info = await run_in_threadpool(store.model_info)
-        workers = await run_in_threadpool(store.live_workers, settings.lease_ttl_s)
+        workers = await run_in_threadpool(store.leases.live_workers, settings.lease_ttl_s)
         checks["redis"] = "ok"
         checks["workers"] = "ok" if workers else "no worker sent a heartbeat recently"
         model = info.name if info else None

@@ -22,7 +22,7 @@ from memq.contracts import (
     JobStatus,
     JobType,
 )
-from memq.jobstore import Created
+from memq.store.jobs import Created
 from memq.webhooks import status_url
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])

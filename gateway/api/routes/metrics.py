@@ -26,7 +26,9 @@ def metrics(store: Store, settings: Settings) -> Response:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(
         RedisCollector(
-            store.read_metrics, lambda: store.queue_depths(queues), store.unfinished_total
+            store.metrics.read,
+            lambda: store.metrics.queue_depths(queues),
+            store.metrics.unfinished_total,
         )
     )
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -20,10 +20,10 @@ _errors: dict[int | str, dict[str, Any]] = {
 @router.get("/secret", response_model=WebhookSecret, responses=_errors)
 def get_webhook_secret(tenant: Tenant, store: Store) -> WebhookSecret:
     """The secret that signs this tenant's webhooks (`Memq-Signature`); made on first use."""
-    return store.webhook_secret(tenant)
+    return store.webhooks.secret(tenant)
 
 
 @router.post("/secret/rotate", response_model=WebhookSecret, responses=_errors)
 def rotate_webhook_secret(tenant: Tenant, store: Store) -> WebhookSecret:
     """Replace the secret; deliveries carry a signature by the old one too for 24 h."""
-    return store.webhook_secret(tenant, rotate=True)
+    return store.webhooks.secret(tenant, rotate=True)

@@ -1,104 +1,26 @@
-"""Files of the OpenAI-style Files API: where their bytes live and their records in Redis.
+"""File records of the OpenAI-style Files API, in Redis (their bytes are in the gateway's
+file storage: gateway/storage.py).
 
 A file's *record* (`FileRecord`: the OpenAI File object plus its tenant and, for a batch's
 output and error files, the batch that writes it) is a Redis string under
-`JobKeys.file(tenant, id)`, listed in the tenant's `JobKeys.files` zset: another tenant's
-key simply does not exist, so its file is a 404 like an unknown id.
-
-Its *bytes* live in a `FileStorage`, addressed by the file id alone (ids are made here,
-never taken from a client, so a key cannot climb out of the storage root). The storage is
-a small interface: `DirectoryStorage` (`MEMQ_FILES_DIR`, default `DATA_DIR/files`) is the
-one memq ships; an object store (S3, GCS) implements the same three calls.
+`Keys.file(tenant, id)`, listed in the tenant's `Keys.files` zset: another tenant's key
+simply does not exist, so its file is a 404 like an unknown id.
 
 A batch's output and error files exist from the moment its lines start running: until
-the batch is finalized their bytes are the batch's lines in Redis (memq.batches), then
-they are written to the storage once and `stored` is set.
+the batch is finalized their bytes are the batch's lines in Redis (memq.store.batches),
+then they are written to the storage once and `stored` is set.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 import time
-import uuid
-from collections.abc import Iterable, Iterator
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import redis
 
 from memq.contracts import FilePublic, FilePurpose
-from memq.jobstore import JobKeys
-
-CHUNK_BYTES = 256 * 1024
-
-
-def new_file_id() -> str:
-    return f"file-{uuid.uuid4().hex}"
-
-
-class FileStorage(Protocol):
-    """Where file bytes live. Writes are all or nothing (a reader never sees half a file)."""
-
-    def write(self, key: str, chunks: Iterable[bytes]) -> int:
-        """Store `chunks` under `key` (replacing what was there); returns the size."""
-        ...
-
-    def read(self, key: str) -> Iterator[bytes]:
-        """The bytes under `key`, in chunks; FileNotFoundError when there are none."""
-        ...
-
-    def delete(self, key: str) -> None:
-        """Remove `key`; nothing happens when it does not exist."""
-        ...
-
-
-class DirectoryStorage:
-    """Files in a local directory (`root/ab/<key>`), written to a temporary file, flushed
-    to disk and renamed into place."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.root.mkdir(parents=True, exist_ok=True)
-
-    def _path(self, key: str) -> Path:
-        if not key or "/" in key or key.startswith("."):
-            raise ValueError(f"not a storage key: {key!r}")
-        return self.root / key[-2:] / key
-
-    def write(self, key: str, chunks: Iterable[bytes]) -> int:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        size = 0
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                for chunk in chunks:
-                    out.write(chunk)
-                    size += len(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        return size
-
-    def read(self, key: str) -> Iterator[bytes]:
-        handle = self._path(key).open("rb")  # FileNotFoundError before the first chunk
-
-        def chunks() -> Iterator[bytes]:
-            with handle:
-                while chunk := handle.read(CHUNK_BYTES):
-                    yield chunk
-
-        return chunks()
-
-    def delete(self, key: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self._path(key).unlink()
+from memq.settings import DEFAULT_KEY_PREFIX
+from memq.store.keys import Keys, as_text
 
 
 class FileRecord(FilePublic):
@@ -117,9 +39,9 @@ class FileRecord(FilePublic):
 class FileRecords:
     """File records in Redis (one JSON string per file, a zset per tenant for listing)."""
 
-    def __init__(self, client: redis.Redis, prefix: str) -> None:
+    def __init__(self, client: redis.Redis, prefix: str = DEFAULT_KEY_PREFIX) -> None:
         self.r = client
-        self.keys = JobKeys(prefix)
+        self.keys = Keys(prefix)
 
     def put(self, record: FileRecord, *, only_new: bool = False) -> bool:
         """Write the record (and list it); with `only_new`, only when it does not exist."""
@@ -175,7 +97,7 @@ class FileRecords:
 def _page_ids(client: redis.Redis, index: str, after: str | None, newest_first: bool) -> list[str]:
     """Ids of a zset listing (ordered by score, then id), strictly after `after`."""
     entries: Any = client.zrange(index, 0, -1, desc=newest_first, withscores=True)
-    ids = [(m.decode() if isinstance(m, bytes) else m, s) for m, s in entries]
+    ids = [(as_text(m), s) for m, s in entries]
     if after is not None:
         for position, (member, _) in enumerate(ids):
             if member == after:

@@ -3,8 +3,8 @@
 An adapter is a name with versions; each version is what one consolidation job trained on
 a namespace's memories. The registry keeps each version's record (`AdapterVersionRecord`:
 what it learned from, how, where its files are) and whether it went stale (its namespace
-was forgotten since). Keys are `JobKeys.adapter`, `JobKeys.adapters` and
-`JobKeys.forgotten_namespaces`; every key carries the tenant, so another tenant's adapter is
+was forgotten since). Keys (memq.store.keys) are `adapter`, `adapters` and
+`forgotten_namespaces`; every key carries the tenant, so another tenant's adapter is
 exactly as unknown as a name nobody used.
 
 Version numbers are handed out once per job (`reserve_version` is idempotent per job id), so
@@ -33,23 +33,14 @@ from memq.contracts import (
     AdapterVersionPublic,
 )
 from memq.errors import InvalidInput, NotFound
-from memq.jobstore import JobKeys
+from memq.settings import DEFAULT_KEY_PREFIX
+from memq.store import lua
+from memq.store.keys import Keys, as_text
 
 VERSION_FIELD = "v"
 STALE_FIELD = "stale:"
 JOB_FIELD = "job:"
 NEXT_FIELD = "next"
-
-# KEYS: adapter hash, tenant's adapter zset. ARGV: job id, now (s), name.
-# Returns the version this job makes: the one it was given before, or the next number.
-_RESERVE = """
-local given = redis.call('HGET', KEYS[1], 'job:' .. ARGV[1])
-if given then return tonumber(given) end
-local version = redis.call('HINCRBY', KEYS[1], 'next', 1)
-redis.call('HSET', KEYS[1], 'job:' .. ARGV[1], version)
-redis.call('ZADD', KEYS[2], 'NX', ARGV[2], ARGV[3])
-return version
-"""
 
 
 class AdapterNotFound(NotFound):
@@ -85,10 +76,10 @@ def _utcnow() -> datetime:
 
 
 class AdapterRegistry:
-    def __init__(self, client: redis.Redis, prefix: str = "memq") -> None:
+    def __init__(self, client: redis.Redis, prefix: str = DEFAULT_KEY_PREFIX) -> None:
         self.r = client
-        self.keys = JobKeys(prefix)
-        self._reserve = self.r.register_script(_RESERVE)
+        self.keys = Keys(prefix)
+        self._reserve = self.r.register_script(lua.ADAPTER_RESERVE_VERSION)
 
     # writes (the worker) ------------------------------------------------------------------
     def reserve_version(self, tenant: str, name: str, job_id: str) -> int:
@@ -198,7 +189,7 @@ class AdapterRegistry:
 
     def _names(self, tenant: str) -> list[str]:
         found: Any = self.r.zrange(self.keys.adapters(tenant), 0, -1)
-        return [_text(n) for n in found]
+        return [as_text(n) for n in found]
 
     def _stale(self, key: str, version: int, at: datetime, reason: str) -> None:
         value = json.dumps({"at": at.isoformat(), "reason": reason})
@@ -209,12 +200,8 @@ def _forgotten_reason(namespace: str) -> str:
     return f"namespace {namespace!r} was forgotten (DELETE /v1/namespaces/{namespace})"
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _parse_versions(raw: dict[Any, Any]) -> list[AdapterVersionRecord]:
-    fields = {_text(k): _text(v) for k, v in raw.items()}
+    fields = {as_text(k): as_text(v) for k, v in raw.items()}
     found: list[AdapterVersionRecord] = []
     for field, value in fields.items():
         if not field.startswith(VERSION_FIELD) or not field[1:].isdigit():

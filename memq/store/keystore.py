@@ -4,7 +4,7 @@ A key reads `mq_<id>_<secret>`: `id` (12 hex digits) is public and finds the rec
 (`secrets.token_urlsafe(32)`, 256 random bits) is shown once by `create` and never stored.
 `mq_<id>` is the key's prefix, safe to print in listings and logs.
 
-Keys (names from `memq.jobstore.JobKeys`):
+Keys (memq.store.keys):
     {prefix}:apikey:{id}    hash: digest (SHA-256 of the whole key, hex), tenant, name,
                             created_at
     {prefix}:apikeys        zset: key ids by creation time
@@ -27,8 +27,8 @@ from pydantic import BaseModel, Field
 from redis.typing import EncodableT, FieldT
 
 from memq.errors import InvalidInput
-from memq.jobstore import JobKeys
-from memq.settings import TENANT_PATTERN, CommonSettings
+from memq.settings import DEFAULT_KEY_PREFIX, TENANT_PATTERN, CommonSettings
+from memq.store.keys import Keys, as_text
 
 KEY_PREFIX = "mq_"
 KEY_PATTERN = re.compile(r"^mq_([0-9a-f]{12})_[A-Za-z0-9_\-]{43}$")
@@ -94,16 +94,12 @@ def _validate_name(name: str) -> str:
     return name
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 class ApiKeyStore:
     """Create, list, revoke and resolve API keys on memq's Redis."""
 
-    def __init__(self, client: redis.Redis, prefix: str = "memq") -> None:
+    def __init__(self, client: redis.Redis, prefix: str = DEFAULT_KEY_PREFIX) -> None:
         self.r = client
-        self.keys = JobKeys(prefix)
+        self.keys = Keys(prefix)
 
     @classmethod
     def from_settings(cls, settings: CommonSettings) -> ApiKeyStore:
@@ -149,7 +145,7 @@ class ApiKeyStore:
         if tenant is not None:
             validate_tenant(tenant)
         members: Any = self.r.zrange(self.keys.api_keys(), 0, -1)
-        ids = [_text(i) for i in members]
+        ids = [as_text(i) for i in members]
         pipe = self.r.pipeline(transaction=False)
         for key_id in ids:
             pipe.hgetall(self.keys.api_key(key_id))
@@ -182,7 +178,7 @@ class ApiKeyStore:
             return None
         # The id is public, so an attacker can aim at one record: compare without leaking
         # through timing how much of the digest matched.
-        if not hmac.compare_digest(_text(stored).encode(), key_digest(key).encode()):
+        if not hmac.compare_digest(as_text(stored).encode(), key_digest(key).encode()):
             return None
         return self._info(key_id, raw)
 
@@ -191,7 +187,7 @@ class ApiKeyStore:
 
     @staticmethod
     def _info(key_id: str, raw: Any) -> ApiKeyInfo | None:
-        fields = {_text(k): _text(v) for k, v in (raw or {}).items()}
+        fields = {as_text(k): as_text(v) for k, v in (raw or {}).items()}
         if "tenant" not in fields:
             return None
         return ApiKeyInfo(

@@ -1,4 +1,5 @@
-"""Job records on a real Redis: lifecycle, tenant-scoped keys, commit-at-most-once, events."""
+"""Job records on a real Redis (memq.store.jobs): lifecycle, tenant-scoped keys,
+commit-at-most-once, listings, events, the terminal hooks."""
 
 from __future__ import annotations
 
@@ -6,12 +7,10 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
-import hashlib
 import logging
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -20,7 +19,7 @@ import redis.asyncio
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from memq import jobstore, metrics
+from memq import metrics
 from memq.contracts import (
     ErrorResponse,
     GenerateJobRequest,
@@ -32,24 +31,21 @@ from memq.contracts import (
     ModelInfo,
     SummarizeJobRequest,
     TokenUsage,
-    WebhookAttempt,
-    WebhookDelivery,
 )
-from memq.jobstore import (
+from memq.errors import IdempotencyConflict, QuotaExceeded
+from memq.ops.process import free_port
+from memq.settings import CommonSettings
+from memq.store.jobs import (
     EVENTS_MAXLEN,
     Created,
-    IdempotencyConflict,
-    JobKeys,
     JobRecord,
     JobStore,
-    QuotaExceeded,
     StartOutcome,
     TokenUpdate,
     decode_cursor,
     encode_cursor,
 )
-from memq.ops.process import free_port
-from memq.settings import CommonSettings
+from tests.utils.redis_monitor import commands_since
 
 
 def _result(text: str) -> JobResult:
@@ -63,15 +59,6 @@ def _result(text: str) -> JobResult:
 
 def _statuses(store: JobStore, tenant: str, job_id: str) -> list[str]:
     return [e["status"] for _, e in store.read_events(tenant, job_id) if e["event"] == "status"]
-
-
-def test_key_schema_is_tenant_scoped_and_prefixed() -> None:
-    keys = JobKeys("pfx")
-    assert keys.job("acme", "j") == "pfx:acme:job:j"
-    assert keys.progress("acme", "j") == "pfx:acme:job:j:progress"
-    assert keys.events("acme", "j") == "pfx:acme:job:j:events"
-    assert keys.index("acme") == "pfx:acme:jobs"
-    assert keys.model() == "pfx:model"
 
 
 def test_lifecycle_records_a_timestamp_per_state_and_expires_finished_records(
@@ -313,35 +300,19 @@ def test_planned_retries_do_not_count_as_lost_workers(redis_client: redis.Redis)
     assert not store.requeue(job)  # only a running job can go back to the queue
 
 
-def test_leases_are_taken_renewed_and_released_only_by_their_holder(
-    redis_client: redis.Redis,
-) -> None:
-    store = JobStore(redis_client, lease_ttl_s=5)
-    assert store.take_lease("acme", "x", "w1")
-    assert not store.take_lease("acme", "x", "w2")
-    assert store.take_lease("acme", "x", "w1")  # idempotent for the holder
-    assert store.renew_leases([("acme", "x"), ("acme", "y")], "w1") == [True, False]
-    assert store.renew_leases([("acme", "x")], "w2") == [False]
-    store.release_lease("acme", "x", "w2")  # not the holder: no effect
-    assert store.leased([("acme", "x"), ("acme", "y")]) == [True, False]
-    store.release_lease("acme", "x", "w1")
-    assert store.leased([("acme", "x")]) == [False]
-    assert store.renew_leases([], "w1") == [] and store.leased([]) == []
-
-
 def test_unfinished_jobs_are_indexed_until_they_end(redis_client: redis.Redis) -> None:
     store = JobStore(redis_client)
     store.create("acme", "a1", GenerateJobRequest(prompt="hi"))
     store.create("beta", "a2", GenerateJobRequest(prompt="hi"))
     assert store.active_jobs() == [("acme", "a1"), ("beta", "a2")]
-    assert store.unfinished_count("acme") == 1
+    assert store.active_jobs(tenant="acme") == [("acme", "a1")]
     running = store.start("acme", "a1", worker="w1", engine="e").record
     assert running is not None and store.succeed(running, _result("x"))
     assert store.active_jobs() == [("beta", "a2")]
-    assert store.unfinished_count("acme") == 0
+    assert store.active_jobs(tenant="acme") == []
     assert redis_client.exists(store.keys.lease("acme", "a1")) == 0  # released on commit
     store.drop_active("beta", "a2")
-    assert store.active_jobs() == [] and store.unfinished_count("beta") == 0
+    assert store.active_jobs() == [] and store.active_jobs(tenant="beta") == []
 
 
 def test_create_refuses_past_the_tenants_quota_of_unfinished_jobs(
@@ -362,24 +333,6 @@ def test_unfinished_records_expire_eventually(redis_client: redis.Redis) -> None
     store = JobStore(redis_client, ttl_s=100, max_unfinished_age_s=1000)
     store.create("acme", "e1", GenerateJobRequest(prompt="hi"))
     assert 1000 < redis_client.ttl(store.keys.job("acme", "e1")) <= 1100
-
-
-def test_worker_heartbeats_tell_which_workers_are_live(redis_client: redis.Redis) -> None:
-    store = JobStore(redis_client)
-    store.heartbeat("w1")
-    redis_client.zadd(store.keys.workers(), {"old": time.time() - 60})
-    assert store.live_workers(within_s=10) == ["w1"]
-    store.forget_worker("w1")
-    assert store.live_workers(within_s=10) == []
-
-
-def test_one_worker_at_a_time_holds_the_reconciler_lock(redis_client: redis.Redis) -> None:
-    store = JobStore(redis_client)
-    assert store.try_lock_reconciler("w1", ttl_s=5)
-    assert not store.try_lock_reconciler("w2", ttl_s=5)
-    assert store.try_lock_reconciler("w1", ttl_s=5)
-    redis_client.delete(store.keys.reconciler())
-    assert store.try_lock_reconciler("w2", ttl_s=5)
 
 
 # ------------------------------------------------------------------- job API bookkeeping
@@ -500,73 +453,7 @@ def test_the_summary_follows_every_transition(redis_client: redis.Redis) -> None
 # ------------------------------------------------------------- every key, value and default
 
 
-def test_every_key_of_the_schema(redis_client: redis.Redis) -> None:
-    keys = JobKeys("pfx")
-    digest = hashlib.sha256(b"key-1").hexdigest()
-    assert {
-        "job": keys.job("acme", "j"),
-        "progress": keys.progress("acme", "j"),
-        "events": keys.events("acme", "j"),
-        "lease": keys.lease("acme", "j"),
-        "index": keys.index("acme"),
-        "session": keys.session("acme", "s1"),
-        "idempotency": keys.idempotency("acme", "key-1"),
-        "tenant_active": keys.tenant_active("acme"),
-        "active": keys.active(),
-        "active_member": keys.active_member("acme", "j"),
-        "workers": keys.workers(),
-        "reconciler": keys.reconciler(),
-        "model": keys.model(),
-        "api_key": keys.api_key("k1"),
-        "api_keys": keys.api_keys(),
-        "rate_limits": keys.rate_limits(),
-        "webhook_secret": keys.webhook_secret("acme"),
-        "metrics": keys.metrics(),
-        "file": keys.file("acme", "f1"),
-        "files": keys.files("acme"),
-        "batch": keys.batch("acme", "b1"),
-        "batch_lines": keys.batch_lines("acme", "b1"),
-        "batch_pending": keys.batch_pending("acme", "b1"),
-        "batch_lease": keys.batch_lease("acme", "b1"),
-        "batches": keys.batches("acme"),
-        "active_batches": keys.active_batches(),
-        "adapter": keys.adapter("acme", "a1"),
-        "adapters": keys.adapters("acme"),
-        "forgotten_namespaces": keys.forgotten_namespaces("acme"),
-    } == {
-        "job": "pfx:acme:job:j",
-        "progress": "pfx:acme:job:j:progress",
-        "events": "pfx:acme:job:j:events",
-        "lease": "pfx:acme:job:j:lease",
-        "index": "pfx:acme:jobs",
-        "session": "pfx:acme:session:s1",
-        "idempotency": f"pfx:acme:idem:{digest}",
-        "tenant_active": "pfx:acme:active",
-        "active": "pfx:active",
-        "active_member": "acme/j",
-        "workers": "pfx:workers",
-        "reconciler": "pfx:reconciler",
-        "model": "pfx:model",
-        "api_key": "pfx:apikey:k1",
-        "api_keys": "pfx:apikeys",
-        "rate_limits": "pfx:ratelimit",
-        "webhook_secret": "pfx:acme:webhook_secret",
-        "metrics": "pfx:metrics",
-        "file": "pfx:acme:file:f1",
-        "files": "pfx:acme:files",
-        "batch": "pfx:acme:batch:b1",
-        "batch_lines": "pfx:acme:batch:b1:lines",
-        "batch_pending": "pfx:acme:batch:b1:pending",
-        "batch_lease": "pfx:acme:batch:b1:lease",
-        "batches": "pfx:acme:batches",
-        "active_batches": "pfx:batches:active",
-        "adapter": "pfx:acme:adapter:a1",
-        "adapters": "pfx:acme:adapters",
-        "forgotten_namespaces": "pfx:acme:forgotten",
-    }
-
-
-def test_keys_outcomes_and_token_updates_are_immutable_values() -> None:
+def test_outcomes_and_token_updates_are_immutable_values() -> None:
     record = JobRecord(
         id="j",
         type=JobType.generate,
@@ -576,7 +463,6 @@ def test_keys_outcomes_and_token_updates_are_immutable_values() -> None:
         request=GenerateJobRequest(prompt="hi"),
     )
     values: list[Any] = [
-        JobKeys("pfx"),
         TokenUpdate("acme", "j", 1, "a", 0, "a"),
         Created(record),
         StartOutcome(None, "why"),
@@ -592,14 +478,14 @@ def test_keys_outcomes_and_token_updates_are_immutable_values() -> None:
 def test_store_defaults_a_week_of_records_and_ten_second_leases(redis_client: redis.Redis) -> None:
     store = JobStore(redis_client)
     assert store.keys.prefix == "memq"
-    assert (store.ttl_s, store.lease_ttl_ms, store.max_unfinished_age_s) == (
+    assert (store.ttl_s, store.leases.ttl_ms, store.max_unfinished_age_s) == (
         604_800,
         10_000,
         604_800,
     )
     assert store.index_retention_s == 604_800 + 604_800 + 30 * 86_400
-    assert JobStore(redis_client, lease_ttl_s=0.25).lease_ttl_ms == 250
-    assert JobStore(redis_client, lease_ttl_s=30).lease_ttl_ms == 30_000
+    assert JobStore(redis_client, lease_ttl_s=0.25).leases.ttl_ms == 250
+    assert JobStore(redis_client, lease_ttl_s=30).leases.ttl_ms == 30_000
 
 
 def test_store_from_settings_uses_their_redis_prefix_and_ages(redis_server: str) -> None:
@@ -614,7 +500,7 @@ def test_store_from_settings_uses_their_redis_prefix_and_ages(redis_server: str)
     store = JobStore.from_settings(settings)
     try:
         assert store.keys.prefix == "fromenv"
-        assert (store.ttl_s, store.lease_ttl_ms, store.max_unfinished_age_s) == (77, 2500, 120)
+        assert (store.ttl_s, store.leases.ttl_ms, store.max_unfinished_age_s) == (77, 2500, 120)
         store.ping()
         store.create("acme", "fs1", GenerateJobRequest(prompt="hi"))
         assert store.r.exists("fromenv:acme:job:fs1") == 1
@@ -734,14 +620,20 @@ def test_an_idempotency_conflict_names_the_original_job(redis_client: redis.Redi
     store.create("acme", "c1", GenerateJobRequest(prompt="hi"), idempotency_key="k")
     with pytest.raises(IdempotencyConflict) as err:
         store.create("acme", "c2", GenerateJobRequest(prompt="other"), idempotency_key="k")
-    assert err.value.args == ("c1",) and str(err.value) == "c1"
+    assert err.value.original_id == "c1"
+    assert err.value.message == (
+        "the Idempotency-Key was used for job c1 with a different request body"
+    )
+    assert (err.value.status_code, err.value.code) == (422, "idempotency_key_reused")
 
 
 def test_the_quota_message_names_the_tenant_and_the_limit(redis_client: redis.Redis) -> None:
     store = JobStore(redis_client)
     store.create("acme", "q1", GenerateJobRequest(prompt="hi"), quota=1)
-    with pytest.raises(QuotaExceeded, match=r"^tenant 'acme' already has 1 unfinished jobs$"):
+    message = r"^tenant 'acme' already has 1 unfinished jobs$"
+    with pytest.raises(QuotaExceeded, match=message) as err:
         store.create("acme", "q2", GenerateJobRequest(prompt="hi"), quota=1)
+    assert (err.value.status_code, err.value.code) == (429, "too_many_jobs")
 
 
 def test_creating_a_job_prunes_index_entries_past_the_retention(
@@ -763,19 +655,6 @@ def test_creating_a_job_prunes_index_entries_past_the_retention(
     assert redis_client.zscore(index, "kept") is not None
 
 
-def _commands(monitor: Any, client: redis.Redis) -> list[str]:
-    """Commands the server received since the monitor started, up to a marker sent now."""
-    client.echo("end-of-test-commands")
-    seen: list[str] = []
-    while True:
-        command = monitor.next_command()["command"]
-        if "end-of-test-commands" in command:
-            return seen
-        name = command.split(" ")[0].upper()
-        if name not in ("HELLO", "CLIENT", "SELECT"):  # a new connection's set-up
-            seen.append(name)
-
-
 def test_delete_removes_every_trace_of_the_job_in_one_transaction(
     redis_client: redis.Redis,
 ) -> None:
@@ -794,7 +673,7 @@ def test_delete_removes_every_trace_of_the_job_in_one_transaction(
     assert redis_client.exists(*traces) == 5
     with redis_client.monitor() as monitor:
         store.delete("acme", "d2", idempotency_key="dk")
-        commands = _commands(monitor, redis_client)
+        commands = commands_since(monitor, redis_client)
     assert redis_client.exists(*traces) == 0
     assert redis_client.zscore(store.keys.index("acme"), "d2") is None
     assert store.active_jobs() == [("acme", "keep")]
@@ -884,7 +763,7 @@ def test_a_transition_to_running_keeps_the_record_lease_and_active_index(
     assert redis_client.ttl(store.keys.events("acme", "k1")) == -1  # no expiry until it ends
     assert redis_client.get(store.keys.lease("acme", "k1")) == b"w1"
     assert store.active_jobs() == [("acme", "k1")]
-    assert store.unfinished_count("acme") == 1
+    assert store.active_jobs(tenant="acme") == [("acme", "k1")]
 
 
 def test_a_requeued_job_shows_no_progress_of_its_last_run(redis_client: redis.Redis) -> None:
@@ -956,7 +835,7 @@ def test_the_terminal_hook_and_the_metrics_run_once_for_the_transition_that_won(
     assert not store.fail(running, ErrorResponse(error="late", message="m"))
     assert store.cancel("acme", "t1") is None
     assert ended == [("t1", JobStatus.succeeded)]
-    finished = {k: v for k, v in store.read_metrics().items() if "memq_jobs_finished" in k}
+    finished = {k: v for k, v in store.metrics.read().items() if "memq_jobs_finished" in k}
     assert finished == {'["memq_jobs_finished",["generate","succeeded"],""]': 1.0}
 
 
@@ -972,11 +851,11 @@ def test_a_failing_observer_neither_undoes_nor_stops_the_others(
     store.on_terminal(broken)
     store.on_terminal(lambda record: seen.append(record.id))
     store.create("acme", "o1", GenerateJobRequest(prompt="hi"))
-    with caplog.at_level(logging.WARNING, logger="memq.jobstore"):
+    with caplog.at_level(logging.WARNING, logger="memq.store.jobs"):
         assert store.cancel("acme", "o1") is not None
     assert seen == ["o1"]
     assert store.status("acme", "o1") == JobStatus.cancelled
-    (logged,) = [r for r in caplog.records if r.name == "memq.jobstore"]
+    (logged,) = [r for r in caplog.records if r.name == "memq.store.jobs"]
     assert logged.levelno == logging.ERROR and logged.exc_info is not None
     assert logged.getMessage().startswith("job o1: what follows its end (")
 
@@ -1007,37 +886,13 @@ def test_metrics_that_cannot_be_counted_are_logged_and_the_job_still_ends(
     def add_metrics(update: metrics.MetricUpdate) -> None:
         raise error
 
-    monkeypatch.setattr(store, "add_metrics", add_metrics)
+    monkeypatch.setattr(store.metrics, "add", add_metrics)
     store.create("acme", "m1", GenerateJobRequest(prompt="hi"))
-    with caplog.at_level(logging.WARNING, logger="memq.jobstore"):
+    with caplog.at_level(logging.WARNING, logger="memq.store.jobs"):
         assert store.cancel("acme", "m1") is not None
     assert seen == ["m1"]
-    (logged,) = [r for r in caplog.records if r.name == "memq.jobstore"]
+    (logged,) = [r for r in caplog.records if r.name == "memq.store.jobs"]
     assert (logged.levelno, logged.getMessage()) == (level, message)
-
-
-def test_metrics_are_added_in_one_transaction_and_read_back(redis_client: redis.Redis) -> None:
-    store = JobStore(redis_client)
-    update = metrics.MetricUpdate(counts={"a": 2, "b": 1}, sums={"s": 0.5})
-    with redis_client.monitor() as monitor:
-        store.add_metrics(update)
-        store.add_metrics(metrics.MetricUpdate())  # nothing to count: no round trip
-        commands = _commands(monitor, redis_client)
-    assert commands == ["MULTI", "HINCRBY", "HINCRBY", "HINCRBYFLOAT", "EXEC"]
-    store.add_metrics(metrics.MetricUpdate(counts={"a": 3}, sums={"s": 0.25}))
-    assert store.read_metrics() == {"a": 5.0, "b": 1.0, "s": 0.75}
-
-
-def test_queue_depths_and_unfinished_total(redis_client: redis.Redis) -> None:
-    store = JobStore(redis_client)
-    redis_client.rpush("q.high", "m1", "m2")
-    redis_client.rpush("q", "m3")
-    depths = store.queue_depths({"high": "q.high", "normal": "q", "low": "q.low"})
-    assert depths == {"high": 2, "normal": 1, "low": 0}
-    assert store.unfinished_total() == 0
-    store.create("acme", "u1", GenerateJobRequest(prompt="hi"))
-    store.create("beta", "u2", GenerateJobRequest(prompt="hi"))
-    assert store.unfinished_total() == 2
 
 
 # ------------------------------------------------------------------------ progress and events
@@ -1181,79 +1036,7 @@ def test_stream_trimming_is_approximate_whole_nodes_at_a_time(redis_client: redi
     assert redis_client.xlen(events) == 20_012
 
 
-# ------------------------------------------------------------------------------- chat sessions
-
-
-def test_session_turns_are_reserved_once_per_job_and_summaries_only_move_forward(
-    redis_client: redis.Redis,
-) -> None:
-    store = JobStore(redis_client)
-    assert store.session_state("acme", "s") == (0, 0)
-    assert store.reserve_turns("acme", "s", "j1", 2) == 1
-    assert store.reserve_turns("acme", "s", "j2", 3) == 3
-    assert store.reserve_turns("acme", "s", "j1", 2) == 1  # a redelivery: the same turns
-    assert store.session_state("acme", "s") == (5, 0)
-    store.summarized("acme", "s", 3)
-    assert store.session_state("acme", "s") == (5, 3)
-    store.summarized("acme", "s", 2)
-    assert store.session_state("acme", "s") == (5, 3)
-    assert store.session_state("beta", "s") == (0, 0)
-    store.forget_session("acme", "s")
-    assert store.session_state("acme", "s") == (0, 0)
-    assert redis_client.exists(store.keys.session("acme", "s")) == 0
-
-
-def test_one_rolling_summary_claim_per_session_until_it_is_done(
-    redis_client: redis.Redis,
-) -> None:
-    store = JobStore(redis_client)
-    assert store.claim_summary("acme", "s", ttl_s=600) is True
-    assert store.claim_summary("acme", "s", ttl_s=600) is False
-    assert store.claim_summary("acme", "other", ttl_s=600) is True
-    store.summarized("acme", "s", 4)  # done: the claim is dropped
-    assert store.claim_summary("acme", "s", ttl_s=600) is True
-
-
-# ------------------------------------------------------------------------- leases and workers
-
-
-def test_lease_and_lock_lifetimes_are_the_ones_asked_for(redis_client: redis.Redis) -> None:
-    # Lifetimes of ~11.6 days: a millisecond-rounding mistake would be off by minutes.
-    store = JobStore(redis_client, lease_ttl_s=1_000_000)
-    assert store.take_lease("acme", "x", "w1") is True
-    lease = store.keys.lease("acme", "x")
-    assert 999_000_000 < redis_client.pttl(lease) <= 1_000_000_000
-    redis_client.pexpire(lease, 5_000)
-    assert store.renew_leases([("acme", "x")], "w1") == [True]
-    assert 999_000_000 < redis_client.pttl(lease) <= 1_000_000_000
-    assert store.try_lock_reconciler("w1", ttl_s=2_000_000) is True
-    assert 1_999_000_000 < redis_client.pttl(store.keys.reconciler()) <= 2_000_000_000
-    assert store.try_lock_reconciler("w2", ttl_s=5) is False
-
-
-def test_live_workers_prune_heartbeats_older_than_an_hour_past_the_window(
-    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    now = 1_700_000_000.0
-    monkeypatch.setattr(jobstore, "time", SimpleNamespace(time=lambda: now))
-    store = JobStore(redis_client)
-    store.heartbeat("live")
-    assert redis_client.zscore(store.keys.workers(), "live") == now
-    cutoff = now - 10
-    redis_client.zadd(
-        store.keys.workers(),
-        {
-            "edge": cutoff,
-            "recent": cutoff - 1,
-            "kept": cutoff - 3599.5,
-            "pruned": cutoff - 3600.5,
-        },
-    )
-    assert store.live_workers(within_s=10) == ["edge", "live"]
-    left = [w.decode() for w in redis_client.zrange(store.keys.workers(), 0, -1)]
-    assert left == ["kept", "recent", "edge", "live"]
-    store.forget_worker("live")
-    assert store.live_workers(within_s=10) == ["edge"]
+# -------------------------------------------------------------- unfinished jobs (the index)
 
 
 def test_active_jobs_are_listed_oldest_first_up_to_a_limit(redis_client: redis.Redis) -> None:
@@ -1282,103 +1065,6 @@ def test_active_jobs_reads_at_most_a_hundred_thousand_by_default(
     assert len(listed) == 100_000 and listed[-1] == ("t", "100000")
 
 
-# ---------------------------------------------------------------------------------- webhooks
-
-
-def test_a_webhook_is_recorded_once_and_its_attempts_appended(redis_client: redis.Redis) -> None:
-    store = JobStore(redis_client)
-    assert store.begin_webhook("acme", "gone", "https://hook.example/x") is False
-    store.create("acme", "w1", GenerateJobRequest(prompt="hi"))
-    assert store.webhook("acme", "w1") is None
-    assert store.begin_webhook("acme", "w1", "https://hook.example/x") is True
-    assert store.begin_webhook("acme", "w1", "https://hook.example/other") is False
-    pending = store.webhook("acme", "w1")
-    assert pending == WebhookDelivery(url="https://hook.example/x")
-    first = WebhookAttempt(at=datetime(2024, 5, 1, tzinfo=UTC), status_code=500)
-    second = WebhookAttempt(at=datetime(2024, 5, 2, tzinfo=UTC), status_code=200)
-    failed = store.record_webhook_attempt("acme", "w1", first, delivered=False, gave_up=False)
-    assert failed is not None and failed.attempts == [first] and failed.delivered_at is None
-    done = store.record_webhook_attempt("acme", "w1", second, delivered=True, gave_up=False)
-    assert done is not None and done.attempts == [first, second]
-    assert done.delivered_at == second.at and done.gave_up is False
-    assert store.webhook("acme", "w1") == done
-    job = store.get("acme", "w1")
-    assert job is not None and job.webhook == done
-    gave_up = store.record_webhook_attempt("acme", "w1", second, delivered=False, gave_up=True)
-    assert gave_up is not None and gave_up.gave_up is True and len(gave_up.attempts) == 3
-    assert (
-        store.record_webhook_attempt("acme", "nope", first, delivered=False, gave_up=False) is None
-    )
-
-
-def test_an_attempt_recorded_meanwhile_by_another_process_is_kept(
-    redis_client: redis.Redis,
-) -> None:
-    store, other = JobStore(redis_client), JobStore(redis_client)
-    store.create("acme", "w2", GenerateJobRequest(prompt="hi"))
-    assert store.begin_webhook("acme", "w2", "https://hook.example/x")
-    theirs = WebhookAttempt(at=datetime(2024, 5, 1, tzinfo=UTC), error="timeout")
-    ours = WebhookAttempt(at=datetime(2024, 5, 2, tzinfo=UTC), status_code=200)
-    update = store._webhook_update
-    calls: list[int] = []
-
-    def racing(*, keys: list[str], args: list[str]) -> Any:
-        calls.append(1)
-        if len(calls) == 1:
-            other.record_webhook_attempt("acme", "w2", theirs, delivered=False, gave_up=False)
-        return update(keys=keys, args=args)
-
-    store._webhook_update = racing  # type: ignore[assignment]
-    done = store.record_webhook_attempt("acme", "w2", ours, delivered=True, gave_up=False)
-    assert len(calls) == 2
-    assert done is not None and done.attempts == [theirs, ours] and done.delivered_at == ours.at
-    assert store.webhook("acme", "w2") == done
-
-
-def test_an_attempt_on_a_record_that_expired_meanwhile_is_dropped(
-    redis_client: redis.Redis,
-) -> None:
-    store = JobStore(redis_client)
-    store.create("acme", "w3", GenerateJobRequest(prompt="hi"))
-    assert store.begin_webhook("acme", "w3", "https://hook.example/x")
-    update = store._webhook_update
-
-    def expiring(*, keys: list[str], args: list[str]) -> Any:
-        redis_client.delete(keys[0])
-        return update(keys=keys, args=args)
-
-    store._webhook_update = expiring  # type: ignore[assignment]
-    attempt = WebhookAttempt(at=datetime(2024, 5, 1, tzinfo=UTC), status_code=200)
-    assert (
-        store.record_webhook_attempt("acme", "w3", attempt, delivered=True, gave_up=False) is None
-    )
-    assert redis_client.exists(store.keys.job("acme", "w3")) == 0
-
-
-def test_the_webhook_secret_is_made_once_and_a_rotation_keeps_the_old_one_a_day(
-    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    now = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-    monkeypatch.setattr(jobstore, "utcnow", lambda: now)
-    store = JobStore(redis_client)
-    first = store.webhook_secret("acme")
-    assert first.created_at == now and first.previous_valid_until is None
-    assert store.webhook_secret("acme") == first
-    assert store.webhook_signing_secrets("acme") == [first.secret]
-    assert store.webhook_secret("beta").secret != first.secret
-
-    rotated = store.webhook_secret("acme", rotate=True)
-    assert rotated.secret != first.secret
-    assert rotated.previous_valid_until == now + timedelta(hours=24)
-    assert store.webhook_signing_secrets("acme") == [rotated.secret, first.secret]
-
-    monkeypatch.setattr(jobstore, "utcnow", lambda: now + timedelta(hours=24))
-    assert store.webhook_secret("acme").previous_valid_until is None  # the overlap is over
-    assert store.webhook_signing_secrets("acme") == [rotated.secret]
-    monkeypatch.setattr(jobstore, "utcnow", lambda: now + timedelta(hours=24, microseconds=-1))
-    assert store.webhook_secret("acme").previous_valid_until == now + timedelta(hours=24)
-
-
 # ---------------------------------------------------------------------- bulk creation (batches)
 
 
@@ -1399,8 +1085,12 @@ def test_create_many_records_only_the_missing_jobs_outside_the_quota(
     assert redis_client.hgetall("grp") == {b"b0": b"0", b"b1": b"1", b"b2": b"2"}
     assert [i.id for i in store.list_jobs("acme", limit=10)[0]] == ["b2", "b1", "b0"]
     assert store.active_jobs() == [("acme", "b0"), ("acme", "b1"), ("acme", "b2")]
-    assert store.unfinished_count("acme") == 0  # a batch is bounded by its own limits
+    # Outside the tenant's quota (a batch is bounded by its own limits): a quota of 1 still
+    # takes one job, and only one.
+    assert store.active_jobs(tenant="acme") == []
     store.create("acme", "q1", GenerateJobRequest(prompt="hi"), quota=1)
+    with pytest.raises(QuotaExceeded):
+        store.create("acme", "q2", GenerateJobRequest(prompt="hi"), quota=1)
 
 
 def test_fail_ends_the_job_like_every_terminal_transition(redis_client: redis.Redis) -> None:
@@ -1417,14 +1107,14 @@ def test_fail_ends_the_job_like_every_terminal_transition(redis_client: redis.Re
     assert _statuses(store, "acme", "fq") == ["failed"]
     assert _statuses(store, "acme", "fr") == ["running", "failed"]
     assert ended == [("fq", JobStatus.failed), ("fr", JobStatus.failed)]
-    assert store.active_jobs() == [] and store.unfinished_count("acme") == 0
+    assert store.active_jobs() == [] and store.active_jobs(tenant="acme") == []
     assert redis_client.exists(store.keys.lease("acme", "fr")) == 0
     for job_id in ("fq", "fr"):
         assert 0 < redis_client.ttl(store.keys.job("acme", job_id)) <= 60
         assert 0 < redis_client.ttl(store.keys.events("acme", job_id)) <= 60
     listed = store.list_jobs("acme", limit=10, statuses=[JobStatus.failed])[0]
     assert {item.id: item.error for item in listed} == {"fq": "bad", "fr": "boom"}
-    failed = store.read_metrics()['["memq_jobs_finished",["generate","failed"],""]']
+    failed = store.metrics.read()['["memq_jobs_finished",["generate","failed"],""]']
     assert failed == 2.0
     assert not store.fail(running, ErrorResponse(error="again", message="m"))
     job = store.get("acme", "fr")

@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from memq.errors import InvalidInput
-from memq.keystore import KEY_PATTERN, ApiKeyStore, key_digest
+from memq.store.keystore import KEY_PATTERN, ApiKeyStore, key_digest
 
 
 @pytest.fixture

@@ -28,8 +28,8 @@ from memq.contracts import (
     JobRequest,
     JobStatus,
 )
+from memq.contracts.openai import chat_body, completion_body, openai_error
 from memq.errors import InputNotJsonl, MemqError
-from memq.openai_protocol import chat_body, completion_body, openai_error
 
 LineKind = Literal["o", "e"]
 """Which file a line goes to: output or error."""

@@ -64,6 +64,7 @@ from memq.settings import DEFAULT_KEY_PREFIX
 from memq.store import lua
 from memq.store.jobs import JobRecord
 from memq.store.keys import Keys, as_text
+from memq.webhooks import status_url
 
 LEASE_TTL_S = 15.0
 """How long a gateway holds a batch it works on without renewing (then another takes it)."""
@@ -328,8 +329,8 @@ class BatchStore:
         code = "cancelled"
         if outcome is not None:
             code = "batch_cancelled" if outcome == b"cancelled" else "batch_expired"
-        status_url = f"{gateway_url.rstrip('/')}/v1/jobs/{record.id}"
-        kind, line = job_line(record.public(status_url=status_url), endpoint, status_url, code)
+        url = status_url(gateway_url, record.id)
+        kind, line = job_line(record.public(status_url=url), endpoint, url, code)
         usage = record.result.usage if record.result else None
         written, status = self._write_line(
             record.tenant,

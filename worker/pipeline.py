@@ -325,8 +325,13 @@ class JobRunner:
             return []
         hits: dict[str, MemoryHit] = {}
         for namespace in namespaces:
+            # Superseded memories are searched too, only to be reported (left out as
+            # `superseded`), so a result shows the stale fact it did not use.
             search = MemorySearchRequest(
-                namespace=namespace, query=query[-self.retrieval_query_chars :], top_k=opts.top_k
+                namespace=namespace,
+                query=query[-self.retrieval_query_chars :],
+                top_k=min(2 * opts.top_k, 100),
+                include_superseded=True,
             )
             for hit in self.memory.search(tenant, search).hits:
                 hits.setdefault(hit.id, hit)
@@ -335,7 +340,13 @@ class JobRunner:
             key=lambda h: h.similarity if h.similarity is not None else h.score,
             reverse=True,
         )
-        return ranked[: opts.top_k]
+        current = [h for h in ranked if h.superseded_by is None][: opts.top_k]
+        stale = [h for h in ranked[: opts.top_k] if h.superseded_by is not None]
+        return sorted(
+            current + stale,
+            key=lambda h: h.similarity if h.similarity is not None else h.score,
+            reverse=True,
+        )
 
     def _floor(self, request: GenerationJobRequest) -> float | None:
         given = request.memory.min_similarity

@@ -136,12 +136,15 @@ def split_tokens(ids: list[int], chunk: int, overlap: int = 0) -> list[list[int]
 def gate(
     memories: Sequence[MemoryHit], floor: float | None, question: str | None = None
 ) -> tuple[list[MemoryHit], dict[str, LeftOut]]:
-    """Memories worth putting in the prompt, best first; the rest, with the reason: below
-    the similarity floor, or about another subject than `question` asks about."""
+    """Memories worth putting in the prompt, best first; the rest, with the reason:
+    replaced by a newer memory, below the similarity floor, or about another subject than
+    `question` asks about."""
     left_out: dict[str, LeftOut] = {}
     kept: list[MemoryHit] = []
     for hit in memories:
-        if floor is not None and hit.similarity is not None and hit.similarity < floor:
+        if hit.superseded_by is not None:
+            left_out[hit.id] = LeftOut.superseded
+        elif floor is not None and hit.similarity is not None and hit.similarity < floor:
             left_out[hit.id] = LeftOut.below_similarity_floor
         elif question is not None and about_something_else(question, hit.text):
             left_out[hit.id] = LeftOut.different_subject

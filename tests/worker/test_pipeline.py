@@ -303,7 +303,7 @@ def test_generate_retrieves_with_the_tail_of_the_prompt_and_puts_memories_first(
     ).run(_record(request, tenant="beta"))
     tenant, search = memory.searches[0]
     assert tenant == "beta"
-    assert (search.namespace, search.top_k) == ("user:1", 3)
+    assert (search.namespace, search.top_k, search.include_superseded) == ("user:1", 6, True)
     assert search.query == request.prompt[-100:]
     assert [m.used for m in result.memories] == [True, False, True]  # by similarity
     assert result.memories[1].left_out == LeftOut.different_subject  # Bob, not Alice
@@ -352,3 +352,20 @@ def test_cancellation_while_generating_raises_job_cancelled_and_unwatches(
         runner.run(_record(GenerateJobRequest(prompt="hi")))
     assert cancels.watching == {("acme", "job-1"): 0}
     assert progress.forgotten == [("acme", "job-1")]  # state dropped even on failure
+
+
+def test_a_superseded_memory_is_reported_and_kept_out_of_the_prompt(
+    tok: Any, pool: ThreadPoolExecutor
+) -> None:
+    stale = _hit(1, "Tomasz lives in Gdansk.", 0.9).model_copy(update={"superseded_by": "m2"})
+    memory = FakeMemory([stale, _hit(2, "Tomasz moved to Krakow.", 0.8)])
+    request = GenerateJobRequest(
+        prompt="Where does Tomasz live?",
+        params=GenerationParams(max_new_tokens=3),
+        memory=MemoryOptions(namespace="user:1", top_k=1, min_similarity=0.1),
+    )
+    result = _runner(tok, pool, engine=FakeEngine(tok), memory=memory).run(_record(request))
+    by_id = {m.id: m for m in result.memories}
+    assert by_id["m1"].left_out == LeftOut.superseded and not by_id["m1"].used
+    assert by_id["m2"].used  # top_k counts current memories only
+    assert "Gdansk" not in result.prompt and "Krakow" in result.prompt

@@ -1,5 +1,5 @@
-"""What every domain's contracts share: the strict base model, the error body every
-service returns, the visible-text rule and the namespace type.
+"""What every domain's contracts share: the strict base model and number types, the error
+body every service returns, the visible-text rule and the namespace type.
 """
 
 from __future__ import annotations

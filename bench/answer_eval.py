@@ -34,6 +34,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench._harness import RESULTS, machine, write_result
 from memory_service.core.config import MemorySettings
 from memory_service.services.embeddings import embedder_for
 from memory_service.services.memories import MemoryService
@@ -44,7 +45,6 @@ from memq.evaluation.data import distractors
 from worker import grounding, prompting
 from worker.model_loader import load_model
 
-RESULTS = Path(__file__).parent / "results"
 TOP_K = 5
 FLOOR = 0.3
 MAX_NEW_TOKENS = 32
@@ -230,23 +230,18 @@ def main() -> None:
                 rows.append(abstention_suite(h, split, args.limit))
                 print(json.dumps(rows[-1]), flush=True)
             h.grounded = True
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(
-        json.dumps({"model": lm.name, "rows": rows, "answers": h.answers}, indent=1)
-    )
     lines = [f"# Answers with memory ({lm.name}, greedy, {MAX_NEW_TOKENS} tokens)", ""]
     for row in rows:
-        lines.append(
-            f"## {row['suite']} · {row['split']}"
-            + (f" · {row['condition']}" if "condition" in row else "")
-        )
+        condition = f" · {row['condition']}" if "condition" in row else ""
+        lines.append(f"## {row['suite']} · {row['split']}{condition}")
         lines += [
             f"- {k}: {v:.2f}" if isinstance(v, float) else f"- {k}: {v}"
             for k, v in row.items()
             if k not in ("suite", "split", "condition")
         ]
         lines.append("")
-    args.out.with_suffix(".md").write_text("\n".join(lines))
+    data = {"model": lm.name, "rows": rows, "answers": h.answers}
+    write_result(args.out, lines, machine=machine(), data=data)
 
 
 if __name__ == "__main__":

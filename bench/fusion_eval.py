@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench._harness import RESULTS, machine, subplots, write_result
 from memory_service.core.config import MemorySettings
 from memory_service.services.embeddings import embedder_for
 from memory_service.services.memories import MemoryService
@@ -35,7 +36,6 @@ from memq.contracts import MemoryCreate, MemorySearchRequest, SearchMode
 from memq.evaluation import sets
 from memq.evaluation.data import FACTS, distractors
 
-RESULTS = Path(__file__).parent / "results"
 MODES = ("dense", "keyword", "rrf (before)", "hybrid (now)")
 
 
@@ -149,8 +149,6 @@ def main() -> None:
 
 
 def write(results: list[dict[str, Any]], out: Path, seconds: float) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(results, indent=1))
     lines = [
         "# Hybrid search vs its legs (issue 20, point 4)",
         "",
@@ -174,15 +172,7 @@ def write(results: list[dict[str, Any]], out: Path, seconds: float) -> None:
                 f"{s.get('rare_name', {}).get('recall@1', float('nan')):.3f} | "
                 f"{s.get('paraphrase (data.py)', {}).get('recall@1', float('nan')):.3f} |"
             )
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
-    fig, ax = plt.subplots(figsize=(10, 4))
+    fig, ax = subplots(figsize=(10, 4))
     labels = [f"{r['split']}\n{r['distractors']}\n{r['pool']}" for r in results]
     width = 0.2
     for i, mode in enumerate(MODES):
@@ -197,8 +187,7 @@ def write(results: list[dict[str, Any]], out: Path, seconds: float) -> None:
     ax.set_ylim(0, 1.05)
     ax.legend(fontsize=8)
     ax.set_title("Hybrid (now) vs dense, keyword and RRF")
-    fig.tight_layout()
-    fig.savefig(out.with_suffix(".png"), dpi=120)
+    write_result(out, lines, machine=machine(), data={"results": results}, figure=fig)
 
 
 if __name__ == "__main__":

@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
+from bench._harness import RESULTS, machine, write_result
 from memory_service.core.config import MemorySettings
 from memory_service.services.embeddings import embedder_for
 from memory_service.services.supersession import judge
 from memq.evaluation import sets
 
-RESULTS = Path(__file__).parent / "results"
 FIRST_HOLDOUT_LOOK = {"missed": 0.375, "false": 0.031}
 """Holdout as first measured, before any change informed by it (the rule then missed 24
 of 64 updates and falsely superseded 2 of 64 compatible pairs)."""
@@ -77,8 +77,6 @@ def main() -> None:
     )
     embedder = embedder_for(settings)
     rows = [evaluate(split, embedder.embed) for split in ("dev", "holdout")]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1, default=dict))
     lines = [
         "# Automatic supersession (issue 20, point 2)",
         "",
@@ -130,7 +128,8 @@ def main() -> None:
             for f in r["false_examples"]:
                 lines.append(f"- `{f['first']}` / `{f['second']}` ({f['why']})")
             lines.append("")
-    args.out.with_suffix(".md").write_text("\n".join(lines))
+    data = json.loads(json.dumps({"rows": rows}, default=dict))
+    write_result(args.out, lines, machine=machine(), data=data)
 
 
 if __name__ == "__main__":

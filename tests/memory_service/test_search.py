@@ -149,8 +149,11 @@ def test_recency_weighting_prefers_newer_of_two_equally_relevant_memories(
     service.clock = clock
     client.post("/v1/memories", json={"namespace": "kb", "text": "I live in Paris"}, headers=auth())
     clock.now = utcnow()
+    # Both stay current (the test is about ranking, not supersession).
     client.post(
-        "/v1/memories", json={"namespace": "kb", "text": "I live in Lisbon now"}, headers=auth()
+        "/v1/memories",
+        json={"namespace": "kb", "text": "I live in Lisbon now", "auto_supersede": False},
+        headers=auth(),
     )
     query = {"query": "I live in Paris", "mode": "dense", "top_k": 2}
     assert search(client, **query)[0]["text"] == "I live in Paris"

@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 from gateway.core.config import GatewaySettings
 from gateway.main import create_app
 from memq.batch_format import ERROR, line_job_id
-from memq.broker import DELIVER_WEBHOOK_TASK
+from memq.broker import DELIVER_WEBHOOK_TASK, RUN_JOB_TASK
 from memq.contracts import BATCH_ID_KEY, BatchEndpoint, GenerateJobRequest, JobStatus
 from memq.ops.launcher import Stack
 from memq.ops.process import RestartPolicy
@@ -29,7 +29,6 @@ from memq.store.batches import BatchMeta, BatchStore
 from memq.store.jobs import JobStore
 from tests.worker.helpers import worker_settings
 from worker.celery_app import create_celery_app
-from worker.tasks import RUN_JOB_TASK
 
 TENANT = "acme"
 QUEUE = "memq.hooks"

@@ -34,13 +34,12 @@ from gateway.services.openai import OpenAIService
 from gateway.services.sessions import SessionService
 from gateway.storage import DirectoryStorage
 from memq.asgi import BodySizeLimit
-from memq.broker import producer_app
+from memq.broker import job_store, producer_app
 from memq.log_context import BindJobId
 from memq.logs import package_version
 from memq.memory_client import AsyncMemoryClient
 from memq.store.batches import BatchStore
 from memq.store.files import FileRecords
-from memq.store.jobs import JobStore
 from memq.store.keystore import ApiKeyStore
 
 log = logging.getLogger("memq.gateway")
@@ -49,10 +48,11 @@ log = logging.getLogger("memq.gateway")
 def create_app(settings: GatewaySettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = JobStore.from_settings(settings)
+        celery = producer_app(settings)
+        store = job_store(settings, celery)
         app.state.aredis = redis.asyncio.Redis.from_url(settings.redis_url)
         app.state.settings = settings
-        app.state.jobs = JobService(store, producer_app(settings), settings)
+        app.state.jobs = JobService(store, celery, settings)
         app.state.openai = OpenAIService(app.state.jobs, app.state.aredis, settings)
         app.state.auth = Authenticator.from_settings(
             settings, ApiKeyStore(store.r, settings.key_prefix)
@@ -70,7 +70,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             settings,
         )
         app.state.batches = BatchService(
-            store, batch_store, app.state.files, app.state.jobs, app.state.jobs.celery, settings
+            store, batch_store, app.state.files, app.state.jobs, celery, settings
         )
         app.state.batches.start()
         try:

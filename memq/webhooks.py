@@ -1,5 +1,5 @@
-"""Webhooks: how a finished job's POST is signed, how a receiver verifies it, and the hook
-that queues the delivery when a job ends.
+"""Webhooks: how a finished job's POST is signed and how a receiver verifies it (pure: no
+Redis, no Celery).
 
 A delivery is `POST callback_url` with the job's JSON (as `GET /v1/jobs/{id}` shows it, less
 its own `webhook` delivery state) and three headers:
@@ -14,8 +14,9 @@ the raw body bytes, compares in constant time, and refuses timestamps more than
 `TOLERANCE_S` away from its clock (a captured request cannot be replayed later):
 `verify(secret, request.headers, raw_body)` does all three.
 
-Deliveries are queued by `WebhookQueue`, which `JobStore` calls on every terminal transition
-(whoever made it: a worker, the reconciler, the gateway's cancel), and run by the workers'
+Deliveries are queued by `memq.broker.WebhookQueue`, one of the terminal hooks
+(`memq.broker.terminal_hooks`) that `JobStore` calls on every terminal transition (whoever
+made it: a worker, the reconciler, the gateway's cancel), and run by the workers'
 `memq.deliver_webhook` task (worker/webhooks.py).
 """
 
@@ -23,27 +24,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
-from memq.contracts import Priority
 from memq.errors import MemqError
 
-if TYPE_CHECKING:
-    from celery import Celery
-
-    from memq.settings import CommonSettings
-    from memq.store.jobs import JobRecord, JobStore
-
-log = logging.getLogger("memq.webhooks")
-
-DELIVER_WEBHOOK_TASK = "memq.deliver_webhook"
 ID_HEADER = "Memq-Webhook-Id"
 TIMESTAMP_HEADER = "Memq-Webhook-Timestamp"
 SIGNATURE_HEADER = "Memq-Signature"
@@ -155,30 +144,3 @@ def status_url(gateway_url: str, job_id: str) -> str:
     """Where a job's status is read (`GET /v1/jobs/{id}`): the one builder of the URL that
     job answers, webhooks, OpenAI-shaped answers and batch output lines give."""
     return f"{gateway_url.rstrip('/')}/v1/jobs/{job_id}"
-
-
-class WebhookQueue:
-    """Queues a job's webhook delivery when it ends (registered with `JobStore.on_terminal`
-    by the gateway and the workers). The job store records the delivery first and only once
-    per job, so a job is never queued twice whoever sees it end."""
-
-    def __init__(self, celery: Celery, store: JobStore, settings: CommonSettings) -> None:
-        self.celery = celery
-        self.store = store
-        self.settings = settings
-
-    def __call__(self, record: JobRecord) -> None:
-        url = record.request.callback_url
-        if url is None:
-            return
-        delivery_id = str(uuid.uuid4())
-        if not self.store.webhooks.begin(record.tenant, record.id, url):
-            return
-        from memq.broker import queue_name
-
-        self.celery.send_task(
-            DELIVER_WEBHOOK_TASK,
-            args=[record.tenant, record.id, delivery_id],
-            task_id=delivery_id,
-            queue=queue_name(self.settings, Priority.high),
-        )

@@ -9,10 +9,12 @@ import socket
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+from celery import Celery
+
+from memq.broker import job_store
 from memq.contracts import ModelInfo
 from memq.memory_client import MemoryClient
 from memq.store.adapters import AdapterRegistry
-from memq.store.jobs import JobStore
 from worker.adapters import AdapterPool
 from worker.config import WorkerSettings
 from worker.engine import build_engine
@@ -35,13 +37,18 @@ def new_worker_id() -> str:
 
 class Runtime:
     def __init__(
-        self, settings: WorkerSettings, send: SendJob, queues: list[str], schedule: ScheduleJob
+        self,
+        settings: WorkerSettings,
+        celery: Celery,
+        send: SendJob,
+        queues: list[str],
+        schedule: ScheduleJob,
     ) -> None:
         self.settings = settings
         self.worker_id = new_worker_id()
         self.lm: LoadedModel = load_worker_model(settings)
         self.engine: Engine = build_engine(settings, self.lm)
-        self.store = JobStore.from_settings(settings)
+        self.store = job_store(settings, celery)
         self.leases = LeaseKeeper(self.store, self.worker_id)
         self.housekeeper = Housekeeper(
             self.leases,

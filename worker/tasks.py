@@ -14,7 +14,16 @@ from celery import Task
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from memq import metrics
-from memq.broker import RUN_JOB_TASK, dispatch, job_queues, queue_for, queue_name, train_queue
+from memq.broker import (
+    DELIVER_WEBHOOK_TASK,
+    RUN_JOB_TASK,
+    dispatch,
+    job_queues,
+    queue_for,
+    queue_name,
+    send_jobs,
+    train_queue,
+)
 from memq.contracts import (
     ErrorResponse,
     JobRequest,
@@ -22,8 +31,6 @@ from memq.contracts import (
 )
 from memq.errors import EngineUnavailable, MemoryUnavailable, MemqError
 from memq.logs import bind_job_id
-from memq.store.batches import BatchLines, BatchStore
-from memq.webhooks import DELIVER_WEBHOOK_TASK, WebhookQueue
 from worker.errors import JobCancelled
 from worker.training import TrainingBusy
 
@@ -60,11 +67,9 @@ class JobTask(Task):  # type: ignore[misc]
                     from worker.runtime import Runtime
 
                     queues = job_queues(self.settings)
-                    self._runtime = Runtime(self.settings, self.send_job, queues, self.submit_job)
-                    store = self._runtime.store
-                    store.on_terminal(WebhookQueue(self.app, store, self.settings))
-                    batches = BatchStore(store.r, self.settings.key_prefix)
-                    store.on_terminal(BatchLines(batches, self.settings.gateway_url))
+                    self._runtime = Runtime(
+                        self.settings, self.app, self.send_job, queues, self.submit_job
+                    )
                     JobTask._runtimes.append(self._runtime)
         return self._runtime
 
@@ -72,12 +77,7 @@ class JobTask(Task):  # type: ignore[misc]
         """Send a job's message again (the reconciler); its id stays the job id."""
         record = self.runtime.store.get(tenant, job_id)
         queue = queue_for(self.settings, record.request) if record else None
-        self.app.send_task(
-            RUN_JOB_TASK,
-            args=[job_id, tenant],
-            task_id=job_id,
-            queue=queue or queue_name(self.settings, Priority.normal),
-        )
+        send_jobs(self.app, tenant, [(job_id, queue or queue_name(self.settings, Priority.normal))])
 
     def submit_job(self, tenant: str, request: JobRequest) -> None:
         """Record and send a new job (a session's rolling summary)."""

@@ -44,7 +44,6 @@ from memq.errors import (
     QuotaExceeded,
 )
 from memq.store.jobs import Created, JobRecord, JobStore
-from memq.webhooks import WebhookQueue
 
 log = logging.getLogger("memq.gateway.jobs")
 
@@ -102,8 +101,6 @@ class JobService:
         self.queue = settings.queue
         self.tokens = TokenCounter(store)
         self.adapters = AdapterService.from_store(store, settings.key_prefix)
-        # A job the gateway ends (cancel, forgetting a namespace) fires its webhook too.
-        store.on_terminal(WebhookQueue(celery, store, settings))
 
     def validate(self, request: JobRequest) -> None:
         """The budget rule the worker applies, at the door (once a worker has published

@@ -3,7 +3,9 @@
 `memq up`, the end-to-end and chaos tests and the benchmarks all start the stack here
 (`start_stack`), on fixed or free ports. The parts it is built from sit beside it:
 `memq.ops.process` (one supervised child, its restart policy, free ports) and
-`memq.ops.redis_server` (the embedded Redis).
+`memq.ops.redis_server` (the embedded Redis). `Stack.job_store()` is the stack's job store for
+whoever drives it (tests, benchmarks): built by `memq.broker.job_store`, so a job it ends
+fires its webhook and writes its batch line like one ended by the gateway or a worker.
 
 Starting: every part is spawned, then awaited: the memory service on `/readyz`, the
 gateway on `/livez`, and a worker publishing its model. A part that dies while the stack
@@ -42,9 +44,10 @@ from typing import Any
 import httpx
 import redis
 
+from memq.broker import job_store, producer_app
 from memq.ops.process import Child, LaunchError, RestartPolicy, check_alive, free_port
 from memq.ops.redis_server import redis_args, wait_redis
-from memq.settings import SERVICE_TOKEN_FILE, LauncherSettings
+from memq.settings import SERVICE_TOKEN_FILE, CommonSettings, LauncherSettings
 from memq.store.jobs import JobStore
 
 log = logging.getLogger("memq.launcher")
@@ -183,8 +186,7 @@ class Stack:
         """Wait until one of this stack's workers has loaded its model (it heartbeats once
         it is ready: a model record left by an earlier run does not count); return the
         model's name."""
-        client = redis.Redis.from_url(self.redis_url)
-        store = JobStore(client, prefix=self.key_prefix)
+        store = self.job_store()
         deadline = time.monotonic() + timeout
         try:
             while True:
@@ -200,7 +202,21 @@ class Stack:
                     raise LaunchError(f"no worker published its model after {timeout:.0f}s")
                 time.sleep(0.3)
         finally:
-            client.close()
+            store.r.close()
+
+    def settings(self) -> CommonSettings:
+        """What the stack's children share: its Redis, key prefix, queues and gateway URL."""
+        shared = {"redis_url": self.redis_url, "key_prefix": self.key_prefix}
+        if "MEMQ_QUEUE" in self.env:
+            shared["queue"] = self.env["MEMQ_QUEUE"]
+        return CommonSettings.model_validate({**shared, "gateway_url": self.gateway_url})
+
+    def job_store(self) -> JobStore:
+        """A job store on the stack's Redis, as its gateway and workers hold one: a job it
+        ends fires its webhook and writes its batch line (`memq.broker.terminal_hooks`).
+        The caller closes it (`store.r.close()`)."""
+        settings = self.settings()
+        return job_store(settings, producer_app(settings))
 
     # supervision -------------------------------------------------------------------------
     def supervise(self, poll_s: float = 0.1) -> None:

@@ -420,8 +420,8 @@ class BatchStore:
 
 
 class BatchLines:
-    """The terminal hook (`JobStore.on_terminal`) that writes a batch line when its job ends,
-    registered by the gateway and by every worker."""
+    """The terminal hook that writes a batch line when its job ends; one of
+    `memq.broker.terminal_hooks`, so every process that can end a job has it."""
 
     def __init__(self, batches: BatchStore, gateway_url: str) -> None:
         self.batches = batches

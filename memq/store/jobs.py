@@ -11,6 +11,10 @@ lives beside it, in small stores on the same client and keys that `JobStore` com
 `store.sessions` (memq.store.sessions), `store.webhooks` (memq.store.webhooks) and
 `store.metrics` (memq.store.metrics). Keys: memq.store.keys, which lists every key.
 
+A store is given its terminal hooks when built (`hooks`): a process that can end jobs builds
+its store with `memq.broker.job_store`, which wires the webhook queue and the batch line
+writer in; a store built without them (a reader, a benchmark) fires nothing.
+
 Events on a job's stream (`JobEvent`): `{"event": "status", "status": ...}` on every
 transition (appended atomically with it), `{"event": "token", "tokens": n, "offset": k,
 "delta": s}` while generating: the partial text is `text[:offset] + delta` (offset <
@@ -153,6 +157,11 @@ class StartOutcome:
     reason: str = ""
 
 
+TerminalHook = Callable[[JobRecord], None]
+"""What follows a job's end (memq.broker.terminal_hooks builds them): called once per job,
+after the terminal transition is committed, by the store that made it."""
+
+
 class JobStore:
     """Jobs in Redis, with the stores of their bookkeeping (`leases`, `sessions`,
     `webhooks`, `metrics`) on the same client and keys."""
@@ -165,6 +174,7 @@ class JobStore:
         *,
         lease_ttl_s: float = DEFAULT_LEASE_TTL_S,
         max_unfinished_age_s: int = 7 * 86400,
+        hooks: Sequence[TerminalHook] = (),
     ):
         self.r = client
         self.keys = Keys(prefix)
@@ -178,16 +188,25 @@ class JobStore:
         self._create_many = client.register_script(lua.CREATE_MANY)
         self._cas = client.register_script(lua.TRANSITION)
         self._attach_partial = client.register_script(lua.ATTACH_PARTIAL)
-        self._terminal_hooks: list[Callable[[JobRecord], None]] = []
+        self._terminal_hooks = list(hooks)
 
     @classmethod
-    def from_settings(cls, settings: CommonSettings) -> JobStore:
+    def from_settings(
+        cls,
+        settings: CommonSettings,
+        *,
+        client: redis.Redis | None = None,
+        hooks: Sequence[TerminalHook] = (),
+    ) -> JobStore:
+        """The store as `settings` configure it. A store that can end jobs gets its
+        `hooks` from `memq.broker.terminal_hooks` (`memq.broker.job_store` does both)."""
         return cls(
-            redis.Redis.from_url(settings.redis_url),
+            client if client is not None else redis.Redis.from_url(settings.redis_url),
             prefix=settings.key_prefix,
             ttl_s=settings.job_ttl_seconds,
             lease_ttl_s=settings.lease_ttl_s,
             max_unfinished_age_s=settings.max_queued_s + settings.job_timeout_s,
+            hooks=hooks,
         )
 
     def ping(self) -> None:
@@ -594,12 +613,10 @@ class JobStore:
         return ModelInfo.model_validate_json(raw) if raw else None
 
     # job ends: metrics and hooks ----------------------------------------------------------
-    def on_terminal(self, hook: Callable[[JobRecord], None]) -> None:
-        """Call `hook(record)` after each terminal transition this store makes. Only the
-        transition that won the compare-and-set calls it, so once per job whoever ends it."""
-        self._terminal_hooks.append(hook)
-
     def _ended(self, record: JobRecord) -> None:
+        # Each hook (given at construction) runs after each terminal transition this store
+        # makes; only the transition that won the compare-and-set gets here, so once per job
+        # whoever ends it.
         # The transition is committed: an observer that fails must neither undo nor repeat it.
         try:
             self.metrics.add(metrics.job_ended(record))

@@ -3,7 +3,7 @@
 A job's delivery (`WebhookDelivery`: its URL, every attempt, delivered or given up) is the
 `webhook` field of the job's hash, its own field so that delivery bookkeeping never races
 a transition; it is recorded once per job (`begin`), so whoever sees a job end queues its
-delivery at most once (memq.webhooks.WebhookQueue). The secrets sign deliveries (the
+delivery at most once (memq.broker.WebhookQueue). The secrets sign deliveries (the
 signing itself is memq.webhooks'); a rotation keeps the replaced secret signing for
 `ROTATION_OVERLAP_S`.
 

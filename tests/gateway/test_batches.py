@@ -69,9 +69,8 @@ def api(settings: GatewaySettings, redis_client: redis.Redis) -> Iterator[TestCl
 @pytest.fixture
 def worker_store(redis_client: redis.Redis) -> JobStore:
     """The job store as a worker holds it: with the batch-line hook."""
-    store = JobStore(redis_client, prefix=PREFIX)
-    store.on_terminal(BatchLines(BatchStore(redis_client, PREFIX), GATEWAY_URL))
-    return store
+    lines = BatchLines(BatchStore(redis_client, PREFIX), GATEWAY_URL)
+    return JobStore(redis_client, prefix=PREFIX, hooks=[lines])
 
 
 def until(probe: Callable[[], T | None], what: str, timeout: float = 30.0) -> T:

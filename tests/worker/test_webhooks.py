@@ -19,6 +19,7 @@ import redis
 from celery.exceptions import Retry
 
 from memq import metrics
+from memq.broker import DELIVER_WEBHOOK_TASK, WebhookQueue
 from memq.contracts import (
     ErrorResponse,
     GenerateJobRequest,
@@ -31,11 +32,9 @@ from memq.contracts import (
 )
 from memq.store.jobs import JobRecord, JobStore
 from memq.webhooks import (
-    DELIVER_WEBHOOK_TASK,
     ID_HEADER,
     SIGNATURE_HEADER,
     InvalidWebhook,
-    WebhookQueue,
     verify,
 )
 from tests.utils.webhook_receiver import Receiver, webhook_receiver
@@ -423,9 +422,8 @@ def test_a_job_with_a_callback_is_queued_once_on_the_high_queue_whoever_ends_it(
 ) -> None:
     settings = worker_settings(queue="memq.t")
     celery = RecordingCelery()
-    gateway, worker = JobStore(redis_client), JobStore(redis_client)
-    for store in (gateway, worker):
-        store.on_terminal(WebhookQueue(celery, store, settings))
+    queue = WebhookQueue(celery, JobStore(redis_client).webhooks, settings)
+    gateway, worker = JobStore(redis_client, hooks=[queue]), JobStore(redis_client, hooks=[queue])
     worker.create(TENANT, "j1", GenerateJobRequest(prompt="hi", callback_url="https://h.example/"))
     worker.create(TENANT, "quiet", GenerateJobRequest(prompt="hi"))
     for job_id in ("j1", "quiet"):
@@ -454,12 +452,10 @@ def test_a_job_with_a_callback_is_queued_once_on_the_high_queue_whoever_ends_it(
 
 
 def test_a_hook_that_fails_leaves_the_transition_committed(redis_client: redis.Redis) -> None:
-    store = JobStore(redis_client)
-
     def broken(_: JobRecord) -> None:
         raise RuntimeError("broker down")
 
-    store.on_terminal(broken)
+    store = JobStore(redis_client, hooks=[broken])
     store.create(TENANT, "j1", GenerateJobRequest(prompt="hi"))
     assert store.cancel(TENANT, "j1") is not None
     assert store.status(TENANT, "j1") == JobStatus.cancelled

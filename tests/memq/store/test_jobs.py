@@ -823,9 +823,8 @@ def test_a_partial_result_is_refused_with_false(redis_client: redis.Redis) -> No
 def test_the_terminal_hook_and_the_metrics_run_once_for_the_transition_that_won(
     redis_client: redis.Redis,
 ) -> None:
-    store = JobStore(redis_client)
     ended: list[tuple[str, JobStatus]] = []
-    store.on_terminal(lambda record: ended.append((record.id, record.status)))
+    store = JobStore(redis_client, hooks=[lambda record: ended.append((record.id, record.status))])
     store.create("acme", "t1", GenerateJobRequest(prompt="hi"))
     running = store.start("acme", "t1", worker="w1", engine="e").record
     assert running is not None
@@ -842,14 +841,12 @@ def test_the_terminal_hook_and_the_metrics_run_once_for_the_transition_that_won(
 def test_a_failing_observer_neither_undoes_nor_stops_the_others(
     redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = JobStore(redis_client)
     seen: list[str] = []
 
     def broken(record: JobRecord) -> None:
         raise RuntimeError("observer broke")
 
-    store.on_terminal(broken)
-    store.on_terminal(lambda record: seen.append(record.id))
+    store = JobStore(redis_client, hooks=[broken, lambda record: seen.append(record.id)])
     store.create("acme", "o1", GenerateJobRequest(prompt="hi"))
     with caplog.at_level(logging.WARNING, logger="memq.store.jobs"):
         assert store.cancel("acme", "o1") is not None
@@ -879,9 +876,8 @@ def test_metrics_that_cannot_be_counted_are_logged_and_the_job_still_ends(
     level: int,
     message: str,
 ) -> None:
-    store = JobStore(redis_client)
     seen: list[str] = []
-    store.on_terminal(lambda record: seen.append(record.id))
+    store = JobStore(redis_client, hooks=[lambda record: seen.append(record.id)])
 
     def add_metrics(update: metrics.MetricUpdate) -> None:
         raise error
@@ -1094,9 +1090,10 @@ def test_create_many_records_only_the_missing_jobs_outside_the_quota(
 
 
 def test_fail_ends_the_job_like_every_terminal_transition(redis_client: redis.Redis) -> None:
-    store = JobStore(redis_client, ttl_s=60)
     ended: list[tuple[str, JobStatus]] = []
-    store.on_terminal(lambda record: ended.append((record.id, record.status)))
+    store = JobStore(
+        redis_client, ttl_s=60, hooks=[lambda record: ended.append((record.id, record.status))]
+    )
     store.create("acme", "fq", GenerateJobRequest(prompt="hi"))
     store.create("acme", "fr", GenerateJobRequest(prompt="hi"))
     queued = store.get("acme", "fq")

@@ -17,7 +17,7 @@ from memory_service.services.embeddings import Embedder, embedder_for
 from memory_service.services.memories import MemoryService
 from memory_service.store import build_store
 from memq.asgi import BodySizeLimit
-from memq.errors import register_error_handlers
+from memq.http_errors import register_error_handlers
 from memq.log_context import JOB_ID_HEADER, BindJobId
 from memq.logs import package_version
 

@@ -13,29 +13,27 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from memq.errors import (
-        APIError,
-        AuthenticationError,
-        ConflictError,
-        GoneError,
-        MemqError,
-        NotFoundError,
-        RateLimitError,
-        ServiceUnavailableError,
-        UnprocessableError,
-        WaitTimeout,
-    )
+    from memq.errors import MemqError
     from memq.sdk import (
         APIConnectionError,
+        APIError,
         APITimeoutError,
         AsyncClient,
         AsyncTextStream,
+        AuthenticationError,
         Client,
+        ConflictError,
+        GoneError,
         JobEvent,
+        NotFoundError,
+        RateLimitError,
         ResultEvent,
+        ServiceUnavailableError,
         StatusEvent,
         TextStream,
         TokenEvent,
+        UnprocessableError,
+        WaitTimeout,
     )
 
 __all__ = [
@@ -61,24 +59,10 @@ __all__ = [
     "WaitTimeout",
     "__version__",
 ]
-_ERRORS = frozenset(
-    (
-        "APIError",
-        "AuthenticationError",
-        "ConflictError",
-        "GoneError",
-        "MemqError",
-        "NotFoundError",
-        "RateLimitError",
-        "ServiceUnavailableError",
-        "UnprocessableError",
-        "WaitTimeout",
-    )
-)
 
 
 def __getattr__(name: str) -> Any:
     if name not in __all__:
         raise AttributeError(f"module 'memq' has no attribute {name!r}")
-    module = "memq.errors" if name in _ERRORS else "memq.sdk"
+    module = "memq.errors" if name == "MemqError" else "memq.sdk"
     return getattr(importlib.import_module(module), name)

@@ -1,8 +1,12 @@
-"""Every error memq raises on purpose, in one tree, and its one mapping to HTTP.
+"""Every error memq raises on purpose, in one tree under `MemqError`. Errors used in one
+place stay beside their code (the path in brackets) but always on a branch of this tree;
+`memq.http_errors` maps the whole tree to HTTP, once.
 
     MemqError                        root: `code` (machine-readable), `status_code`, message
      ├── ConfigError                 a setting is missing or inconsistent (start-up)
-     ├── LaunchError                 `memq up`: a part did not start or kept crashing (memq.ops)
+     ├── LaunchError                 `memq up`: a part did not start or kept crashing
+     │                               (memq/ops/process.py)
+     ├── InvalidWebhook (400)        a delivery that does not verify (memq/webhooks.py)
      ├── Unavailable (503)           a dependency did not answer; retrying later may work
      │    ├── QueueUnavailable       Redis (job store / broker)
      │    ├── MemoryUnavailable      the memory service, seen from its clients
@@ -12,42 +16,32 @@
      │    ├── PromptTooLong          the job does not fit the model's context window
      │    ├── MemoryRequestRejected  the memory service refused a request (4xx), seen from a client
      │    ├── IdempotencyConflict    an Idempotency-Key reused with another body (the job store)
-     │    └── InputNotJsonl          a batch input that is no batch at all (the batch fails)
+     │    ├── InputNotJsonl          a batch input that is no batch at all (the batch fails)
+     │    └── AdapterIncompatible, NoMemoriesToConsolidate
+     │                               (memq/store/adapters.py, worker/training.py)
      ├── QuotaExceeded (429)         the tenant's unfinished-job quota is full (the job store)
      ├── NotFound (404)
      │    ├── JobNotFound
-     │    └── MemoryNotFound
+     │    ├── MemoryNotFound
+     │    └── AdapterNotFound, SessionNotFound, ModelNotFound, FileNotFound, BatchNotFound
+     │                               (memq/store/adapters.py, gateway/services/*.py)
      ├── Unauthorized (401)
-     ├── APIError                    SDK: a memq service answered an error (status, code, message)
-     │    ├── AuthenticationError    401
-     │    ├── NotFoundError          404 (also another tenant's id)
-     │    ├── ConflictError          409 (e.g. cancelling a finished job)
-     │    ├── GoneError              410 (the job's record expired)
-     │    ├── UnprocessableError     413 / 422: the request can never succeed as sent
-     │    ├── RateLimitError         429, with `retry_after`
-     │    └── ServiceUnavailableError 503, with `retry_after`
-     ├── APIConnectionError          SDK: the gateway could not be reached (memq/sdk.py;
-     │    └── APITimeoutError        also an httpx.TransportError)
-     ├── WaitTimeout                 SDK: a job was not finished by the deadline (a TimeoutError)
-     ├── GatewayError                gateway-only errors         (gateway/core/errors.py)
-     ├── MemoryServiceError          memory-service-only errors  (memory_service/core/errors.py)
-     └── WorkerError                 worker-only errors          (worker/errors.py)
+     ├── APIError, APIConnectionError, WaitTimeout
+     │                               the SDK's errors, drawn in memq/sdk/errors.py
+     ├── GatewayError                gateway-only errors, drawn in gateway/core/errors.py
+     ├── MemoryServiceError          memory-service-only errors, drawn in
+     │                               memory_service/core/errors.py
+     └── WorkerError                 worker-only errors, drawn in worker/errors.py
 
 A job that fails records `ErrorResponse(error=exc.code, message=str(exc))`; an HTTP
-service answers `exc.status_code` with the same body, through `register_error_handlers`,
-so no error anywhere in memq is a bare 500 with no message.
+service answers `exc.status_code` with the same body, through
+`memq.http_errors.register_error_handlers`, so no error anywhere in memq is a bare 500 with
+no message.
 """
 
 from __future__ import annotations
 
-import logging
-from typing import TYPE_CHECKING, Any
-
 from memq.contracts import ErrorResponse
-
-if TYPE_CHECKING:
-    from fastapi import FastAPI
-    from fastapi.responses import JSONResponse
 
 
 class MemqError(Exception):
@@ -158,83 +152,6 @@ class Unauthorized(MemqError):
     headers = {"WWW-Authenticate": "Bearer"}  # noqa: RUF012 - read-only class constant
 
 
-class APIError(MemqError):
-    """An error answer from a memq service, as the SDK raises it."""
-
-    def __init__(
-        self,
-        status_code: int,
-        code: str,
-        message: str,
-        body: Any = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(f"{status_code} {code}: {message}")
-        self.status_code = status_code
-        self.code = code
-        self.server_message = message
-        self.body = body
-        self.retry_after = retry_after
-
-    @staticmethod
-    def of(
-        status_code: int,
-        code: str,
-        message: str,
-        body: Any = None,
-        retry_after: float | None = None,
-    ) -> APIError:
-        """The most specific subclass for this status."""
-        cls = _API_ERRORS.get(status_code, APIError)
-        return cls(status_code, code, message, body, retry_after)
-
-
-class AuthenticationError(APIError):
-    pass
-
-
-class NotFoundError(APIError):
-    pass
-
-
-class ConflictError(APIError):
-    pass
-
-
-class GoneError(APIError):
-    pass
-
-
-class UnprocessableError(APIError):
-    pass
-
-
-class RateLimitError(APIError):
-    pass
-
-
-class ServiceUnavailableError(APIError):
-    pass
-
-
-_API_ERRORS: dict[int, type[APIError]] = {
-    401: AuthenticationError,
-    404: NotFoundError,
-    409: ConflictError,
-    410: GoneError,
-    413: UnprocessableError,
-    422: UnprocessableError,
-    429: RateLimitError,
-    503: ServiceUnavailableError,
-}
-
-
-class WaitTimeout(MemqError, TimeoutError):
-    """The SDK waited for a job until its deadline; the job goes on."""
-
-    code = "wait_timeout"
-
-
 class GatewayError(MemqError):
     pass
 
@@ -245,90 +162,3 @@ class MemoryServiceError(MemqError):
 
 class WorkerError(MemqError):
     code = "worker_error"
-
-
-# ---------------------------------------------------------------------------- HTTP mapping
-
-
-def error_response(
-    status: int,
-    code: str,
-    message: str,
-    details: list[dict[str, Any]] | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    from fastapi.responses import JSONResponse
-
-    body = ErrorResponse(error=code, message=message, details=details)
-    return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
-
-
-def _where(loc: Any) -> str:
-    return ".".join(str(p) for p in loc if p != "body")
-
-
-def register_error_handlers(
-    app: FastAPI, log: logging.Logger, openai_paths: tuple[str, ...] = ()
-) -> None:
-    """The one place where errors become HTTP answers, for every memq service. Paths under
-    `openai_paths` answer in OpenAI's error shape (`{"error": {"message", "type", "code"}}`)
-    so the official client reads them."""
-    from fastapi import Request
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse
-    from starlette.exceptions import HTTPException as StarletteHTTPException
-
-    def answer(
-        request: Request,
-        status: int,
-        code: str,
-        message: str,
-        details: list[dict[str, Any]] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> JSONResponse:
-        if openai_paths and request.url.path.startswith(openai_paths):
-            from memq.contracts.openai import openai_error
-
-            param = _where(details[0]["loc"]) if details else None
-            body = openai_error(status, code, message, param or None)
-            return JSONResponse(body, status_code=status, headers=headers)
-        return error_response(status, code, message, details, headers)
-
-    @app.exception_handler(MemqError)
-    async def _memq_error(request: Request, exc: MemqError) -> JSONResponse:
-        if exc.status_code >= 500:
-            log.warning("%s: %s", exc.code, exc.message)
-        return answer(request, exc.status_code, exc.code, exc.message, headers=exc.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        details = [
-            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg")), "type": str(e.get("type"))}
-            for e in exc.errors()
-        ]
-        summary = "; ".join(
-            f"{_where(d['loc'])}: {d['msg']}" if _where(d["loc"]) else str(d["msg"])
-            for d in details[:5]
-        )
-        return answer(request, 422, "validation_error", f"fix the request: {summary}", details)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        if exc.status_code == 400:
-            # FastAPI's answer to a body it cannot decode at all (not UTF-8, broken multipart);
-            # malformed JSON is already a 422: one documented answer for both.
-            message = (
-                f"fix the request: the body could not be read ({exc.detail}); send UTF-8 JSON, "
-                "or multipart/form-data where a route takes a file"
-            )
-            return answer(request, 422, "validation_error", message)
-        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(
-            exc.status_code, "http_error"
-        )
-        headers = dict(exc.headers) if exc.headers else None
-        return answer(request, exc.status_code, code, str(exc.detail), headers=headers)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.error("unhandled error", exc_info=exc)
-        return answer(request, 500, "internal_error", f"{app.title} failed; see its log")

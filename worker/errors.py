@@ -3,7 +3,11 @@
 WorkerError (memq.errors)
  ├── ModelUnavailable          the model cannot be loaded
  ├── JobCancelled              the job was cancelled while running
- └── SummaryDidNotConverge     map-reduce would need more rounds than allowed
+ ├── SummaryDidNotConverge     map-reduce would need more rounds than allowed
+ ├── TrainingBusy              this process is already training (worker/training.py)
+ ├── WebhookAddressRefused     a webhook URL resolving to a refused address (worker/webhooks.py)
+ ├── EngineClosed              the engine closed under a request (worker/engine/batched.py)
+ └── _Interrupted              a cancelled model call, inside the pipeline (worker/pipeline.py)
 Shared branches a job can also fail with: PromptTooLong, MemoryUnavailable,
 EngineUnavailable, MemoryRequestRejected (memq.errors).
 """

@@ -40,6 +40,7 @@ from memq.contracts import (
     SummarizeJobRequest,
     TokenUsage,
 )
+from memq.errors import WorkerError
 from memq.store.adapters import AdapterNotFound
 from memq.store.jobs import JobRecord
 from worker import grounding
@@ -128,8 +129,11 @@ class _Outcome:
     rounds: int = 0
 
 
-class _Interrupted(Exception):
-    """A model call stopped because the job was cancelled; carries what it had made."""
+class _Interrupted(WorkerError):
+    """A model call stopped because the job was cancelled; carries what it had made (turned
+    into `JobCancelled` with the partial result by `JobRunner.run`)."""
+
+    code = "cancelled"
 
     def __init__(self, outcome: _Outcome) -> None:
         super().__init__("cancelled")

@@ -1,5 +1,5 @@
 """Gateway-only errors (branches of `memq.errors.GatewayError`) and the gateway's error
-handlers: the shared mapping of `memq.errors` plus Redis being down.
+handlers: the shared mapping of `memq.http_errors` plus Redis being down.
 
 GatewayError (memq.errors)
  ├── JobExpired (410)              the job existed but its record expired
@@ -8,9 +8,13 @@ GatewayError (memq.errors)
  ├── IdempotencyKeyReused (422)    same Idempotency-Key, different body
  ├── TooManyJobs (429)             the tenant's unfinished-job quota is full
  ├── RateLimited (429)             too many requests for this API key
- └── QueueFull (503)               the job queues hold MEMQ_MAX_QUEUE_DEPTH messages
+ ├── QueueFull (503)               the job queues hold MEMQ_MAX_QUEUE_DEPTH messages
+ ├── FileTooLarge (413), FileInUse (409)          (gateway/services/files.py)
+ ├── BatchFinished (409), Abandoned (never sent)  (gateway/services/batches.py)
+ └── JobEndedWithoutResult (500)                  (gateway/services/openai.py)
 Shared branches the gateway raises: Unauthorized (401), JobNotFound (404),
-PromptTooLong (422), QueueUnavailable (503), MemoryUnavailable (503).
+PromptTooLong (422), QueueUnavailable (503), MemoryUnavailable (503); NotFound's
+SessionNotFound, ModelNotFound, FileNotFound and BatchNotFound live beside their services.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from starlette.responses import Response
 
 from memq.contracts.openai import OPENAI_PATHS
 from memq.errors import GatewayError, MemqError, QueueUnavailable
-from memq.errors import register_error_handlers as register_common
+from memq.http_errors import register_error_handlers as register_common
 
 log = logging.getLogger("memq.gateway")
 

@@ -92,9 +92,11 @@ class BatchFinished(GatewayError):
     code = "batch_finished"
 
 
-class Abandoned(Exception):
+class Abandoned(GatewayError):
     """This gateway stops working on a batch (shutting down, or its lease was lost); the
-    next sweep, here or in another gateway, takes it up again."""
+    next sweep, here or in another gateway, takes it up again. Never reaches a client."""
+
+    code = "batch_abandoned"
 
 
 class BatchService:

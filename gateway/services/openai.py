@@ -29,7 +29,7 @@ from memq.contracts.openai import (
     models_body,
     usage_of,
 )
-from memq.errors import MemqError, NotFound
+from memq.errors import GatewayError, NotFound
 from memq.webhooks import status_url
 
 MODEL_ALIASES = ("memq", "default")
@@ -40,7 +40,7 @@ class ModelNotFound(NotFound):
     code = "model_not_found"
 
 
-class JobEndedWithoutResult(MemqError):
+class JobEndedWithoutResult(GatewayError):
     status_code = 500
     code = "job_failed"
 

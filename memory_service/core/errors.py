@@ -1,5 +1,5 @@
 """Errors the memory service raises on purpose; all are branches of `memq.errors.MemqError`
-and are mapped to HTTP once, by `memq.errors.register_error_handlers`.
+and are mapped to HTTP once, by `memq.http_errors.register_error_handlers`.
 
 MemoryServiceError (memq.errors)   500 internal_error
  ├── InvalidTenant                  400 invalid_tenant

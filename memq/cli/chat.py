@@ -20,8 +20,8 @@ from memq.cli.common import (
     print_error,
 )
 from memq.contracts import JobStatus
-from memq.errors import NotFoundError
 from memq.sdk import Client
+from memq.sdk.errors import NotFoundError
 
 
 def _chat_turn(

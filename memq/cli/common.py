@@ -16,8 +16,8 @@ from pydantic import BaseModel, ValidationError
 from rich.console import Console
 
 from memq.contracts import Priority
-from memq.errors import APIError, WaitTimeout
 from memq.sdk import APIConnectionError, Client
+from memq.sdk.errors import APIError, WaitTimeout
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2

@@ -39,7 +39,9 @@ DEMO_JOB: dict[str, Any] = {
 }
 
 
-class _DemoFailed(Exception):
+class _DemoFailed(MemqError):
+    code = "demo_failed"
+
     def __init__(self, reason: str, components: tuple[str, ...]) -> None:
         super().__init__(reason)
         self.components = components

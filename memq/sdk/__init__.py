@@ -12,13 +12,11 @@
             print(m.similarity, m.used, m.text)
 
 Both clients send the same calls, described once in `_core` (method, path, body, how to
-read the answer); only the I/O differs.
+read the answer); only the I/O differs. What they raise is drawn in `memq.sdk.errors`.
 """
 
 from memq.sdk._async import AsyncClient, AsyncTextStream
 from memq.sdk._core import (
-    APIConnectionError,
-    APITimeoutError,
     JobEvent,
     ResultEvent,
     StatusEvent,
@@ -26,17 +24,39 @@ from memq.sdk._core import (
     TokenEvent,
 )
 from memq.sdk._sync import Client, TextStream
+from memq.sdk.errors import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    AuthenticationError,
+    ConflictError,
+    GoneError,
+    NotFoundError,
+    RateLimitError,
+    ServiceUnavailableError,
+    UnprocessableError,
+    WaitTimeout,
+)
 
 __all__ = [
     "APIConnectionError",
+    "APIError",
     "APITimeoutError",
     "AsyncClient",
     "AsyncTextStream",
+    "AuthenticationError",
     "Client",
+    "ConflictError",
+    "GoneError",
     "JobEvent",
+    "NotFoundError",
+    "RateLimitError",
     "ResultEvent",
+    "ServiceUnavailableError",
     "StatusEvent",
     "TextAccumulator",
     "TextStream",
     "TokenEvent",
+    "UnprocessableError",
+    "WaitTimeout",
 ]

@@ -34,10 +34,8 @@ from memq.contracts import (
     SessionForgotten,
     SessionPublic,
 )
-from memq.errors import ServiceUnavailableError, WaitTimeout
 from memq.sdk import _core
 from memq.sdk._core import (
-    APIConnectionError,
     Call,
     JobEvent,
     JobRequestLike,
@@ -46,6 +44,7 @@ from memq.sdk._core import (
     TextAccumulator,
     TokenEvent,
 )
+from memq.sdk.errors import APIConnectionError, ServiceUnavailableError, WaitTimeout
 
 T = TypeVar("T")
 
@@ -106,7 +105,7 @@ class AsyncClient:
             async for delta in client.stream(accepted.id):
                 print(delta, end="", flush=True)
 
-    Error answers raise `memq.errors.APIError` subclasses (`NotFoundError`, `ConflictError`,
+    Error answers raise `memq.sdk.errors.APIError` subclasses (`NotFoundError`, `ConflictError`,
     `RateLimitError`, ...) carrying the server's code and message; an unreachable gateway
     raises `APIConnectionError`.
     """

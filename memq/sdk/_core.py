@@ -38,7 +38,7 @@ from memq.contracts import (
     SessionForgotten,
     SessionPublic,
 )
-from memq.errors import APIError, MemqError, WaitTimeout
+from memq.sdk.errors import APIConnectionError, APIError, APITimeoutError, WaitTimeout
 from memq.settings import ClientSettings
 
 T = TypeVar("T")
@@ -54,19 +54,6 @@ POLL_MAX_S = 2.0
 STREAM_RETRIES = 3
 
 _job_request: TypeAdapter[JobRequest] = TypeAdapter(JobRequest)
-
-
-class APIConnectionError(MemqError, httpx.TransportError):
-    """The gateway could not be reached (refused, reset, DNS, TLS). Also an
-    `httpx.TransportError`, so code written against httpx keeps catching it."""
-
-    code = "gateway_unreachable"
-
-
-class APITimeoutError(APIConnectionError):
-    """The gateway did not answer within the client's timeout."""
-
-    code = "gateway_timeout"
 
 
 def connection_error(exc: httpx.TransportError, base_url: str) -> APIConnectionError:

@@ -32,10 +32,8 @@ from memq.contracts import (
     SessionForgotten,
     SessionPublic,
 )
-from memq.errors import ServiceUnavailableError, WaitTimeout
 from memq.sdk import _core
 from memq.sdk._core import (
-    APIConnectionError,
     Call,
     JobEvent,
     JobRequestLike,
@@ -44,6 +42,7 @@ from memq.sdk._core import (
     TextAccumulator,
     TokenEvent,
 )
+from memq.sdk.errors import APIConnectionError, ServiceUnavailableError, WaitTimeout
 
 T = TypeVar("T")
 
@@ -103,7 +102,7 @@ class Client:
             job = client.wait(client.generate("Where does Alice live?", namespace="user:42").id)
             print(job.result.text, [m.similarity for m in job.result.memories])
 
-    Error answers raise `memq.errors.APIError` subclasses (`NotFoundError`, `ConflictError`,
+    Error answers raise `memq.sdk.errors.APIError` subclasses (`NotFoundError`, `ConflictError`,
     `RateLimitError`, ...) carrying the server's code and message; an unreachable gateway
     raises `APIConnectionError`.
     """

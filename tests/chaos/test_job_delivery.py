@@ -21,9 +21,9 @@ import httpx
 import pytest
 
 from memq.contracts import JobPublic, JobStatus
-from memq.errors import APIError
 from memq.ops.launcher import Stack
 from memq.sdk import Client
+from memq.sdk.errors import APIError
 from memq.store.jobs import JobStore
 from tests.chaos.checker import History
 from tests.chaos.probe import eventually

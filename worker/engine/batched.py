@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from memq.errors import WorkerError
 from worker.engine.base import (
     FinishReason,
     GenerationOutput,
@@ -46,8 +47,10 @@ log = logging.getLogger("memq.worker.engine")
 COMPACT_EVERY_STEPS = 32
 
 
-class EngineClosed(RuntimeError):
+class EngineClosed(WorkerError):
     """The engine was closed (or its scheduler died) before the request finished."""
+
+    code = "engine_closed"
 
 
 @dataclass(eq=False)

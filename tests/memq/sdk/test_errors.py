@@ -7,7 +7,9 @@ import httpx
 import pytest
 
 import memq
-from memq.errors import (
+from memq.ops.process import free_port
+from memq.sdk import APIConnectionError, Client
+from memq.sdk.errors import (
     APIError,
     ConflictError,
     NotFoundError,
@@ -15,8 +17,6 @@ from memq.errors import (
     ServiceUnavailableError,
     UnprocessableError,
 )
-from memq.ops.process import free_port
-from memq.sdk import APIConnectionError, Client
 from tests.utils.scripted_gateway import error_answer, scripted_client
 
 

@@ -7,9 +7,9 @@ import httpx
 import pytest
 
 from memq.contracts import JobPublic, JobStatus
-from memq.errors import NotFoundError, WaitTimeout
 from memq.sdk import ResultEvent, TokenEvent
 from memq.sdk._core import SSEDecoder, TextAccumulator
+from memq.sdk.errors import NotFoundError, WaitTimeout
 from tests.utils.scripted_gateway import error_answer, job_json, scripted_client, stream_answer
 
 

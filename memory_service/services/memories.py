@@ -422,16 +422,7 @@ class MemoryService:
             limit=min(req.top_k * 3, 300) if overfetch else req.top_k,
             dense=dense_list if req.mode != SearchMode.keyword else None,
             sparse=sparse,
-            where=namespace_where(
-                req.namespace,
-                now,
-                kinds=req.kinds,
-                created_after=req.created_after,
-                created_before=req.created_before,
-                metadata=req.filter,
-                as_of=req.as_of,
-                include_superseded=req.include_superseded,
-            ),
+            where=_search_where(req, now),
             candidates=max(100, req.top_k * 4),
             mmr=MmrSpec(dense_list, req.mmr_lambda)
             if req.mmr_lambda is not None and dense_list is not None
@@ -462,16 +453,7 @@ class MemoryService:
         """Both legs as plain searches (one batch), ranked here (`fusion`): the same order
         whichever backend answered."""
         query_vector = self.embedder.embed([req.query])[0]
-        where = namespace_where(
-            req.namespace,
-            now,
-            kinds=req.kinds,
-            created_after=req.created_after,
-            created_before=req.created_before,
-            metadata=req.filter,
-            as_of=req.as_of,
-            include_superseded=req.include_superseded,
-        )
+        where = _search_where(req, now)
         pool = max(100, req.top_k * 4)
         with_vectors = req.mmr_lambda is not None
         dense_leg, keyword_leg = self.store.search_many(
@@ -764,6 +746,19 @@ class _BatchTwins:
         similarities = self._vectors[self._rows[namespace]] @ self._vectors[row]
         best = int(np.argmax(similarities))
         return self._records[namespace][best] if similarities[best] >= self._threshold else None
+
+
+def _search_where(req: MemorySearchRequest, now: datetime) -> Where:
+    return namespace_where(
+        req.namespace,
+        now,
+        kinds=req.kinds,
+        created_after=req.created_after,
+        created_before=req.created_before,
+        metadata=req.filter,
+        as_of=req.as_of,
+        include_superseded=req.include_superseded,
+    )
 
 
 def _hit(found: Found, score: float, similarity: float | None) -> MemoryHit:

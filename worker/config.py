@@ -86,6 +86,11 @@ class WorkerSettings(ServiceSettings):
         description="`auto`: the chat template when the tokenizer has one, else plain text; "
         "`plain` forces GPT-2-style text prompts (the evaluation's 'before' condition).",
     )
+    abstain: bool = Field(
+        default=True,
+        description='Answer "I don\'t know" without calling the model when every memory '
+        "retrieved for a question is about someone or something else (issue 28).",
+    )
     min_similarity: float | None = Field(
         default=0.3,
         ge=-1.0,

@@ -18,9 +18,10 @@ unanswerable questions lose every near fact, and how many answerable ones keep t
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Sequence
 
-from memq.contracts import MemoryHit
+from memq.contracts import LeftOut, MemoryHit
 from memq.entities import (
     FIRST_PERSON,
     RELATIONS,
@@ -38,19 +39,22 @@ QUESTION_WORDS = words(
 )
 
 
+_SENTENCE_BREAK = re.compile(r"(?<=[.?!:])\s+|\n+")
+
+
 def names_asked(question: str) -> set[str]:
     """The capitalised names of a question, lower-cased ("Kofi", "Bellweather")."""
-    words = Sentence.of(question).words
     found: set[str] = set()
-    for i, word in enumerate(words):
-        low = bare(word).lower()
-        if low in QUESTION_WORDS or low in FIRST_PERSON:
-            continue
-        # A sentence's first word is capitalised anyway ("And now?"), unless it owns
-        # something ("Priya's dog ...").
-        starts = i == 0 or words[i - 1].endswith((".", "?", "!"))
-        if capitalised(word, i) and (not starts or word.lower().endswith(("'s", "’s"))):
-            found.add(low)
+    for sentence in _SENTENCE_BREAK.split(question):
+        words = Sentence.of(sentence).words
+        for i, word in enumerate(words):
+            low = bare(word).lower()
+            if low in QUESTION_WORDS or low in FIRST_PERSON:
+                continue
+            # A sentence's first word is capitalised anyway ("And now?", "Answer:"), unless
+            # it owns something ("Priya's dog ...").
+            if capitalised(word, i) and (i > 0 or word.lower().endswith(("'s", "’s"))):
+                found.add(low)
     return found
 
 
@@ -93,3 +97,40 @@ def cited(answer: str, question: str, memories: Sequence[MemoryHit]) -> list[Mem
     said = _details(answer)
     asked = _details(question) | {"user", "said"}
     return [m for m in memories if (_details(m.text) - asked) & said]
+
+
+ABSTAIN_TEXT = "I don't know: my notes hold nothing about {what}."
+
+
+def abstention(
+    question: str, memories: Sequence[MemoryHit], left_out: dict[str, LeftOut]
+) -> str | None:
+    """The answer memq gives itself instead of the model's when memory cannot answer: the
+    job asked a question, its search found memories, and every one was left out for being
+    about someone or something else. A small model shown nothing but the question
+    confabulates ("Kofi's car is a mystery", "Kofi drives a red Volvo"); saying so is the
+    honest answer. None when the model should answer."""
+    asking = question.rstrip().endswith("?") or bool(
+        Sentence.of(question).words
+        and bare(Sentence.of(question).words[0]).lower() in QUESTION_WORDS
+    )
+    if not asking or not memories:
+        return None
+    if any(left_out.get(m.id) != LeftOut.different_subject for m in memories):
+        return None
+    names = [w for w in _names_as_written(question)]
+    relations = sorted(relations_asked(question))
+    what = " ".join(names) if names else "that"
+    if relations and names:
+        what = f"{' '.join(names)}'s {relations[0]}"
+    return ABSTAIN_TEXT.format(what=what)
+
+
+def _names_as_written(question: str) -> list[str]:
+    asked = names_asked(question)
+    seen: list[str] = []
+    for word in Sentence.of(question).words:
+        plain = bare(word)
+        if plain.lower() in asked and plain not in seen:
+            seen.append(plain)
+    return seen

@@ -168,8 +168,10 @@ class JobRunner:
         min_similarity: float | None = None,
         adapters: AdapterPool | None = None,
         consolidator: Consolidator | None = None,
+        abstain: bool = True,
     ) -> None:
         self.lm = lm
+        self.abstain = abstain
         self.engine = engine
         self.adapters = adapters
         self.consolidator = consolidator
@@ -398,10 +400,25 @@ class JobRunner:
         prompt = self.prompts.generate(
             request.prompt, hits, request.params.max_new_tokens, self._floor(request)
         )
+        abstained = self._abstained(request.prompt, hits, prompt)
+        if abstained is not None:
+            return abstained
         out = self._call(record, engine, prompt, request.params, stream=True)
         calls = _Calls()
         calls.add(prompt, out)
         return _Outcome(out.text, out.finish_reason, prompt, calls)
+
+    def _abstained(
+        self, question: str, hits: list[MemoryHit], prompt: AssembledPrompt
+    ) -> _Outcome | None:
+        """memq's own "I don't know" when every retrieved memory is about someone else
+        (`grounding.abstention`); the model is not called."""
+        text = grounding.abstention(question, hits, prompt.left_out) if self.abstain else None
+        if text is None:
+            return None
+        calls = _Calls()
+        calls.prompt_tokens, calls.context_tokens = prompt.prompt_tokens, prompt.context_tokens
+        return _Outcome(text, "abstained", prompt, calls)
 
     def _chat(
         self, record: JobRecord, engine: Engine, request: ChatJobRequest, hits: list[MemoryHit]
@@ -421,6 +438,11 @@ class JobRunner:
             params.max_new_tokens,
             self._floor(request),
         )
+        # With a conversation in the prompt the answer may be in it: the model decides.
+        if not context.turns and context.summary is None:
+            abstained = self._abstained(request.prompt, hits, prompt)
+            if abstained is not None:
+                return abstained
         out = self._call(record, engine, prompt, params, stream=True)
         calls = _Calls()
         calls.add(prompt, out)

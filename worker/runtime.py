@@ -109,6 +109,7 @@ class Runtime:
             sessions=self.sessions,
             retrieval_query_chars=settings.retrieval_query_chars,
             min_similarity=settings.min_similarity,
+            abstain=settings.abstain,
             adapters=self.adapters,
             consolidator=self.consolidator,
         )

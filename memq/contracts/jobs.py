@@ -551,8 +551,10 @@ class JobResult(BaseModel):
     text: str
     model: str = Field(description="The model that produced the text.")
     finish_reason: str = Field(
-        description="`length`, `stop` (stop sequence), `eos`, `cancelled` (partial text), or "
-        "`trained` (a consolidate job)."
+        description="`length`, `stop` (stop sequence), `eos`, `cancelled` (partial text), "
+        '`trained` (a consolidate job), or `abstained`: memq answered "I don\'t know" '
+        "itself because every memory retrieved for the question was about someone or "
+        "something else (the model was not called)."
     )
     memories: list[RetrievedMemory] = Field(default_factory=list)
     memory_scope: list[MemoryScope] = Field(

@@ -324,6 +324,15 @@ def _history(w: World) -> None:
     _assert_same_as_unknown(w, "GET", "/v1/memories/{id}/history", secret_id)
 
 
+@covers("POST", "/v1/memories/{memory_id}/restore")
+def _restore(w: World) -> None:
+    before = _a_state(w)
+    for memory_id in w.a_memories:
+        _assert_same_as_unknown(w, "POST", "/v1/memories/{id}/restore", memory_id)
+        _assert_same_as_unknown(w, "POST", "/v1/memories/{id}/restore", memory_id, headers=SPOOF)
+    assert _a_state(w) == before
+
+
 @covers("PATCH", "/v1/memories/{memory_id}")
 def _update(w: World) -> None:
     before = _a_state(w)

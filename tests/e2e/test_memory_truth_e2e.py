@@ -3,7 +3,8 @@ unmodified `openai` client with `user` alone retrieves; a fact and its update, w
 through the memory API or said in a chat with `remember_facts`, leave only the current
 fact in a later job's prompt (the stale one reported as superseded); as-of search returns
 the old one; forgetting the namespace removes the chain; a question about someone with no
-stored fact leaves every near memory out as `different_subject` and cites nothing."""
+stored fact leaves every near memory out as `different_subject`, cites nothing and is
+answered "I don't know" by memq itself."""
 
 from __future__ import annotations
 
@@ -151,6 +152,8 @@ def test_a_question_about_someone_unknown_uses_no_memory_and_cites_nothing(
     (memory,) = unknown["result"]["memories"]
     assert memory["id"] == marek["id"] and memory["left_out"] == "different_subject"
     assert unknown["result"]["citations"] == []
+    assert unknown["result"]["finish_reason"] == "abstained"
+    assert unknown["result"]["text"] == "I don't know: my notes hold nothing about Kofi."
     assert "Volvo" not in unknown["result"]["prompt"]
 
     answered = _job(

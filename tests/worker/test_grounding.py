@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from memq.contracts import LeftOut, MemoryHit
-from worker.grounding import about_something_else, cited, names_asked, relations_asked
+from worker.grounding import (
+    about_something_else,
+    abstention,
+    cited,
+    names_asked,
+    relations_asked,
+)
 from worker.prompting import gate
 
 ANSWERED = [
@@ -76,3 +82,24 @@ def test_an_answer_cites_the_memory_whose_value_it_states() -> None:
     assert cited("I don't know.", question, memories) == []
     # Words the question already has (the name, "cat") are no evidence of use.
     assert cited("Priya's cat.", question, memories) == []
+
+
+def test_memq_abstains_when_every_memory_is_about_someone_else() -> None:
+    marek = _memory(1, "Marek drives a red Volvo.")
+    left = {"m1": LeftOut.different_subject}
+    said = abstention("What car does Kofi drive?", [marek], left)
+    assert said == "I don't know: my notes hold nothing about Kofi."
+    asked = abstention("What is Nadia's brother's job?", [marek], left)
+    assert asked == "I don't know: my notes hold nothing about Nadia's brother."
+    # Not a question, nothing retrieved, or one memory kept (or left out otherwise): the
+    # model answers.
+    assert abstention("Kofi drives", [marek], left) is None
+    assert abstention("What car does Kofi drive?", [], {}) is None
+    assert abstention("What car does Kofi drive?", [marek], {}) is None
+    below = {"m1": LeftOut.below_similarity_floor}
+    assert abstention("What car does Kofi drive?", [marek], below) is None
+
+
+def test_labels_and_sentence_starts_are_not_names() -> None:
+    assert names_asked("Question: Where does Alice live?\nAnswer:") == {"alice"}
+    assert names_asked("Q: What does Kofi drive? A:") == {"kofi"}

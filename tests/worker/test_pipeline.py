@@ -369,3 +369,21 @@ def test_a_superseded_memory_is_reported_and_kept_out_of_the_prompt(
     assert by_id["m1"].left_out == LeftOut.superseded and not by_id["m1"].used
     assert by_id["m2"].used  # top_k counts current memories only
     assert "Gdansk" not in result.prompt and "Krakow" in result.prompt
+
+
+def test_a_question_about_someone_unknown_is_answered_i_dont_know_without_the_model(
+    tok: Any, pool: ThreadPoolExecutor
+) -> None:
+    memory = FakeMemory([_hit(1, "Marek drives a red Volvo.", 0.9)])
+    engine = FakeEngine(tok)
+    request = GenerateJobRequest(
+        prompt="What car does Kofi drive?",
+        params=GenerationParams(max_new_tokens=3),
+        memory=MemoryOptions(namespace="user:1", min_similarity=0.1),
+    )
+    result = _runner(tok, pool, engine=engine, memory=memory).run(_record(request))
+    assert result.text == "I don't know: my notes hold nothing about Kofi."
+    assert result.finish_reason == "abstained" and result.citations == []
+    assert result.memories[0].left_out == LeftOut.different_subject
+    assert engine.requests == []  # the model was not called
+    assert result.usage.completion_tokens == 0

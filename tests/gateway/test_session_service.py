@@ -16,11 +16,11 @@ import redis
 from gateway.core.config import GatewaySettings
 from gateway.services.jobs import JobService
 from gateway.services.sessions import SessionNotFound, SessionService
+from memq.broker import producer_app
 from memq.contracts import ChatJobRequest, ChatMessage, ChatRole, GenerateJobRequest, JobStatus
 from memq.memory_client import TENANT_HEADER, AsyncMemoryClient
 from memq.store.jobs import JobStore
 from memq.store.sessions import summary_id
-from tests.utils.producer import RecordingProducer
 
 PREFIX = "memq"
 
@@ -76,9 +76,7 @@ def upstream() -> MemoryService:
 @pytest.fixture
 def jobs(redis_server: str, redis_client: redis.Redis) -> JobService:
     settings = GatewaySettings(redis_url=redis_server, service_token="t")  # type: ignore[arg-type]
-    return JobService(
-        JobStore(redis_client, prefix=PREFIX), RecordingProducer().as_celery(), settings
-    )
+    return JobService(JobStore(redis_client, prefix=PREFIX), producer_app(settings), settings)
 
 
 @pytest.fixture

@@ -51,7 +51,8 @@ MAX_NEW_TOKENS = 32
 DONT_KNOW = re.compile(
     r"\b(?:don't know|do not know|not sure|no (?:information|record|notes?|facts?)|"
     r"(?:isn't|is not|not) (?:mentioned|stated|given|in (?:my|the) (?:notes|facts))|"
-    r"cannot (?:tell|answer|find)|can't (?:tell|answer|find)|unknown|doesn't say|does not say)",
+    r"cannot (?:tell|answer|find)|can't (?:tell|answer|find)|unknown|doesn't say|does not say|"
+    r"notes hold nothing)",
     re.IGNORECASE,
 )
 
@@ -91,6 +92,10 @@ class Harness:
         hits = self.search(ns, question)
         if self.grounded:
             built = self.prompts.generate(question, hits, MAX_NEW_TOKENS, FLOOR)
+            # What the worker does when every memory is about someone else (JobRunner).
+            said = grounding.abstention(question, hits, built.left_out)
+            if said is not None:
+                return said, hits, []
         else:
             built = _ungrounded(self.prompts, question, hits)
         t0 = time.monotonic()
@@ -184,7 +189,7 @@ def abstention_suite(h: Harness, split: str, limit: int | None) -> dict[str, Any
     return {
         "suite": "abstention",
         "split": split,
-        "condition": "subject check + don't-know path" if h.grounded else "before (neither)",
+        "condition": "subject check + abstention" if h.grounded else "before (neither)",
         "unanswerable": n_un,
         "answerable": n_ans,
         "abstained on unanswerable": abstained / max(1, n_un),

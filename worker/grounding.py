@@ -100,14 +100,20 @@ def cited(answer: str, question: str, memories: Sequence[MemoryHit]) -> list[Mem
 
 
 ABSTAIN_TEXT = "I don't know: my notes hold nothing about {what}."
+_UNRELATED = frozenset(
+    {LeftOut.different_subject, LeftOut.below_similarity_floor, LeftOut.superseded}
+)
+"""Reasons that say a memory does not bear on the question (not merely that it did not
+fit)."""
 
 
 def abstention(
     question: str, memories: Sequence[MemoryHit], left_out: dict[str, LeftOut]
 ) -> str | None:
     """The answer memq gives itself instead of the model's when memory cannot answer: the
-    job asked a question, its search found memories, and every one was left out for being
-    about someone or something else. A small model shown nothing but the question
+    job asked a question, its search found memories, none was used, and at least one was
+    left out for being about someone or something else (the others below the similarity
+    floor or superseded). A small model shown nothing but the question
     confabulates ("Kofi's car is a mystery", "Kofi drives a red Volvo"); saying so is the
     honest answer. None when the model should answer."""
     asking = question.rstrip().endswith("?") or bool(
@@ -116,7 +122,8 @@ def abstention(
     )
     if not asking or not memories:
         return None
-    if any(left_out.get(m.id) != LeftOut.different_subject for m in memories):
+    reasons = [left_out.get(m.id) for m in memories]
+    if LeftOut.different_subject not in reasons or any(r not in _UNRELATED for r in reasons):
         return None
     names = [w for w in _names_as_written(question)]
     relations = sorted(relations_asked(question))

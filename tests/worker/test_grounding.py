@@ -98,6 +98,11 @@ def test_memq_abstains_when_every_memory_is_about_someone_else() -> None:
     assert abstention("What car does Kofi drive?", [marek], {}) is None
     below = {"m1": LeftOut.below_similarity_floor}
     assert abstention("What car does Kofi drive?", [marek], below) is None
+    far = _memory(2, "Kofi's sister paints.")
+    mixed = {"m1": LeftOut.different_subject, "m2": LeftOut.below_similarity_floor}
+    assert abstention("What car does Kofi drive?", [marek, far], mixed) is not None
+    no_room = {"m1": LeftOut.different_subject, "m2": LeftOut.did_not_fit}
+    assert abstention("What car does Kofi drive?", [marek, far], no_room) is None
 
 
 def test_labels_and_sentence_starts_are_not_names() -> None:

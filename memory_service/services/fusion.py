@@ -20,10 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-KEYWORD_WEIGHT = 0.3
-"""The largest keyword bonus, in cosine units. Chosen on the dev retrieval sets
-(bench/results/fusion.md): the smallest weight that puts every code and rare-name query's
-memory first there, while recall@1 with shared names stays at dense's."""
+from memory_service.core.config import KEYWORD_WEIGHT
 
 
 @dataclass(frozen=True)

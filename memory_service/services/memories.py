@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 import numpy as np
 from pydantic import ValidationError
 
+from memory_service.core.config import KEYWORD_WEIGHT
 from memory_service.core.errors import InvalidRequest, MemoryConflict, MemoryNotFound
 from memory_service.services import fusion, supersession
 from memory_service.services.chunking import chunk_spans
@@ -89,7 +90,7 @@ class MemoryService:
     embedder: Embedder
     dedup_threshold: float = 0.95
     hnsw_ef: int | None = None
-    keyword_weight: float = fusion.KEYWORD_WEIGHT
+    keyword_weight: float = KEYWORD_WEIGHT
     clock: Callable[[], datetime] = utcnow
     _write_lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
+from memory_service.core.config import KEYWORD_WEIGHT
 from memory_service.services.fusion import (
-    KEYWORD_WEIGHT,
     Candidate,
     fused_scores,
     mmr_order,
